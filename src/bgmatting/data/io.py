@@ -1,0 +1,155 @@
+"""Image file I/O: the only place where uint8/uint16 files become float arrays (and back).
+
+Conventions: RGB, float32 in [0, 1], H x W x 3 for images and H x W for alpha / segmentation.
+OpenCV reads BGR; the conversion happens here, once. Every error names the file.
+
+Conversions (documented, not errors):
+* 16-bit PNG/TIFF -> divided by 65535.
+* grayscale image where RGB is expected -> replicated to 3 channels.
+* RGBA image where RGB is expected -> alpha channel dropped (``read_image``); use ``read_rgba`` to keep it.
+* alpha stored as 3 identical channels -> one channel; 3 *different* channels -> error.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class DataError(ValueError):
+    """Bad input data. The message always names the offending file or folder."""
+
+
+def _read_raw(path: str | os.PathLike) -> np.ndarray:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file does not exist")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected an image file")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    if data.size == 0:
+        raise DataError(f"{path}: file is empty")
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise DataError(f"{path}: cannot decode image (unreadable, truncated or not an image)")
+    return img
+
+
+def _to_float(img: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) / 65535.0
+    if img.dtype in (np.float32, np.float64):
+        return np.clip(img.astype(np.float32), 0.0, 1.0)
+    raise DataError(f"{path}: unsupported pixel type {img.dtype}")
+
+
+def read_rgba(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as float32 H x W x 4 in [0, 1]; images without alpha get an opaque channel."""
+    img = _read_raw(path)
+    f = _to_float(img, path)
+    if f.ndim == 2:
+        f = np.repeat(f[:, :, None], 3, axis=2)
+    if f.shape[2] == 3:
+        rgb = f[:, :, ::-1]
+        return np.ascontiguousarray(np.concatenate([rgb, np.ones_like(rgb[:, :, :1])], axis=2))
+    if f.shape[2] == 4:
+        return np.ascontiguousarray(np.concatenate([f[:, :, 2::-1], f[:, :, 3:4]], axis=2))
+    raise DataError(f"{path}: unsupported channel count {f.shape[2]}")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an RGB image as float32 H x W x 3 in [0, 1] (grayscale replicated, RGBA's alpha dropped)."""
+    img = _read_raw(path)
+    f = _to_float(img, path)
+    if f.ndim == 2:
+        return np.ascontiguousarray(np.repeat(f[:, :, None], 3, axis=2))
+    if f.shape[2] == 1:
+        return np.ascontiguousarray(np.repeat(f, 3, axis=2))
+    if f.shape[2] in (3, 4):
+        return np.ascontiguousarray(f[:, :, 2::-1])
+    raise DataError(f"{path}: unsupported channel count {f.shape[2]}")
+
+
+def read_alpha(path: str | os.PathLike) -> np.ndarray:
+    """Read a single-channel matte (alpha or soft segmentation) as float32 H x W in [0, 1].
+
+    A 3-channel file is accepted only when its channels are identical; an RGBA file's alpha plane is used
+    when its colour planes are constant, otherwise its (identical) colour planes.
+    """
+    img = _read_raw(path)
+    f = _to_float(img, path)
+    if f.ndim == 2:
+        return f
+    if f.shape[2] == 1:
+        return f[:, :, 0]
+    colour = f[:, :, :3]
+    if f.shape[2] == 4 and np.ptp(colour) == 0:
+        return np.ascontiguousarray(f[:, :, 3])
+    if np.array_equal(colour[:, :, 0], colour[:, :, 1]) and np.array_equal(colour[:, :, 0], colour[:, :, 2]):
+        return np.ascontiguousarray(colour[:, :, 0])
+    raise DataError(f"{path}: alpha must be single-channel, got {f.shape[2]} channels with different content")
+
+
+def read_trimap(path: str | os.PathLike) -> np.ndarray:
+    """Read a trimap as uint8 H x W with values 0 / 128 / 255 (other values are snapped to the nearest)."""
+    a = read_alpha(path)
+    t = np.full(a.shape, 128, np.uint8)
+    t[a < 0.25] = 0
+    t[a > 0.75] = 255
+    return t
+
+
+def _encode(path: Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(path.suffix or ".png", arr)
+    if not ok:
+        raise DataError(f"{path}: cannot encode image with extension {path.suffix!r}")
+    tmp = path.with_name(f".{path.name}.tmp")
+    buf.tofile(str(tmp))
+    os.replace(tmp, path)
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    return (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write float [0,1] (or uint8) H x W x 3 RGB, H x W x 4 RGBA, or H x W gray; atomically (temp + rename)."""
+    path = Path(path)
+    arr = _to_uint8(image)
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = arr[:, :, ::-1]
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[:, :, [2, 1, 0, 3]]
+    elif arr.ndim != 2:
+        raise ValueError(f"{path}: cannot write array of shape {arr.shape}")
+    _encode(path, np.ascontiguousarray(arr))
+
+
+def write_alpha(path: str | os.PathLike, alpha: np.ndarray) -> None:
+    """Write a float [0,1] H x W matte (or uint8 trimap) as an 8-bit single-channel image."""
+    alpha = np.asarray(alpha)
+    if alpha.ndim == 3 and alpha.shape[2] == 1:
+        alpha = alpha[:, :, 0]
+    if alpha.ndim != 2:
+        raise ValueError(f"{path}: alpha must be H x W, got shape {alpha.shape}")
+    write_image(path, alpha)
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Sorted image files of a folder; a missing or image-less folder is a DataError naming it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder does not exist")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise DataError(f"{folder}: folder contains no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return files

@@ -1,0 +1,85 @@
+"""Numeric mode for training and inference: autocast dtype and memory format.
+
+``resolve_precision(device, "auto")`` picks the fastest mode that is known to be equivalent:
+
+* CUDA: autocast bf16 when the GPU supports it, else fp16 (with a GradScaler in training); channels_last.
+* CPU with native bf16 (AMX / AVX512-BF16, detected through oneDNN): autocast bf16 + channels_last.
+* CPU without native bf16 (e.g. AVX2-only AMD EPYC): fp32 + channels_last. bf16 autocast is *emulated*
+  there and measured ~9x slower than fp32 (see README, Performance), so "auto" never picks it.
+
+Explicit names: ``fp32`` (NCHW, the original's way), ``fp32_cl``, ``bf16`` (autocast + channels_last),
+``fp16`` (CUDA only).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "fp32_cl", "bf16", "fp16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when oneDNN has fast bf16 kernels on this CPU (AMX or AVX512-BF16)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A resolved numeric mode. ``dtype`` is the autocast dtype, or None for plain fp32."""
+
+    name: str
+    device_type: str
+    dtype: torch.dtype | None
+    channels_last: bool
+
+    @property
+    def needs_grad_scaler(self) -> bool:
+        return self.device_type == "cuda" and self.dtype == torch.float16
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Context manager running the forward pass in this mode."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
+
+    def prepare_module(self, module: torch.nn.Module) -> torch.nn.Module:
+        """Move parameters to channels_last when the mode uses it (in place; returns the module)."""
+        if self.channels_last:
+            module.to(memory_format=torch.channels_last)
+        return module
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Convert a B x C x H x W tensor to the mode's memory format."""
+        if self.channels_last and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+
+def resolve_precision(device: torch.device | str, precision: str = "auto") -> Precision:
+    """Turn a precision name into a :class:`Precision` for ``device``; raises ValueError on unknown names."""
+    device = torch.device(device)
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        if device.type == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        elif device.type == "cpu" and cpu_has_native_bf16():
+            precision = "bf16"
+        else:
+            precision = "fp32_cl"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 needs a CUDA device; on CPU use bf16 or fp32_cl")
+    dtype = {"fp32": None, "fp32_cl": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return Precision(name=precision, device_type=device.type, dtype=dtype, channels_last=precision != "fp32")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; any torch device string otherwise."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
