@@ -1,1 +1,29 @@
-"""data."""
+"""Data: image I/O, compositing, augmentation, supervised datasets, composite sets and manifests.
+
+Submodules: ``io`` (files <-> float arrays), ``compositing`` (I = aF + (1-a)B, trimaps, background fitting),
+``augment`` (per-sample numpy recipe ``AdobeAugment``), ``batch_augment`` (device-side ``BackgroundPerturbation``),
+``adobe`` (``AdobeCompositeDataset``, ``CompositeSetDataset``), ``compose`` (fixed composite sets, CLI),
+``manifest`` (CSV manifests) and ``check`` (manifest check CLI). Other helpers add ``synthetic`` and ``real``.
+"""
+from __future__ import annotations
+
+from bgmatting.data.adobe import AdobeCompositeDataset, CompositeSetDataset
+from bgmatting.data.augment import AdobeAugment
+from bgmatting.data.compositing import composite, fit_background, trimap_from_alpha
+from bgmatting.data.io import DataError, read_alpha, read_image, read_trimap, write_alpha, write_image
+from bgmatting.data.manifest import read_manifest, write_manifest
+
+__all__ = [
+    "AdobeAugment", "AdobeCompositeDataset", "CompositeSetDataset", "DataError", "build_composite_set", "composite",
+    "fit_background", "read_alpha", "read_image", "read_manifest", "read_trimap", "trimap_from_alpha", "write_alpha",
+    "write_image", "write_manifest",
+]
+
+
+def __getattr__(name: str):
+    # imported lazily so that ``python -m bgmatting.data.compose`` does not import itself twice
+    if name == "build_composite_set":
+        from bgmatting.data.compose import build_composite_set
+
+        return build_composite_set
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,1 +1,45 @@
-"""preprocess."""
+"""Preprocessors turning captures into network inputs: background alignment, soft segmentation, motion cues.
+
+* ``align_background(image, background, ...) -> (aligned, AlignmentReport)``: AKAZE + RANSAC homography.
+* ``get_segmenter(name, **options).segment(image, background) -> S``: "background_difference" (no weights)
+  or "deeplabv3" (torchvision); ``postprocess_segmentation`` is the public code's erode/dilate/blur of S.
+* ``image_motion_cues`` / ``video_motion_cues`` / ``motion_frame_indices``: motion cues M (4 x H x W).
+"""
+from __future__ import annotations
+
+from bgmatting.preprocess.align import AlignmentReport, AlignmentWarning, align_background, fit_gain_bias
+from bgmatting.preprocess.motion import (
+    image_motion_cues,
+    motion_frame_indices,
+    to_gray,
+    video_motion_cues,
+)
+from bgmatting.preprocess.segment import (
+    BackgroundDifferenceSegmenter,
+    DeepLabSegmenter,
+    Segmenter,
+    SegmenterWeightsError,
+    background_difference_matte,
+    get_segmenter,
+    postprocess_segmentation,
+    segmentation_crop_scale,
+)
+
+__all__ = [
+    "AlignmentReport",
+    "AlignmentWarning",
+    "BackgroundDifferenceSegmenter",
+    "DeepLabSegmenter",
+    "Segmenter",
+    "SegmenterWeightsError",
+    "align_background",
+    "background_difference_matte",
+    "fit_gain_bias",
+    "get_segmenter",
+    "image_motion_cues",
+    "motion_frame_indices",
+    "postprocess_segmentation",
+    "segmentation_crop_scale",
+    "to_gray",
+    "video_motion_cues",
+]

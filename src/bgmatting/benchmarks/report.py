@@ -1,0 +1,189 @@
+"""Benchmark results as JSON (complete, machine-readable) and Markdown (the readable tables).
+
+Both files are rewritten atomically after every measurement, so an interrupted run leaves valid,
+partial results behind.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+SCHEMA = "bgmatting-bench/1"
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _finite(value):
+    """JSON has no NaN/inf: turn them into None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def to_json(report: dict) -> str:
+    return json.dumps(_finite(report), indent=2, sort_keys=False) + "\n"
+
+
+# --------------------------------------------------------------------------------------------- markdown
+def _num(value, digits: int = 2, suffix: str = "") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, float) and abs(value) >= 100:
+        return f"{value:,.0f}{suffix}"
+    return f"{value:.{digits}f}{suffix}"
+
+
+def _sci(value) -> str:
+    return "–" if value is None else f"{value:.1e}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _environment_lines(report: dict) -> list[str]:
+    env = report.get("environment", {})
+    flags = ", ".join(env.get("cpu_flags", [])) or "none"
+    line = (f"Machine: {env.get('cpu', '?')} ({env.get('cpu_count', '?')} CPUs, torch threads "
+            f"{env.get('torch_threads', '?')}; flags: {flags}; oneDNN native bf16: {env.get('onednn_native_bf16')})")
+    if env.get("gpu"):
+        line += f", GPU {env['gpu']}"
+    settings = report.get("settings", {})
+    return [line + f"; torch {env.get('torch', '?')}.", "",
+            f"Command: `{report.get('command', '')}`", "",
+            f"Model config `{settings.get('model_config')}`, warm-up {settings.get('warmup')}, "
+            f"repeats {settings.get('repeats')} (median shown, modes interleaved).", ""]
+
+
+def _peak_lines(peak: dict) -> list[str]:
+    rows = [[dtype, _num(p.get("matmul_gflops"), 1), _num(p.get("conv_nchw_gflops"), 1),
+             _num(p.get("conv_channels_last_gflops"), 1)] for dtype, p in peak.items()]
+    return ["### Measured peak (GFLOP/s)", "",
+            *_table(["dtype", "matmul", "conv 3x3 256ch NCHW", "conv 3x3 256ch channels_last"], rows)]
+
+
+def _model_lines(model: dict) -> list[str]:
+    rows = []
+    for case in model.get("cases", []):
+        for name, m in case["modes"].items():
+            label = name + (f" ({m['base_mode']})" if m.get("base_mode") else "")
+            head = [case["kind"], f"{case['size']}", f"{case['batch']}", label]
+            if m.get("status") != "ok":
+                rows.append(head + [m.get("status", "?") + ": " + m.get("reason", "")] + [""] * 7)
+                continue
+            rows.append(head + [
+                _num(m["median_s"], 3), _num(m["samples_per_s"], 2), _num(m["gflops_per_s"], 1),
+                _num(100 * m["ratio_to_conv_peak"], 0, "%") if m.get("ratio_to_conv_peak") is not None else "–",
+                _num(m.get("speedup_vs_fp32"), 2, "x"), _sci(m.get("alpha_max_abs_diff")),
+                _num(m.get("peak_memory_mib"), 0), _num(m.get("compile_s"), 0),
+            ])
+    lines = ["### Generator: training step and inference", "",
+             "train = forward + supervised loss + backward + Adam; infer = eval forward. "
+             "% peak: achieved FLOP/s over the measured conv peak of the mode's dtype. "
+             "max Δα: largest absolute alpha difference from fp32 on the first call (same weights and input). "
+             "Memory: extra resident memory during one call (CPU) or peak allocated (CUDA).", ""]
+    lines += _table(["kind", "size", "batch", "mode", "s / call", "samples/s", "GFLOP/s", "% peak",
+                     "vs fp32", "max Δα", "memory MiB", "compile s"], rows)
+    optimizer = model.get("optimizer")
+    if optimizer:
+        impl_rows = [[name, _num(v["median_s"] * 1e3, 1)] for name, v in optimizer.items()
+                     if isinstance(v, dict) and "median_s" in v]
+        lines += [f"Adam step alone ({optimizer.get('parameters', 0) / 1e6:.1f} M parameters):", "",
+                  *_table(["implementation", "ms / step"], impl_rows)]
+    return lines
+
+
+def _scaling_lines(scaling: dict) -> list[str]:
+    rows = [[str(r["size"]), str(r["batch"]), _num(r["median_s"], 3), _num(r["s_per_megapixel"], 2),
+             _num(r["relative_s_per_megapixel"], 2)] for r in scaling.get("rows", [])]
+    exponent = scaling.get("exponent")
+    return [f"### Scaling (train step, mode {scaling.get('mode')})", "",
+            *_table(["size", "batch", "s / step", "s / megapixel", "relative"], rows),
+            f"time ∝ pixels^{_num(exponent, 2)} (1 = linear).", ""]
+
+
+def _data_lines(data: dict) -> list[str]:
+    rows = [[str(e["workers"]), _num(e["samples_per_s"], 2), _num(e.get("vs_training"), 1, "x")]
+            for e in data.get("loaders", [])]
+    lines = [f"### Data pipeline alone (Adobe-style composites at {data.get('size')}, batch 1)", "",
+             *_table(["workers", "samples/s", "× training consumption"], rows)]
+    perturbation = data.get("batch_perturbation")
+    if perturbation:
+        lines += [f"Device-side BGMv2 background perturbation: {_num(perturbation['median_s'] * 1e3, 0)} ms per "
+                  f"batch of {perturbation['batch']}.", ""]
+    if data.get("training_samples_per_s"):
+        lines += [f"Training consumes {_num(data['training_samples_per_s'], 3)} samples/s at this size "
+                  f"(mode {data.get('training_mode')}).", ""]
+    return lines
+
+
+def _metrics_lines(metrics: dict) -> list[str]:
+    names = sorted({k.split("/")[0] for k in metrics.get("metrics", {})}, key=["sad", "mse", "grad", "conn"].index)
+    rows = [[name.upper() if name != "conn" else "Conn",
+             _num(metrics["metrics"].get(f"{name}/trimap", {}).get("median_s", float("nan")) * 1e3, 1),
+             _num(metrics["metrics"].get(f"{name}/full_frame", {}).get("median_s", float("nan")) * 1e3, 1)]
+            for name in names]
+    return [f"### Metrics on one {metrics.get('width')}x{metrics.get('height')} pair (ms)", "",
+            *_table(["metric", "with trimap", "whole frame"], rows)]
+
+
+def _video_lines(video: dict) -> list[str]:
+    stages = video.get("stages_s", {})
+    rows = [[name, _num(seconds * 1e3 / max(1, video.get("frames", 1)), 1)] for name, seconds in stages.items()]
+    return [f"### Video end to end ({video.get('width')}x{video.get('height')}, {video.get('frames')} frames, "
+            f"{video.get('description', '')})", "",
+            f"**{_num(video.get('frames_per_s'), 2)} frames/s** ({_num(video.get('seconds_per_frame'), 2)} s per frame).", "",
+            *_table(["stage", "ms / frame"], rows)]
+
+
+def _summary_lines(summary: dict) -> list[str]:
+    if not summary:
+        return []
+    lines = ["### Summary", ""]
+    lines += [f"- {line}" for line in summary.get("lines", [])]
+    return lines + [""]
+
+
+def to_markdown(report: dict) -> str:
+    """The readable report: environment, then one table per suite that ran, then the summary."""
+    lines = ["## Benchmark results", ""]
+    lines += _environment_lines(report)
+    lines += _summary_lines(report.get("summary", {}))
+    renderers = [("peak", _peak_lines), ("model", _model_lines), ("scaling", _scaling_lines),
+                 ("data", _data_lines), ("video", _video_lines), ("metrics", _metrics_lines)]
+    for key, render in renderers:
+        if report.get(key):
+            lines += render(report[key])
+    for suite, message in report.get("errors", {}).items():
+        lines += [f"- suite `{suite}` failed: {message}"]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(report: dict, json_path: str | os.PathLike | None, markdown_path: str | os.PathLike | None) -> None:
+    """Write the JSON and/or Markdown files (atomically); None skips that file."""
+    report["schema"] = SCHEMA
+    if json_path:
+        write_atomic(json_path, to_json(report))
+    if markdown_path:
+        write_atomic(markdown_path, to_markdown(report))

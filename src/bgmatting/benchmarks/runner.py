@@ -1,0 +1,249 @@
+"""Run the benchmark suites in order and keep the report files up to date as results come in.
+
+Suites: ``peak`` (machine peak), ``model`` (generator train step and inference, every mode), ``scaling``
+(train step against resolution), ``data`` (data pipeline alone), ``metrics`` (SAD/MSE/Grad/Conn on a
+full-HD pair), ``video`` (inference end to end on a full-HD clip). A failing suite is recorded in the
+report's ``errors`` and the run goes on.
+"""
+from __future__ import annotations
+
+import datetime
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from bgmatting.benchmarks.environment import describe_environment
+from bgmatting.benchmarks.model import CaseSettings, bench_case, time_optimizer_step
+from bgmatting.benchmarks.modes import BASELINE_MODE, BenchMode, default_mode_names, resolve_modes
+from bgmatting.benchmarks.report import write_report
+from bgmatting.benchmarks.scaling import scaling_table
+from bgmatting.engine.precision import resolve_device, resolve_precision
+
+SUITES = ("peak", "model", "scaling", "data", "metrics", "video")
+
+
+@dataclass
+class BenchConfig:
+    """Everything a benchmark run needs; defaults are the full matrix of the issue."""
+
+    suites: list[str] = field(default_factory=lambda: list(SUITES))
+    sizes: list[int] = field(default_factory=lambda: [256, 512, 1024])
+    batches: list[int] = field(default_factory=lambda: [1, 4])
+    kinds: list[str] = field(default_factory=lambda: ["train", "infer"])
+    modes: list[str] | None = None  # None: every mode the device supports
+    repeats: int = 3
+    warmup: int = 1
+    model_config: str = "default"
+    device: str = "auto"
+    threads: int | None = None
+    max_step_seconds: float | None = None
+    optimizer: str = "default"
+    inference_freezing: bool = True
+    measure_memory: bool = True
+    scaling_sizes: list[int] = field(default_factory=lambda: [128, 256, 512, 1024])
+    scaling_mode: str = "auto"
+    data_size: int = 512
+    data_workers: list[int] = field(default_factory=lambda: [0, 1, 2])
+    data_samples: int = 24
+    metrics_repeats: int = 3
+    video_frames: int = 8
+    video_precision: str = "auto"
+    json_path: str | None = "bench.json"
+    markdown_path: str | None = "bench.md"
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.suites if s not in SUITES]
+        if unknown:
+            raise ValueError(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)} or all")
+        for size in [*self.sizes, *self.scaling_sizes, self.data_size]:
+            if size < 8 or size % 4:
+                raise ValueError(f"sizes must be multiples of 4 and >= 8, got {size}")
+        if min(self.batches, default=1) < 1 or self.repeats < 1 or self.warmup < 0:
+            raise ValueError("batches and repeats must be >= 1, warmup >= 0")
+
+
+QUICK = dict(sizes=[256, 512], batches=[1], repeats=2, warmup=1, max_step_seconds=60.0,
+             scaling_sizes=[128, 256, 512], data_samples=12, metrics_repeats=2, video_frames=4)
+
+
+def _settings(config: BenchConfig, device: torch.device) -> CaseSettings:
+    return CaseSettings(device=device, model_config=config.model_config, warmup=config.warmup,
+                        repeats=config.repeats, max_step_seconds=config.max_step_seconds,
+                        optimizer_impl=config.optimizer, inference_freezing=config.inference_freezing,
+                        measure_memory=config.measure_memory)
+
+
+def run_benchmarks(config: BenchConfig, progress: Callable[[str], None] | None = None) -> dict:
+    """Run the configured suites; returns the report dict (also written to the JSON/Markdown paths)."""
+    progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    mode_names = config.modes or default_mode_names(device)
+    modes = resolve_modes(mode_names, device)  # validates names before anything runs
+    report: dict = {
+        "command": config.command,
+        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        "environment": describe_environment(device),
+        "settings": {**asdict(config), "modes": [m.name for m in modes]},
+        "errors": {},
+    }
+    save = lambda: write_report(report, config.json_path, config.markdown_path)  # noqa: E731
+    history: dict[str, float] = {}
+    save()
+
+    def suite(name: str, body: Callable[[], None]) -> None:
+        if name not in config.suites:
+            return
+        progress(f"== {name} ==")
+        start = time.perf_counter()
+        try:
+            body()
+        except Exception as error:  # a broken suite is reported; the others still run
+            report["errors"][name] = f"{type(error).__name__}: {error}"
+            progress(traceback.format_exc())
+        report.setdefault("suite_seconds", {})[name] = time.perf_counter() - start
+        save()
+
+    def run_peak() -> None:
+        report["peak"] = _peak(device, progress)
+
+    def run_model() -> None:
+        report["model"] = {"cases": []}
+        settings = _settings(config, device)
+        for kind in config.kinds:
+            for size in config.sizes:
+                for batch in config.batches:
+                    case = bench_case(kind, size, batch, modes, settings, report.get("peak"), history, progress)
+                    report["model"]["cases"].append(case)
+                    save()
+        report["model"]["optimizer"] = time_optimizer_step(config.model_config, device, progress=progress)
+
+    def run_scaling() -> None:
+        mode_name = resolve_precision(device, config.scaling_mode).name
+        mode = BenchMode(mode_name, resolve_precision(device, mode_name))
+        points = _reuse_train_points(report, mode_name, config.model_config)
+        settings = _settings(config, device)
+        settings.measure_memory = False
+        for size in config.scaling_sizes:
+            if any(p["size"] == size for p in points):
+                continue
+            case = bench_case("train", size, 1, [mode], settings, report.get("peak"), history, progress)
+            entry = case["modes"][mode_name]
+            if entry["status"] == "ok":
+                points.append({"size": size, "batch": 1, "median_s": entry["median_s"]})
+        report["scaling"] = {"mode": mode_name, **scaling_table(points)}
+
+    def run_data() -> None:
+        from bgmatting.benchmarks.data import bench_data
+
+        report["data"] = bench_data(config.data_size, tuple(config.data_workers), config.data_samples, device, progress)
+
+    def run_metrics() -> None:
+        from bgmatting.benchmarks.metrics import bench_metrics
+
+        report["metrics"] = bench_metrics(repeats=config.metrics_repeats, progress=progress)
+
+    def run_video() -> None:
+        from bgmatting.benchmarks.video import bench_video
+
+        report["video"] = bench_video(config.video_frames, model_config=config.model_config,
+                                      precision=config.video_precision, device=device, progress=progress)
+
+    for name, body in (("peak", run_peak), ("model", run_model), ("scaling", run_scaling),
+                       ("data", run_data), ("metrics", run_metrics), ("video", run_video)):
+        suite(name, body)
+    report["summary"] = summarize(report, device)
+    report["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+    save()
+    return report
+
+
+def _peak(device: torch.device, progress: Callable[[str], None]) -> dict:
+    from bgmatting.benchmarks.peak import measure_peak
+
+    return measure_peak(device, progress=progress)
+
+
+def _reuse_train_points(report: dict, mode_name: str, model_config: str) -> list[dict]:
+    """Batch-1 train cases of the model suite already measured in ``mode_name`` (no need to re-run them)."""
+    points = []
+    for case in report.get("model", {}).get("cases", []):
+        entry = case["modes"].get(mode_name, {})
+        if case["kind"] == "train" and case["batch"] == 1 and entry.get("status") == "ok" and entry.get("precision") == mode_name:
+            points.append({"size": case["size"], "batch": 1, "median_s": entry["median_s"]})
+    return points
+
+
+def _train_case(report: dict, size: int, batch: int = 1) -> dict | None:
+    for case in report.get("model", {}).get("cases", []):
+        if case["kind"] == "train" and case["size"] == size and case["batch"] == batch:
+            return case
+    return None
+
+
+def summarize(report: dict, device: torch.device) -> dict:
+    """Headline numbers and the issue's targets, in plain sentences and as fields."""
+    summary: dict = {"lines": []}
+    default_mode = resolve_precision(device, "auto").name
+    summary["default_mode"] = default_mode
+    cases = [c for c in report.get("model", {}).get("cases", []) if c["kind"] == "train" and c["batch"] == 1]
+    reference = next((c for c in cases if c["size"] == 512), cases[-1] if cases else None)
+    if reference:
+        modes = reference["modes"]
+        ok = {name: m for name, m in modes.items() if m.get("status") == "ok"}
+        base = ok.get(BASELINE_MODE)
+        if base and ok:
+            fastest_name = min(ok, key=lambda n: ok[n]["median_s"])
+            fastest = ok[fastest_name]
+            summary["train_reference"] = {"size": reference["size"], "fastest_mode": fastest_name,
+                                          "fastest_speedup_vs_fp32": fastest.get("speedup_vs_fp32"),
+                                          "fastest_alpha_max_abs_diff": fastest.get("alpha_max_abs_diff")}
+            peak_part = (f", {100 * fastest['ratio_to_conv_peak']:.0f}% of the measured {fastest['peak_dtype']} conv peak"
+                         if fastest.get("ratio_to_conv_peak") is not None else "")
+            summary["lines"].append(
+                f"Train step {reference['size']}² batch 1: fp32 NCHW eager {base['median_s']:.2f} s; fastest mode "
+                f"{fastest_name} {fastest['median_s']:.2f} s ({fastest.get('speedup_vs_fp32', 0):.2f}x, "
+                f"max alpha difference {fastest.get('alpha_max_abs_diff', 0):.1e}{peak_part}).")
+            if default_mode in ok:
+                entry = ok[default_mode]
+                summary["train_default_mode_speedup"] = entry.get("speedup_vs_fp32")
+                summary["lines"].append(
+                    f"Default mode ('auto' = {default_mode}): {entry.get('speedup_vs_fp32', 0):.2f}x fp32 NCHW; "
+                    f"target 5x: {'met' if (entry.get('speedup_vs_fp32') or 0) >= 5 else 'not met'}.")
+            bf16_peak = report.get("peak", {}).get("bf16", {}).get("conv_gflops")
+            fp32_peak = report.get("peak", {}).get("fp32", {}).get("conv_gflops")
+            if bf16_peak and fp32_peak:
+                summary["lines"].append(
+                    f"Measured conv peak: fp32 {fp32_peak:.1f} GFLOP/s, bf16 {bf16_peak:.1f} GFLOP/s "
+                    f"({'native' if report['environment'].get('onednn_native_bf16') else 'emulated: no AMX/AVX512-BF16'}).")
+    data = report.get("data")
+    if data and reference:
+        default_entry = reference["modes"].get(default_mode, {})
+        fastest = min((m for m in reference["modes"].values() if m.get("status") == "ok"),
+                      key=lambda m: m["median_s"], default=None)
+        consumer = default_entry if default_entry.get("status") == "ok" else fastest
+        if consumer and data.get("size") == reference["size"]:
+            consumption = consumer["samples_per_s"]
+            data["training_samples_per_s"] = consumption
+            data["training_mode"] = consumer["mode"]
+            for loader in data["loaders"]:
+                loader["vs_training"] = loader["samples_per_s"] / consumption
+            best = max(data["loaders"], key=lambda e: e["samples_per_s"])
+            summary["data_vs_training"] = best["vs_training"]
+            summary["lines"].append(
+                f"Data pipeline: {best['samples_per_s']:.2f} samples/s with {best['workers']} workers = "
+                f"{best['vs_training']:.1f}x what training consumes (target 3x: "
+                f"{'met' if best['vs_training'] >= 3 else 'not met'}).")
+    video = report.get("video")
+    if video:
+        summary["lines"].append(f"Video {video['width']}x{video['height']} end to end: {video['frames_per_s']:.3f} frames/s.")
+    scaling = report.get("scaling")
+    if scaling and scaling.get("exponent") is not None:
+        summary["lines"].append(f"Scaling: step time ∝ pixels^{scaling['exponent']:.2f}.")
+    return summary

@@ -1,0 +1,125 @@
+"""Manifest check: ``python -m bgmatting.data.check MANIFEST [MANIFEST ...]``.
+
+For every row: each referenced file exists and decodes; single-channel columns (alpha, trimap,
+segmentation, mask) hold one channel (or identical colour channels, the documented conversion); all files
+of a row share one size (except columns with their own size, e.g. target_background); the row has as many
+cells as the header. Each bad row is printed with its line, column, path and reason; a summary line
+follows. Exit code 0 when every row is good, 1 otherwise (also when the manifest itself is unreadable).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bgmatting.data.io import DataError, read_alpha, read_image
+from bgmatting.data.manifest import Manifest, is_path_cell, read_manifest
+
+SINGLE_CHANNEL_COLUMNS = ("alpha", "trimap", "segmentation", "mask")
+INDEPENDENT_SIZE_COLUMNS = ("target_background",)
+
+
+@dataclass
+class Problem:
+    """One reason a row is bad. ``line`` is the row's 1-based line in the manifest."""
+
+    line: int
+    column: str | None
+    path: Path | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"column {self.column!r}" if self.column else "row"
+        return f"line {self.line}: {where}" + (f" {self.path}" if self.path else "") + f": {self.reason}"
+
+
+@dataclass
+class CheckReport:
+    manifest: Path
+    rows: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def bad_lines(self) -> list[int]:
+        return sorted({p.line for p in self.problems})
+
+    @property
+    def ok(self) -> bool:
+        return self.rows > 0 and not self.problems
+
+    def summary(self) -> str:
+        bad = len(self.bad_lines)
+        return f"{self.manifest}: {self.rows} rows checked, {self.rows - bad} good, {bad} bad"
+
+
+def check_row(manifest: Manifest, index: int, single_channel: Sequence[str] = SINGLE_CHANNEL_COLUMNS,
+              independent_size: Sequence[str] = INDEPENDENT_SIZE_COLUMNS) -> list[Problem]:
+    """Problems of one manifest row (empty when the row is good)."""
+    row, line = manifest.rows[index], manifest.line(index)
+    problems: list[Problem] = []
+    if None in row:
+        problems.append(Problem(line, None, None, f"{len(manifest.columns) + len(row[None])} cells but the header "
+                                                  f"has {len(manifest.columns)} columns"))
+    sizes: dict[str, tuple[tuple[int, int], Path]] = {}
+    for column in manifest.columns:
+        value = row.get(column) or ""
+        if not is_path_cell(column, value):
+            continue
+        if not value:
+            problems.append(Problem(line, column, None, "empty path"))
+            continue
+        path = manifest.resolve(value)
+        try:
+            array = read_alpha(path) if column in single_channel else read_image(path)
+        except DataError as err:
+            reason = str(err)
+            prefix = f"{path}: "
+            problems.append(Problem(line, column, path, reason[len(prefix):] if reason.startswith(prefix) else reason))
+            continue
+        if column not in independent_size:
+            sizes[column] = (array.shape[:2], path)
+    if len({s for s, _ in sizes.values()}) > 1:
+        desc = ", ".join(f"{c} {s[1]}x{s[0]}" for c, (s, _) in sizes.items())
+        problems.append(Problem(line, None, None, f"sizes disagree: {desc}"))
+    return problems
+
+
+def check_manifest(path: str | Path, workers: int = 4, progress: bool = False) -> CheckReport:
+    """Check every row of a manifest; an unreadable manifest gives one problem at line 0."""
+    report = CheckReport(Path(path))
+    try:
+        manifest = read_manifest(path)
+    except DataError as err:
+        report.problems.append(Problem(0, None, None, str(err)))
+        return report
+    report.rows = len(manifest)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        results: Iterable[list[Problem]] = pool.map(lambda i: check_row(manifest, i), range(len(manifest)))
+        for problems in tqdm(results, total=len(manifest), desc="check", disable=not progress, unit="row"):
+            report.problems.extend(problems)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bgmatting.data.check", description=__doc__.split("\n\n")[1])
+    parser.add_argument("manifests", nargs="+", type=Path, help="manifest CSV file(s)")
+    parser.add_argument("--workers", type=int, default=4, help="threads decoding images (default 4)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+    all_ok = True
+    for path in args.manifests:
+        report = check_manifest(path, args.workers, progress=not args.no_progress and sys.stderr.isatty())
+        for problem in report.problems:
+            print(f"{path}: {problem}")
+        print(report.summary())
+        all_ok &= report.ok
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

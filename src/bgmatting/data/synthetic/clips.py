@@ -1,0 +1,284 @@
+"""Synthetic "real captures": short clips of a moving subject over a static scene, plus a separately
+captured background plate that differs from the frames the way a real one does.
+
+Per clip (all from one seeded generator):
+* a static scene (photo crop or procedural texture) larger than the frame, so the camera can move;
+* a subject (``shapes.render_subject``: hair/fur strands, veils, glass) that translates and rotates
+  smoothly over the clip, with motion blur along its per-frame motion;
+* a soft shadow of the subject on the scene, in the frames only;
+* frames: the camera's view (fixed camera: sub-pixel shake; hand-held: a smooth homography path) plus
+  sensor noise;
+* the plate: the scene without subject or shadow, seen from a slightly different pose (a small homography),
+  with another exposure (gain, gamma, colour balance) and its own noise. Hand-held clips also get the plate
+  aligned to each frame (the exact warp plus a small residual error, outside the warp filled from the frame
+  as in the public code);
+* soft segmentation per frame: the true alpha thresholded at 0.5 (strands and veils mostly lost, like a
+  semantic segmenter), with per-frame boundary jitter and the public code's erode/dilate/blur post-process.
+True alpha, foreground and shadow per frame go to a separate ``ground_truth/`` tree that training never reads.
+Written in the real-captures layout (``bgmatting.data.real``).
+"""
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bgmatting.data.io import write_alpha, write_image
+from bgmatting.data.real import MANIFEST_NAME, Clip, frame_name, write_real_manifest
+
+from .cache import build_atomically, cache_root, parameter_key
+from .shapes import apply_motion_blur, render_subject, unpremultiply
+from .textures import random_background
+
+PathLike = str | os.PathLike
+GENERATOR_VERSION = 1
+_CLIP, _TARGET = 11, 12
+
+
+def _size_hw(size) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    h, w = (int(v) for v in size)
+    return h, w
+
+
+def homography(height: int, width: int, *, shift=(0.0, 0.0), angle_deg: float = 0.0, scale: float = 1.0,
+               perspective=(0.0, 0.0)) -> np.ndarray:
+    """3 x 3 homography about the image centre: rotate/scale, then shift (px), with a small perspective term
+    (in units of 1/size)."""
+    cx, cy = width / 2, height / 2
+    a = np.deg2rad(angle_deg)
+    centre = np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]], np.float64)
+    rs = np.array([[scale * np.cos(a), -scale * np.sin(a), 0], [scale * np.sin(a), scale * np.cos(a), 0],
+                   [perspective[0] / width, perspective[1] / height, 1]], np.float64)
+    back = np.array([[1, 0, cx + shift[0]], [0, 1, cy + shift[1]], [0, 0, 1]], np.float64)
+    return back @ rs @ centre
+
+
+def _random_pose(rng, height: int, width: int, shift: float, angle: float, scale: float, persp: float) -> np.ndarray:
+    m = max(height, width)
+    return homography(height, width, shift=tuple(rng.uniform(-shift, shift, 2) * m),
+                      angle_deg=rng.uniform(-angle, angle), scale=1.0 + rng.uniform(-scale, scale),
+                      perspective=tuple(rng.uniform(-persp, persp, 2)))
+
+
+def _view(world: np.ndarray, pose: np.ndarray, margin: int, out_hw: tuple[int, int], interp=cv2.INTER_LINEAR,
+          border=cv2.BORDER_REFLECT) -> np.ndarray:
+    """The camera's view of ``world``: frame pixel p sees world pixel pose^-1-mapped, offset by ``margin``."""
+    offset = np.array([[1, 0, margin], [0, 1, margin], [0, 0, 1]], np.float64)
+    m = offset @ np.linalg.inv(pose)  # frame -> world
+    return cv2.warpPerspective(world, m, (out_hw[1], out_hw[0]), flags=interp | cv2.WARP_INVERSE_MAP,
+                               borderMode=border)
+
+
+def _photometric(image: np.ndarray, gain: float, gamma: float, balance: np.ndarray) -> np.ndarray:
+    return np.clip(gain * balance * np.power(np.clip(image, 0, 1), gamma), 0.0, 1.0).astype(np.float32)
+
+
+def _segmentation(alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Segmenter-like soft S from a true alpha: alpha > 0.5 with +-1 px of per-frame boundary jitter, then
+    the segmenters' post-process (the public code's erode/dilate/blur, scaled to the subject's crop)."""
+    from bgmatting.preprocess.segment import postprocess_segmentation, segmentation_crop_scale
+
+    mask = (alpha > 0.5).astype(np.uint8)
+    jitter = int(rng.integers(-1, 2))
+    k3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    if jitter > 0:
+        mask = cv2.dilate(mask, k3, iterations=jitter)
+    elif jitter < 0:
+        mask = cv2.erode(mask, k3, iterations=-jitter)
+    mask = mask.astype(np.float32)
+    return postprocess_segmentation(mask, scale=segmentation_crop_scale(mask))
+
+
+def _smooth_path(rng, n: int, amplitude: float, cycles=(0.3, 1.0)) -> np.ndarray:
+    """A smooth periodic-ish 1D path of n samples in [-amplitude, amplitude]."""
+    t = np.linspace(0.0, 1.0, n)
+    f1, f2 = rng.uniform(*cycles), rng.uniform(*cycles) * 2
+    p1, p2 = rng.uniform(0, 2 * np.pi, 2)
+    return amplitude * (0.75 * np.sin(2 * np.pi * f1 * t + p1) + 0.25 * np.sin(2 * np.pi * f2 * t + p2))
+
+
+def generate_clip(out_clip: Path, out_truth: Path, rng: np.random.Generator, n_frames: int,
+                  size: tuple[int, int], handheld: bool, name: str) -> Clip:
+    """Write one synthetic capture (frames, plate, segmentation, optional aligned plates, ground truth)."""
+    H, W = size
+    m = max(H, W)
+    margin = int(round(0.08 * m)) + 2
+    wh, ww = H + 2 * margin, W + 2 * margin
+    scene = random_background(rng, wh, ww)
+
+    # Subject on a canvas taller than the world, so that swaying never uncovers a person's cut-off torso.
+    kind = ["person", "furry", "object"][int(rng.choice(3, p=[0.6, 0.25, 0.15]))]
+    pad = int(round(0.3 * wh))
+    if kind == "person":  # head at 30-45 % of the frame height
+        scale = rng.uniform(0.55, 0.7) * wh / min(wh + pad, ww)
+        centre = (ww / 2, wh * rng.uniform(0.3, 0.45))
+    else:
+        scale = rng.uniform(0.4, 0.55)
+        centre = (ww / 2, wh / 2 + rng.uniform(-0.05, 0.05) * wh)
+    camouflaged = rng.random() < 0.3
+    canvas_scene = np.concatenate([scene, np.repeat(scene[-1:], pad, axis=0)], axis=0)
+    subject = render_subject(rng, wh + pad, ww, kind=kind, scale=scale, centre=centre,
+                             camouflage=canvas_scene if camouflaged else None, p_motion_blur=0.0)
+    premult_full = subject.foreground * subject.alpha[:, :, None]
+
+    # Motion of the subject in the world: translation + rotation about a pivot (bottom centre for persons).
+    tx = _smooth_path(rng, n_frames, 0.22 * ww)
+    ty = _smooth_path(rng, n_frames, 0.03 * wh if kind == "person" else 0.12 * wh)
+    rot = _smooth_path(rng, n_frames, rng.uniform(3.0, 10.0))
+    pivot = (centre[0], float(wh) if kind == "person" else centre[1])
+
+    def subject_affine(i: int) -> np.ndarray:
+        a = cv2.getRotationMatrix2D(pivot, float(rot[i]), 1.0)
+        a[:, 2] += (tx[i], ty[i])
+        return a
+
+    # Shadow: the subject's silhouette sheared and offset onto the scene, blurred, darkening by `strength`.
+    shadow_shift = (rng.choice([-1, 1]) * rng.uniform(0.04, 0.1) * ww, rng.uniform(-0.04, 0.02) * wh)
+    shadow_shear = rng.uniform(-0.35, 0.35)
+    shadow_sigma = rng.uniform(0.015, 0.035) * m
+    strength = rng.uniform(0.3, 0.6)
+
+    # Camera: frames (fixed: sub-pixel shake; hand-held: smooth path) and the plate's own pose.
+    if handheld:
+        frame_poses = [homography(H, W, shift=(float(a), float(b)), angle_deg=float(c))
+                       for a, b, c in zip(_smooth_path(rng, n_frames, 0.03 * m), _smooth_path(rng, n_frames, 0.03 * m),
+                                          _smooth_path(rng, n_frames, 1.5))]
+        plate_pose = _random_pose(rng, H, W, 0.03, 1.5, 0.02, 0.03)
+    else:
+        shake = rng.normal(0.0, 0.25, (n_frames, 2))
+        frame_poses = [homography(H, W, shift=tuple(s)) for s in shake]
+        plate_pose = _random_pose(rng, H, W, 0.008, 0.4, 0.005, 0.005)
+
+    # Photometrics: the plate is exposed differently from the frames (auto exposure, white balance).
+    gain = float(rng.choice([-1, 1]) * rng.uniform(0.05, 0.15) + 1.0)
+    gamma = float(rng.uniform(0.85, 1.15))
+    balance = (1.0 + rng.uniform(-0.04, 0.04, 3)).astype(np.float32)
+    frame_noise, plate_noise = rng.uniform(0.004, 0.012), rng.uniform(0.004, 0.012)
+
+    plate_clean = _photometric(_view(scene, plate_pose, margin, (H, W)), gain, gamma, balance)
+    plate = np.clip(plate_clean + rng.normal(0, plate_noise, plate_clean.shape), 0, 1).astype(np.float32)
+    write_image(out_clip / "background.png", plate)
+
+    prev = subject_affine(0)
+    for i in range(n_frames):
+        a = subject_affine(i)
+        premult = cv2.warpAffine(premult_full, a, (ww, wh), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+        alpha = cv2.warpAffine(subject.alpha, a, (ww, wh), flags=cv2.INTER_LINEAR, borderValue=0)
+        # Motion blur over 30 % of the frame interval (a ~110-degree shutter), along this frame's motion.
+        centre_now = a @ np.array([centre[0], centre[1], 1.0])
+        centre_prev = prev @ np.array([centre[0], centre[1], 1.0])
+        velocity = centre_now - centre_prev
+        speed = float(np.hypot(*velocity))
+        if speed >= 3.0:
+            premult, alpha = apply_motion_blur(premult, alpha, 0.3 * speed,
+                                               float(np.degrees(np.arctan2(velocity[1], velocity[0]))))
+        prev = a
+        sh = np.array([[1.0, shadow_shear, shadow_shift[0] - shadow_shear * wh], [0.0, 1.0, shadow_shift[1]]])
+        shadow = cv2.GaussianBlur(cv2.warpAffine(alpha, sh, (ww, wh), borderValue=0), (0, 0), shadow_sigma)
+        shaded = scene * (1.0 - strength * shadow[:, :, None])
+        world = premult + (1.0 - alpha[:, :, None]) * shaded
+        frame = _view(world, frame_poses[i], margin, (H, W))
+        frame = np.clip(frame + rng.normal(0, frame_noise, frame.shape), 0, 1).astype(np.float32)
+        alpha_f = np.clip(_view(alpha, frame_poses[i], margin, (H, W), border=cv2.BORDER_CONSTANT), 0, 1)
+        premult_f = _view(premult, frame_poses[i], margin, (H, W), border=cv2.BORDER_CONSTANT)
+        fg_f = unpremultiply(premult_f, alpha_f, _view(subject.foreground[:wh], frame_poses[i], margin, (H, W)))
+        write_image(out_clip / "frames" / frame_name(i), frame)
+        write_alpha(out_clip / "segmentation" / frame_name(i), _segmentation(alpha_f, rng))
+        write_alpha(out_truth / "alpha" / frame_name(i), alpha_f)
+        write_image(out_truth / "foreground" / frame_name(i), fg_f)
+        write_alpha(out_truth / "shadow" / frame_name(i),
+                    strength * _view(shadow, frame_poses[i], margin, (H, W), border=cv2.BORDER_CONSTANT))
+        if handheld:
+            # The plate warped into frame i (exact, plus a residual error of a good alignment),
+            # and pixels the plate does not cover taken from the frame (the public code's fill rule).
+            residual = homography(H, W, shift=tuple(rng.normal(0, 0.3, 2)), angle_deg=float(rng.normal(0, 0.05)))
+            to_frame = residual @ frame_poses[i] @ np.linalg.inv(plate_pose)
+            aligned = cv2.warpPerspective(plate, to_frame, (W, H), flags=cv2.INTER_LINEAR,
+                                          borderMode=cv2.BORDER_CONSTANT, borderValue=(-1, -1, -1))
+            outside = aligned[:, :, :1] < 0
+            aligned = np.where(outside, frame, aligned)
+            write_image(out_clip / "aligned_background" / frame_name(i), aligned)
+
+    truth = {"kind": kind, "handheld": handheld, "camouflage": camouflaged, "gain": gain, "gamma": gamma,
+             "balance": balance.tolist(), "frame_noise": frame_noise, "plate_noise": plate_noise,
+             "shadow_strength": strength, "plate_pose": plate_pose.tolist(),
+             "frame_poses": [p.tolist() for p in frame_poses], "subject": subject.info}
+    (out_truth / "capture.json").write_text(json.dumps(truth, indent=1, default=float), encoding="utf-8")
+    return Clip(name=name, path=out_clip, n_frames=n_frames, height=H, width=W, handheld=handheld,
+                aligned_background="aligned_background" if handheld else None, source="synthetic",
+                ground_truth=out_truth)
+
+
+def generate_real_set(out: Path, *, n_clips: int, n_frames: int, size, n_targets: int, handheld_fraction: float,
+                      seed: int, workers: int = 2) -> dict:
+    """Write the synthetic captures (clips, targets, ground truth, manifest.json) into ``out``."""
+    h, w = _size_hw(size)
+    out = Path(out)
+    n_handheld = int(round(handheld_fraction * n_clips))
+    def clip(c: int) -> Clip:
+        name = f"clip_{c:03d}"
+        return generate_clip(out / "clips" / name, out / "ground_truth" / name, np.random.default_rng([seed, _CLIP, c]),
+                             n_frames, (h, w), handheld=c >= n_clips - n_handheld, name=name)
+
+    def target(i: int) -> None:
+        write_image(out / "targets" / f"target_{i:04d}.png",
+                    random_background(np.random.default_rng([seed, _TARGET, i]), h, w))
+
+    # Clips and targets are independent (one seeded generator each): threads give the same files.
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        clips = list(pool.map(clip, range(n_clips)))
+        list(pool.map(target, range(n_targets)))
+    write_real_manifest(out / MANIFEST_NAME, clips, out / "targets")
+    return {"generator_version": GENERATOR_VERSION, "kind": "synthetic_real",
+            "parameters": {"n_clips": n_clips, "n_frames": n_frames, "size": [h, w], "n_targets": n_targets,
+                           "handheld_fraction": handheld_fraction, "seed": seed}}
+
+
+def ensure_synthetic_real(root: PathLike | None = None, *, n_clips: int = 6, n_frames: int = 24,
+                          size: int | tuple[int, int] = (144, 192), n_targets: int = 16,
+                          handheld_fraction: float = 0.34, seed: int = 0, workers: int = 2) -> Path:
+    """Generate (first call) or find (later calls) the synthetic captures; returns the manifest path.
+
+    root: cache root (default ``$BGMATTING_CACHE`` or ``~/.cache/bgmatting``); the set goes to
+    ``root/synthetic_real/<parameters>``. size: frame size, int (square) or (height, width).
+    handheld_fraction: share of clips filmed hand-held (these get aligned_background/).
+    workers: generation threads (the result does not depend on it).
+    """
+    if n_clips < 1 or n_frames < 1 or n_targets < 1:
+        raise ValueError("n_clips, n_frames and n_targets must be >= 1")
+    h, w = _size_hw(size)
+    if min(h, w) < 16:
+        raise ValueError(f"size must be at least 16 px, got {(h, w)}")
+    if not 0.0 <= handheld_fraction <= 1.0:
+        raise ValueError(f"handheld_fraction must be in [0, 1], got {handheld_fraction}")
+    base = Path(root).expanduser() if root is not None else cache_root()
+    key = parameter_key(v=GENERATOR_VERSION, clips=n_clips, frames=n_frames, size=(h, w), targets=n_targets,
+                        handheld=handheld_fraction, seed=seed)
+    folder, _ = build_atomically(base / "synthetic_real" / key, lambda tmp: generate_real_set(
+        tmp, n_clips=n_clips, n_frames=n_frames, size=(h, w), n_targets=n_targets,
+        handheld_fraction=handheld_fraction, seed=seed, workers=workers))
+    return folder / MANIFEST_NAME
+
+
+def synthetic_real_dataset(cache_dir: PathLike | None = None, *, n_clips: int = 6, n_frames: int = 24,
+                           frame_size: int | tuple[int, int] = (144, 192), n_targets: int = 16,
+                           handheld_fraction: float = 0.34, seed: int = 0, workers: int = 2, **dataset_kwargs):
+    """``RealCaptureDataset`` over the synthetic captures (generated on first use).
+
+    ``frame_size`` and the other named arguments are generation parameters (``ensure_synthetic_real``'s
+    ``size`` is ``frame_size`` here). ``dataset_kwargs`` go to ``RealCaptureDataset`` (size = output size,
+    motion_offsets, boundary, crop, hflip, ...); ``sample_seed`` becomes its ``seed``."""
+    from bgmatting.data.real import RealCaptureDataset
+
+    manifest = ensure_synthetic_real(cache_dir, n_clips=n_clips, n_frames=n_frames, size=frame_size,
+                                     n_targets=n_targets, handheld_fraction=handheld_fraction, seed=seed,
+                                     workers=workers)
+    if "sample_seed" in dataset_kwargs:
+        dataset_kwargs["seed"] = dataset_kwargs.pop("sample_seed")
+    return RealCaptureDataset(manifest, **dataset_kwargs)

@@ -1,0 +1,216 @@
+"""Training checkpoints: atomic writes, keep-last-N plus best-by-validation, RNG capture, discovery.
+
+A checkpoint is a plain dict saved with ``torch.save`` and loaded with ``weights_only=True`` (never
+executes pickled code). Keys written by the training loop:
+
+``format``, ``stage``, ``step``, ``epoch``, ``batches_done`` (in the current epoch), ``generator`` (state
+dict), ``model_config`` (Generator kwargs; with ``generator`` this is what ``bgmatting.models.load_generator``
+reads), ``modules`` (other trained networks, e.g. ``discriminator``), ``optimizers``, ``schedulers``,
+``grad_scalers``, ``stage_state`` (e.g. the stage's own RNG), ``rng`` (python / numpy / torch / cuda),
+``best`` (best validation value so far), ``metrics`` (last validation), ``config`` (resolved config).
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_FORMAT = "bgmatting.train/1"
+CHECKPOINT_DIRNAME = "checkpoints"
+_STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+BEST_NAME = "best.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable, or not a training checkpoint."""
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint dict safely (``weights_only=True``); clear error for missing or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the file name
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint dict")
+    return state
+
+
+def require_training_checkpoint(state: dict, path: str | os.PathLike) -> dict:
+    """Check that ``state`` was written by the training loop (needed to resume, not just to load weights)."""
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not a bgmatting training checkpoint (format {state.get('format')!r}); "
+            "it can initialise a generator but not resume a run"
+        )
+    return state
+
+
+# ----------------------------------------------------------------------------------------------- RNG state
+def capture_rng_state() -> dict:
+    """Python, numpy and torch (CPU + CUDA) global RNG states in a ``weights_only``-loadable form."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = state["numpy"]
+    np.random.set_state(
+        (
+            np_state["kind"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+# ------------------------------------------------------------------------------------------ the manager
+class CheckpointManager:
+    """Writes ``step_XXXXXXXX.pt`` files into ``directory``, keeps the last ``keep_last`` and ``best.pt``.
+
+    ``mode`` is ``"min"`` or ``"max"`` for the validation value that decides ``best.pt``.
+    """
+
+    def __init__(self, directory: str | os.PathLike, keep_last: int = 3, mode: str = "min"):
+        if keep_last < 1:
+            raise ValueError("keep_last must be >= 1")
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.directory = Path(directory)
+        self.keep_last = keep_last
+        self.mode = mode
+
+    def step_path(self, step: int) -> Path:
+        return self.directory / f"step_{step:08d}.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.directory / BEST_NAME
+
+    def is_better(self, value: float | None, best: float | None) -> bool:
+        if value is None or not np.isfinite(value):
+            return False
+        if best is None:
+            return True
+        return value < best if self.mode == "min" else value > best
+
+    def save(self, state: dict, step: int, is_best: bool = False) -> Path:
+        """Write the checkpoint of ``step`` atomically; refresh ``best.pt`` when ``is_best``; prune old files."""
+        path = atomic_save(state, self.step_path(step))
+        if is_best:
+            self._publish_best(path)
+        self.prune()
+        return path
+
+    def _publish_best(self, path: Path) -> None:
+        fd, tmp_name = tempfile.mkstemp(prefix=".best.", suffix=".tmp", dir=self.directory)
+        os.close(fd)
+        os.unlink(tmp_name)
+        try:
+            os.link(path, tmp_name)  # same bytes, no copy
+        except OSError:
+            shutil.copyfile(path, tmp_name)
+        os.replace(tmp_name, self.best_path)
+
+    def step_files(self) -> list[tuple[int, Path]]:
+        """(step, path) of every step checkpoint, oldest first."""
+        if not self.directory.is_dir():
+            return []
+        found = []
+        for entry in self.directory.iterdir():
+            match = _STEP_FILE.match(entry.name)
+            if match:
+                found.append((int(match.group(1)), entry))
+        return sorted(found)
+
+    def latest(self) -> Path | None:
+        files = self.step_files()
+        return files[-1][1] if files else None
+
+    def prune(self) -> None:
+        for _, path in self.step_files()[: -self.keep_last]:
+            path.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------- discovery
+def latest_in_run(run_dir: str | os.PathLike) -> Path | None:
+    """Newest step checkpoint of one run directory, or None."""
+    return CheckpointManager(Path(run_dir) / CHECKPOINT_DIRNAME).latest()
+
+
+def latest_run_checkpoint(stage_dir: str | os.PathLike, prefer_best: bool = False, exclude: Path | None = None) -> Path | None:
+    """Newest checkpoint among the run folders of ``stage_dir`` (e.g. ``outputs/adobe``).
+
+    Runs are ordered by the modification time of their newest checkpoint. With ``prefer_best`` the chosen
+    run's ``best.pt`` is returned when it exists, else its newest step file.
+    """
+    stage_dir = Path(stage_dir)
+    if not stage_dir.is_dir():
+        return None
+    candidates = []
+    for run_dir in stage_dir.iterdir():
+        if not run_dir.is_dir() or (exclude is not None and run_dir.resolve() == Path(exclude).resolve()):
+            continue
+        latest = latest_in_run(run_dir)
+        if latest is not None:
+            candidates.append((latest.stat().st_mtime, latest))
+    if not candidates:
+        return None
+    newest = max(candidates)[1]
+    best = newest.parent / BEST_NAME
+    return best if prefer_best and best.is_file() else newest
+
+
+def run_dir_of(checkpoint: str | os.PathLike) -> Path:
+    """The run folder a checkpoint file belongs to (``<run>/checkpoints/step_*.pt`` -> ``<run>``)."""
+    checkpoint = Path(checkpoint).resolve()
+    return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIRNAME else checkpoint.parent

@@ -1,0 +1,133 @@
+"""What a training run reports: TensorBoard scalars and image grids, a JSON-lines log, and a progress bar.
+
+Only the main process (rank 0) writes; other ranks get a :class:`RunLogger` with ``enabled=False`` whose
+methods do nothing. ``metrics.jsonl`` holds one JSON object per logged step (``{"step", "epoch", ...scalars}``)
+so runs can be compared without TensorBoard.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import torch
+from torchvision.utils import make_grid
+
+log = logging.getLogger(__name__)
+
+GRID_ORDER = (
+    "image",
+    "captured_background",
+    "segmentation",
+    "motion",
+    "alpha_pred",
+    "alpha_reference",
+    "foreground_pred",
+    "composite_pred",
+)
+
+
+def image_grid(visuals: dict[str, torch.Tensor], order: tuple[str, ...] = GRID_ORDER) -> torch.Tensor:
+    """One row per sample, one column per visual (``order`` first, others after): 3 x H' x W' in [0, 1].
+
+    ``visuals``: name -> B x C x H x W in [0, 1], C in {1, 3} (1-channel maps are shown as gray).
+    """
+    names = [n for n in order if n in visuals] + [n for n in visuals if n not in order]
+    if not names:
+        raise ValueError("image_grid: no visuals")
+    columns = []
+    for name in names:
+        v = visuals[name].detach().float().cpu().clamp(0, 1)
+        columns.append(v.expand(-1, 3, -1, -1) if v.shape[1] == 1 else v[:, :3])
+    rows = torch.stack(columns, dim=1).flatten(0, 1)  # sample-major: row i = sample i's visuals
+    return make_grid(rows, nrow=len(names), padding=2, pad_value=1.0)
+
+
+class RunLogger:
+    """TensorBoard + ``metrics.jsonl`` + tqdm progress, for the main process only.
+
+    Args:
+        run_dir: where ``tensorboard/`` and ``metrics.jsonl`` go.
+        enabled: False on non-main ranks (then nothing is written or shown).
+        tensorboard: write TensorBoard event files.
+        progress: show a tqdm bar (with ETA) on the console.
+        total_steps / initial_step: for the progress bar; ``initial_step`` also purges TensorBoard events
+            after a resumed checkpoint so curves do not double back.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        enabled: bool = True,
+        tensorboard: bool = True,
+        progress: bool = True,
+        total_steps: int | None = None,
+        initial_step: int = 0,
+    ):
+        self.enabled = enabled
+        self.run_dir = Path(run_dir)
+        self._writer = None
+        self._bar = None
+        self._jsonl = None
+        if not enabled:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(
+                log_dir=str(self.run_dir / "tensorboard"), purge_step=initial_step if initial_step > 0 else None
+            )
+        if progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True, desc="train")
+
+    def scalars(self, step: int, values: dict[str, float], epoch: int | None = None, record: bool = True) -> None:
+        """Log scalars (names like ``loss/alpha``) at ``step`` to TensorBoard and, with ``record``, to the JSONL."""
+        if not self.enabled:
+            return
+        clean = {k: float(v) for k, v in values.items()}
+        if self._writer is not None:
+            for name, value in clean.items():
+                if math.isfinite(value):
+                    self._writer.add_scalar(name, value, step)
+        if record and self._jsonl is not None:
+            row = {"step": step, **({"epoch": epoch} if epoch is not None else {}), **clean}
+            self._jsonl.write(json.dumps(row) + "\n")
+            self._jsonl.flush()
+
+    def images(self, step: int, tag: str, visuals: dict[str, torch.Tensor]) -> None:
+        if not self.enabled or self._writer is None or not visuals:
+            return
+        self._writer.add_image(tag, image_grid(visuals), step)
+
+    def progress(self, steps: int = 1, postfix: dict[str, float] | None = None) -> None:
+        if not self.enabled or self._bar is None:
+            return
+        self._bar.update(steps)
+        if postfix:
+            self._bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
+
+    def message(self, text: str) -> None:
+        """An INFO line on the Python log (console and Hydra's train.log; the loop routes it around the bar)."""
+        if self.enabled:
+            log.info(text)
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None

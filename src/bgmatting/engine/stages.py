@@ -1,0 +1,348 @@
+"""The two training stages of Background Matting, as plug-ins of the one training loop.
+
+A stage owns its networks and turns a batch into a sequence of :class:`Update` s: named, weighted loss
+terms and the optimiser that minimises their sum. The loop (``engine.loop``) runs the updates in order
+(backward, clipping, optimiser step, logging, NaN checks), so nothing about optimisation lives here.
+
+* :class:`AdobeStage`: supervised training on composites with ground truth.
+* :class:`RealStage`: self-supervised adversarial training on real captures, supervised by a frozen
+  teacher (an Adobe-stage generator), with a discriminator updated every ``discriminator_every`` steps.
+
+Batches hold tensors in [0, 1] (see the sample dicts in the data package); stages move them to network
+space [-1, 1] with :func:`bgmatting.space.to_network`. Loss weights are config values; the defaults below
+are the paper's.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from bgmatting import losses
+from bgmatting.engine.adversarial import fake_backgrounds, horizontal_shifts, shifted_composite
+from bgmatting.engine.distributed import unwrap
+from bgmatting.engine.precision import Precision
+from bgmatting.space import from_network, to_network
+
+
+@dataclass
+class LossTerm:
+    """One named term of an objective: ``weight * value`` enters the sum."""
+
+    value: torch.Tensor
+    weight: float = 1.0
+
+
+@dataclass
+class Update:
+    """An optimiser step the loop should take: minimise the weighted sum of ``terms`` with ``optimizer``.
+
+    ``extra`` holds scalars to log that are not part of the objective (e.g. the discriminator's real and fake parts).
+    """
+
+    optimizer: str
+    terms: dict[str, LossTerm]
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def total(self) -> torch.Tensor:
+        active = [t.weight * t.value for t in self.terms.values() if t.weight != 0]
+        if not active:
+            raise ValueError(f"update of {self.optimizer!r} has no term with a non-zero weight")
+        return torch.stack([a.float() for a in active]).sum()
+
+
+def _alpha_threshold_raw(alpha_threshold: float) -> float:
+    """An alpha threshold given in [0, 1] expressed in network space [-1, 1]."""
+    return 2.0 * float(alpha_threshold) - 1.0
+
+
+def _check_weights(weights: Mapping[str, float], allowed: tuple[str, ...], stage: str) -> dict[str, float]:
+    unknown = sorted(set(weights) - set(allowed))
+    if unknown:
+        raise ValueError(f"stage {stage}: unknown loss term(s) {unknown}; known terms: {list(allowed)}")
+    return {name: float(weights.get(name, 0.0)) for name in allowed}
+
+
+class Stage:
+    """Base class: holds ``networks`` (trained, by name), a precision, and the last batch's visuals."""
+
+    name = "stage"
+
+    def __init__(self, networks: dict[str, nn.Module], precision: Precision | None = None):
+        self.networks = networks
+        self.precision = precision
+        self._visuals: dict[str, torch.Tensor] = {}
+
+    # -- hooks for the loop
+    def updates(self, batch: dict, step: int, epoch: int) -> Iterator[Update]:
+        raise NotImplementedError
+
+    def train(self, mode: bool = True) -> None:
+        """Called by the loop after it set the trained networks' mode (frozen helpers stay in eval)."""
+
+    def scalars(self, epoch: int) -> dict[str, float]:
+        """Stage-specific values to log (e.g. the current supervision weight)."""
+        return {}
+
+    def visuals(self) -> dict[str, torch.Tensor]:
+        """Images of the last training batch (B x C x H x W in [0, 1]) for the TensorBoard grid."""
+        return self._visuals
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    # -- helpers
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return self.precision.prepare_input(x) if self.precision is not None else x
+
+    def _generator_inputs(self, batch: dict) -> tuple[torch.Tensor, ...]:
+        """(image, captured background, segmentation, motion) in network space, in the precision's layout."""
+        return tuple(
+            self._prepare(to_network(batch[key])) for key in ("image", "background", "segmentation", "motion")
+        )
+
+    @staticmethod
+    def _require(batch: dict, keys: tuple[str, ...], stage: str) -> None:
+        missing = [k for k in keys if k not in batch]
+        if missing:
+            raise KeyError(f"stage {stage} needs batch keys {missing}; the batch has {sorted(batch)}")
+
+
+class AdobeStage(Stage):
+    """Supervised stage: L1(alpha) + L1(grad alpha) + 2 L1(F, alpha>0) + L1(I, alpha F + (1-alpha) B).
+
+    The network sees the perturbed captured background ``background`` while the compositional loss uses
+    the clean ``background_clean`` the image was made with (paper and public code).
+
+    Args:
+        generator: the network to train (possibly DDP-wrapped).
+        losses: weights of ``alpha``, ``alpha_gradient``, ``foreground``, ``composite`` (paper: 1, 1, 2, 1).
+        foreground_mask_alpha: the foreground loss counts pixels with true alpha > this (paper: 0; the
+            public code uses alpha > 0.005, i.e. -0.99 in network space).
+        compose_opaque_alpha: in the compositional loss F is replaced by I where predicted alpha > this
+            (public code: 0.975, i.e. 0.95 raw); None disables the replacement.
+    """
+
+    name = "adobe"
+    TERMS = ("alpha", "alpha_gradient", "foreground", "composite")
+    BATCH_KEYS = ("image", "background", "background_clean", "segmentation", "motion", "alpha", "foreground")
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        precision: Precision | None = None,
+        losses: Mapping[str, float] | None = None,
+        foreground_mask_alpha: float = 0.0,
+        compose_opaque_alpha: float | None = 0.975,
+    ):
+        super().__init__({"generator": generator}, precision)
+        defaults = {"alpha": 1.0, "alpha_gradient": 1.0, "foreground": 2.0, "composite": 1.0}
+        self.weights = _check_weights(defaults if losses is None else losses, self.TERMS, self.name)
+        self.foreground_mask_alpha = foreground_mask_alpha
+        self.compose_opaque_alpha = compose_opaque_alpha
+
+    def updates(self, batch: dict, step: int, epoch: int) -> Iterator[Update]:
+        self._require(batch, self.BATCH_KEYS, self.name)
+        image, background, segmentation, motion = self._generator_inputs(batch)
+        alpha_raw, fg_raw = self.networks["generator"](image, background, segmentation, motion)
+        alpha_raw, fg_raw = alpha_raw.float(), fg_raw.float()
+        true_alpha = to_network(batch["alpha"])
+        true_fg = to_network(batch["foreground"])
+        clean_background = to_network(batch["background_clean"])
+        image = image.float()
+
+        fg_mask = (batch["alpha"] > self.foreground_mask_alpha).float()
+        fg_for_composite = fg_raw
+        if self.compose_opaque_alpha is not None:
+            fg_for_composite = losses.replace_opaque_foreground(
+                fg_raw, image, alpha_raw, _alpha_threshold_raw(self.compose_opaque_alpha)
+            )
+        w = self.weights
+        terms = {
+            "alpha": LossTerm(losses.normalized_l1(alpha_raw, true_alpha), w["alpha"]),
+            "alpha_gradient": LossTerm(losses.alpha_gradient_l1(alpha_raw, true_alpha), w["alpha_gradient"]),
+            "foreground": LossTerm(losses.normalized_l1(fg_raw, true_fg, fg_mask), w["foreground"]),
+            "composite": LossTerm(
+                losses.compose_l1(image, alpha_raw, fg_for_composite, clean_background), w["composite"]
+            ),
+        }
+        composite = from_network(losses.composite(alpha_raw.detach(), fg_raw.detach(), clean_background))
+        self._visuals = _visuals(batch, alpha_raw, fg_raw, batch["alpha"], composite)
+        yield Update("generator", terms)
+
+
+@dataclass(frozen=True)
+class SupervisionSchedule:
+    """lambda(epoch) = ``weight`` * 0.5 ** (number of halvings so far).
+
+    Halvings happen at epochs ``first_halving``, ``first_halving + every``, ... The paper halves every 2
+    epochs (first at epoch 2); the public code halves after epochs 0, 2, 4, ... (first at epoch 1).
+    """
+
+    weight: float = 0.05
+    every: int = 2
+    first_halving: int = 2
+
+    def __call__(self, epoch: int) -> float:
+        if self.every <= 0 or epoch < self.first_halving:
+            return self.weight
+        return self.weight * 0.5 ** (1 + (epoch - self.first_halving) // self.every)
+
+
+class RealStage(Stage):
+    """Self-supervised adversarial stage on real captures.
+
+    Generator objective: ``gan`` * LSGAN(D(fake), 1) + lambda(epoch) * (``alpha`` L1(alpha, alpha~) +
+    ``alpha_gradient`` L1(grad) + ``foreground`` L1(F, F~) + ``composite`` L1(I, alpha F + (1-alpha) B')),
+    with (alpha~, F~) from the frozen ``teacher``. Paper weights: 1, 2, 4, 1, 1; public code: 1, 1, 0.5, 1, 1.
+    The fake is the predicted subject (F := I where alpha > 0.975), shifted horizontally by a random offset,
+    over another captured background of the batch or a target background. Every ``discriminator_every``-th
+    step (k = 5) the discriminator minimises 0.5 (MSE(D(I), 1) + MSE(D(fake), 0)).
+
+    Options reproducing the public code: ``detach_fake_for_generator=True`` (its GAN term gives the generator
+    no gradient), ``foreground_mask_alpha=0.01`` (F loss only where alpha~ > 0.01),
+    ``composite_mask_segmentation=0.95`` (compositional loss only where S > 0.95),
+    ``SupervisionSchedule(first_halving=1)``. Student initialisation from the teacher is decided by whoever
+    builds the generator (see ``engine.loop``).
+    """
+
+    name = "real"
+    TERMS = ("gan", "alpha", "alpha_gradient", "foreground", "composite")
+    BATCH_KEYS = ("image", "background", "segmentation", "motion", "target_background")
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        teacher: nn.Module,
+        precision: Precision | None = None,
+        losses: Mapping[str, float] | None = None,
+        supervision: SupervisionSchedule = SupervisionSchedule(),
+        discriminator_every: int = 5,
+        detach_fake_for_generator: bool = False,
+        foreground_mask_alpha: float | None = None,
+        composite_mask_segmentation: float | None = None,
+        fake_target_probability: float = 0.5,
+        shift_margin: int = 10,
+        shift_segmentation_threshold: float = 0.1,
+        seed: int = 0,
+    ):
+        super().__init__({"generator": generator, "discriminator": discriminator}, precision)
+        defaults = {"gan": 1.0, "alpha": 2.0, "alpha_gradient": 4.0, "foreground": 1.0, "composite": 1.0}
+        self.weights = _check_weights(defaults if losses is None else losses, self.TERMS, self.name)
+        if discriminator_every < 1:
+            raise ValueError("discriminator_every must be >= 1")
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.supervision = supervision
+        self.discriminator_every = discriminator_every
+        self.detach_fake_for_generator = detach_fake_for_generator
+        self.foreground_mask_alpha = foreground_mask_alpha
+        self.composite_mask_segmentation = composite_mask_segmentation
+        self.fake_target_probability = fake_target_probability
+        self.shift_margin = shift_margin
+        self.shift_segmentation_threshold = shift_segmentation_threshold
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def scalars(self, epoch: int) -> dict[str, float]:
+        return {"supervision_weight": self.supervision(epoch)}
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "rng" in state:
+            self.rng.set_state(state["rng"].cpu())
+
+    def train(self, mode: bool = True) -> None:
+        """The teacher stays in eval mode whatever the loop does with the trained networks."""
+        self.teacher.eval()
+
+    def updates(self, batch: dict, step: int, epoch: int) -> Iterator[Update]:
+        self._require(batch, self.BATCH_KEYS, self.name)
+        inputs = self._generator_inputs(batch)
+        image = inputs[0].float()
+        background = to_network(batch["background"])
+        with torch.no_grad():
+            teacher_alpha, teacher_fg = (t.float() for t in self.teacher(*inputs))
+        alpha_raw, fg_raw = (t.float() for t in self.networks["generator"](*inputs))
+
+        lam = self.supervision(epoch)
+        w = self.weights
+        fg_mask = None
+        if self.foreground_mask_alpha is not None:
+            fg_mask = (teacher_alpha > _alpha_threshold_raw(self.foreground_mask_alpha)).float()
+        composite_mask = None
+        if self.composite_mask_segmentation is not None:
+            composite_mask = (batch["segmentation"] > self.composite_mask_segmentation).float()
+        terms = {
+            "alpha": LossTerm(losses.normalized_l1(alpha_raw, teacher_alpha), lam * w["alpha"]),
+            "alpha_gradient": LossTerm(losses.alpha_gradient_l1(alpha_raw, teacher_alpha), lam * w["alpha_gradient"]),
+            "foreground": LossTerm(losses.normalized_l1(fg_raw, teacher_fg, fg_mask), lam * w["foreground"]),
+            "composite": LossTerm(
+                losses.compose_l1(image, alpha_raw, fg_raw, background, composite_mask), lam * w["composite"]
+            ),
+        }
+
+        fake = self._fake_images(batch, image, alpha_raw, fg_raw)
+        discriminator = unwrap(self.networks["discriminator"])
+        discriminator.requires_grad_(False)  # the generator's objective must not build D's weight gradients
+        try:
+            fake_for_generator = fake.detach() if self.detach_fake_for_generator else fake
+            terms["gan"] = LossTerm(losses.lsgan_loss(discriminator(self._prepare(fake_for_generator)), True), w["gan"])
+        finally:
+            discriminator.requires_grad_(True)
+        self._visuals = _visuals(batch, alpha_raw, fg_raw, from_network(teacher_alpha), from_network(fake))
+        yield Update("generator", terms)
+
+        if step % self.discriminator_every == 0:
+            pair = self._prepare(torch.cat([image, fake.detach()], dim=0))
+            scores = self.networks["discriminator"](pair)
+            real_scores = [s[: image.shape[0]] for s in losses.score_maps(scores)]
+            fake_scores = [s[image.shape[0] :] for s in losses.score_maps(scores)]
+            real_part = losses.lsgan_loss(real_scores, True)
+            fake_part = losses.lsgan_loss(fake_scores, False)
+            yield Update(
+                "discriminator",
+                {"discriminator": LossTerm(0.5 * (real_part + fake_part), 1.0)},
+                extra={"discriminator_real": float(real_part.detach()), "discriminator_fake": float(fake_part.detach())},
+            )
+
+    def _fake_images(self, batch: dict, image: torch.Tensor, alpha_raw: torch.Tensor, fg_raw: torch.Tensor) -> torch.Tensor:
+        """Shifted composites of the predicted subject (network space, differentiable in alpha and F)."""
+        subject = losses.replace_opaque_foreground(fg_raw, image, alpha_raw, _alpha_threshold_raw(0.975))
+        shifts = horizontal_shifts(
+            batch["segmentation"].detach().cpu(), self.rng, self.shift_margin, self.shift_segmentation_threshold
+        )
+        backgrounds = fake_backgrounds(
+            to_network(batch["background"]), to_network(batch["target_background"]), self.rng, self.fake_target_probability
+        )
+        return shifted_composite(alpha_raw, subject, backgrounds, shifts)
+
+
+def _visuals(
+    batch: dict, alpha_raw: torch.Tensor, fg_raw: torch.Tensor, reference_alpha: torch.Tensor, composite: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """First samples of the batch for the image grid, all B x C x H x W in [0, 1].
+
+    ``reference_alpha``: true alpha (Adobe) or the teacher's (real), in [0, 1]; ``composite``: a composite of
+    the prediction in [0, 1] (over the clean background, or the real stage's shifted fake).
+    """
+    n = min(4, alpha_raw.shape[0])
+    alpha = from_network(alpha_raw[:n].detach()).clamp(0, 1)
+    fg = from_network(fg_raw[:n].detach()).clamp(0, 1)
+    visuals = {
+        "image": batch["image"][:n],
+        "captured_background": batch["background"][:n],
+        "segmentation": batch["segmentation"][:n],
+        "motion": batch["motion"][:n, :1],
+        "alpha_pred": alpha,
+        "alpha_reference": reference_alpha[:n].detach().clamp(0, 1),
+        "foreground_pred": fg * alpha,
+        "composite_pred": composite[:n].detach().clamp(0, 1),
+    }
+    return {k: v.detach().float() for k, v in visuals.items()}

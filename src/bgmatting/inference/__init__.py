@@ -1,0 +1,50 @@
+"""Matting your own captures: the per-frame pipeline, its pieces, and whole-input runs.
+
+``Matter(generator, mode=..., size=..., segmenter=..., precision=..., device=...)`` mattes frames given as
+arrays (``matte`` / ``matte_batch`` -> :class:`MatteResult`); ``composite_over`` puts the subject over a new
+background; ``matte_sequence`` runs a Matter over images or a video and writes the outputs
+(``python -m bgmatting.infer`` is a thin command line over it).
+"""
+from __future__ import annotations
+
+from bgmatting.inference.crop import CropBox, crop_resize, processing_size, subject_box, uncrop
+from bgmatting.inference.pipeline import MODES, Matter, MatteResult, composite_over
+from bgmatting.inference.postprocess import foreground_cleanup, keep_largest_component, postprocess_matte
+from bgmatting.inference.runner import BackgroundPlates, frames_with_motion, matte_sequence
+from bgmatting.inference.sinks import AtomicVideoWriter, ResultWriter
+from bgmatting.inference.sources import (
+    CapturedBackgrounds,
+    Frame,
+    ImageFrames,
+    Segmentations,
+    TargetBackgrounds,
+    VideoFrames,
+    open_input,
+)
+
+__all__ = [
+    "MODES",
+    "AtomicVideoWriter",
+    "BackgroundPlates",
+    "CapturedBackgrounds",
+    "CropBox",
+    "Frame",
+    "ImageFrames",
+    "MatteResult",
+    "Matter",
+    "ResultWriter",
+    "Segmentations",
+    "TargetBackgrounds",
+    "VideoFrames",
+    "composite_over",
+    "crop_resize",
+    "foreground_cleanup",
+    "frames_with_motion",
+    "keep_largest_component",
+    "matte_sequence",
+    "open_input",
+    "postprocess_matte",
+    "processing_size",
+    "subject_box",
+    "uncrop",
+]

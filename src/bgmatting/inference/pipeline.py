@@ -1,0 +1,284 @@
+"""The per-frame matting pipeline: (I, B', S, M) arrays -> cleaned alpha and foreground at frame size.
+
+Two modes:
+
+* ``"original"`` (the public code's test pipeline): square crop around the segmentation +10%
+  (:mod:`bgmatting.inference.crop`), resize to ``size x size`` (512), the original's segmentation
+  post-process (binarise > 0.2, erode 3x3 x10, dilate 5x5 x5, blur 31; iterations and blur scaled by
+  size / 512 for other sizes), network, F = I where alpha > 0.975,
+  largest connected component of alpha > 0.05, F = 0 where alpha <= 0.01, uncrop into a zero frame.
+* ``"full"``: the whole frame resized so its long side is ``size`` (0 or None: native), both sides
+  multiples of 4; the same segmentation post-process, scaled to the subject's size at that resolution
+  (:func:`bgmatting.preprocess.segment.segmentation_crop_scale`), and network; alpha and F upsampled bilinearly to the
+  frame, then F = I (the full-resolution image) where alpha > 0.975, largest component, F = 0 where
+  alpha <= 0.01.
+
+Arrays are numpy, RGB float32 in [0, 1]: image and background H x W x 3, segmentation H x W, motion cues
+4 x H x W. Batches of frames run through the network together.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bgmatting.data.compositing import composite
+from bgmatting.engine.precision import Precision, resolve_device, resolve_precision
+from bgmatting.inference.crop import CropBox, crop_resize, paste, processing_size, resize_to_box, subject_box
+from bgmatting.inference.postprocess import foreground_cleanup, postprocess_matte
+from bgmatting.inference.sources import resize_to
+from bgmatting.models import matte_from_raw
+from bgmatting.preprocess.motion import image_motion_cues
+from bgmatting.preprocess.segment import REFERENCE_CROP_SIDE, postprocess_segmentation, segmentation_crop_scale
+from bgmatting.space import to_network
+
+MODES = ("original", "full")
+
+#: Segmentation level above which a pixel counts as subject for the crop box. The original takes any
+#: non-zero pixel of its binary DeepLab mask; on soft masks we use the level its post-process binarises at.
+CROP_THRESHOLD = 0.2
+
+Segmenter = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass
+class MatteResult:
+    """One frame's result at the frame's size: ``alpha`` H x W and ``foreground`` H x W x 3, float32 in [0, 1]
+    (F is 0 where alpha <= 0.01); ``box`` is the crop the network saw (the whole frame in full mode);
+    ``segmentation`` (H x W) is the soft segmentation that was used, before the post-process."""
+
+    alpha: np.ndarray
+    foreground: np.ndarray
+    box: CropBox
+    segmentation: np.ndarray
+
+    def rgba(self) -> np.ndarray:
+        """H x W x 4: foreground colours with alpha as the 4th channel."""
+        return np.dstack([self.foreground, self.alpha])
+
+    def composite(self, target: np.ndarray | Sequence[float]) -> np.ndarray:
+        """alpha * F + (1 - alpha) * target; see :func:`composite_over`."""
+        return composite_over(self.alpha, self.foreground, target)
+
+
+def composite_over(alpha: np.ndarray, foreground: np.ndarray, target: np.ndarray | Sequence[float]) -> np.ndarray:
+    """alpha * F + (1 - alpha) * B in float, clipped to [0, 1].
+
+    ``alpha`` H x W, ``foreground`` H x W x 3; ``target`` is an RGB image (resized bilinearly to H x W when its
+    size differs) or a colour (3 floats in [0, 1]). Returns float32 H x W x 3.
+    """
+    height, width = alpha.shape
+    target = np.asarray(target, dtype=np.float32)
+    if target.ndim == 1:
+        target = np.broadcast_to(target, (height, width, 3))
+    else:
+        target = resize_to(target, height, width)
+    return np.clip(composite(foreground, target, alpha), 0.0, 1.0)
+
+
+@dataclass
+class _Prepared:
+    image: np.ndarray  # network-size crops, h x w x C
+    background: np.ndarray
+    segmentation: np.ndarray
+    motion: np.ndarray
+    box: CropBox
+    frame_segmentation: np.ndarray
+
+
+class Matter:
+    """Background matting of frames with a trained :class:`bgmatting.models.Generator`.
+
+    Args:
+        generator: the network (put in eval mode and moved to ``device``).
+        mode: ``"original"`` or ``"full"`` (see the module docstring).
+        size: network side in original mode (512 as the original); long side of the processing resolution
+            in full mode (0 or None: the frame's own size rounded to multiples of 4).
+        segmenter: ``(image, background) -> soft segmentation H x W in [0, 1]``, used for frames given no
+            segmentation, e.g. ``get_segmenter(name, postprocess=False)``
+            (:mod:`bgmatting.preprocess.segment`): the raw mask, since the pipeline applies the original's
+            post-process itself, on the network-size crop (scaled by size / 512 in original mode, by the
+            subject's crop size in full mode).
+        precision: a :class:`Precision` or a name for :func:`resolve_precision` ("auto": fp32 + channels_last
+            on CPUs without native bf16, bf16 autocast + channels_last with it, AMP on CUDA).
+        device: torch device or "auto".
+        largest_component: keep only the largest connected component of alpha (the original does).
+        crop_threshold: segmentation level that counts as subject for the crop box.
+    """
+
+    def __init__(
+        self,
+        generator: torch.nn.Module,
+        *,
+        mode: str = "original",
+        size: int | None = 512,
+        segmenter: Segmenter | None = None,
+        precision: str | Precision = "auto",
+        device: str | torch.device = "auto",
+        largest_component: bool = True,
+        crop_threshold: float = CROP_THRESHOLD,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        if mode == "original" and (not size or size % 4):
+            raise ValueError(f"original mode needs a network size that is a positive multiple of 4, got {size}")
+        if size is not None and size < 0:
+            raise ValueError(f"size must be >= 0, got {size}")
+        self.mode = mode
+        self.size = size
+        self.segmenter = segmenter
+        self.largest_component = largest_component
+        self.crop_threshold = crop_threshold
+        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        self.precision = precision if isinstance(precision, Precision) else resolve_precision(self.device, precision)
+        self.generator = self.precision.prepare_module(generator.eval().to(self.device))
+
+    @property
+    def uses_motion(self) -> bool:
+        """False when the generator cannot see the motion cues (the original's wiring; then any cues give the
+        same result and callers may skip computing neighbouring-frame cues)."""
+        return not getattr(self.generator, "motion_uses_background_feature", False)
+
+    # ------------------------------------------------------------------------------------------------ API
+    def matte(
+        self,
+        image: np.ndarray,
+        background: np.ndarray,
+        segmentation: np.ndarray | None = None,
+        motion: np.ndarray | None = None,
+    ) -> MatteResult:
+        """Matte one frame. ``image``, ``background`` H x W x 3, ``segmentation`` H x W, ``motion`` 4 x H x W
+        (default: 4 x gray(image)); all float in [0, 1]. ``background`` must already have the frame's size."""
+        return self.matte_batch([image], [background], [segmentation], [motion])[0]
+
+    def matte_batch(
+        self,
+        images: Sequence[np.ndarray],
+        backgrounds: Sequence[np.ndarray],
+        segmentations: Sequence[np.ndarray | None] | None = None,
+        motions: Sequence[np.ndarray | None] | None = None,
+    ) -> list[MatteResult]:
+        """Matte several frames in one network call (frames may differ in size in original mode)."""
+        count = len(images)
+        segmentations = list(segmentations) if segmentations is not None else [None] * count
+        motions = list(motions) if motions is not None else [None] * count
+        if not (len(backgrounds) == len(segmentations) == len(motions) == count):
+            raise ValueError("images, backgrounds, segmentations and motions must have the same length")
+        if count == 0:
+            return []
+        prepared = [self._prepare(*args) for args in zip(images, backgrounds, segmentations, motions)]
+        shapes = {p.image.shape for p in prepared}
+        if len(shapes) > 1:  # full mode with frames of different sizes: run them one by one
+            outputs = [self._run_network([p]) for p in prepared]
+            alphas = [a[0] for a, _ in outputs]
+            foregrounds = [f[0] for _, f in outputs]
+        else:
+            alphas, foregrounds = self._run_network(prepared)
+        return [
+            self._finish(image, p, alpha, fg)
+            for image, p, alpha, fg in zip(images, prepared, alphas, foregrounds)
+        ]
+
+    # ----------------------------------------------------------------------------------------------- steps
+    def _prepare(
+        self,
+        image: np.ndarray,
+        background: np.ndarray,
+        segmentation: np.ndarray | None,
+        motion: np.ndarray | None,
+    ) -> _Prepared:
+        image = _check_image(image, "image")
+        background = _check_image(background, "background")
+        height, width = image.shape[:2]
+        if background.shape != image.shape:
+            raise ValueError(
+                f"background is {background.shape[1]}x{background.shape[0]} but the image is {width}x{height}; "
+                "align or resize it first"
+            )
+        if segmentation is None:
+            if self.segmenter is None:
+                raise ValueError("no segmentation given and no segmenter configured")
+            segmentation = self.segmenter(image, background)
+        segmentation = np.asarray(segmentation, dtype=np.float32)
+        if segmentation.shape != (height, width):
+            raise ValueError(f"segmentation has shape {segmentation.shape}, expected {(height, width)}")
+        if motion is None:
+            motion = image_motion_cues(image)
+        motion = np.asarray(motion, dtype=np.float32)
+        if motion.ndim != 3 or motion.shape[1:] != (height, width):
+            raise ValueError(f"motion cues must be K x {height} x {width}, got shape {motion.shape}")
+
+        if self.mode == "original":
+            box = subject_box(segmentation, self.crop_threshold)
+            if box is None:
+                warnings.warn("segmentation has no subject pixels; matting the whole frame", stacklevel=3)
+                box = CropBox.full_frame(height, width)
+            net_size = (self.size, self.size)
+        else:
+            box = CropBox.full_frame(height, width)
+            net_size = processing_size(height, width, self.size)
+        net_segmentation = crop_resize(segmentation, box, net_size)
+        # The original post-processes S on its 512 x 512 crop; other sizes scale the iterations and blur.
+        if self.mode == "original":
+            scale = self.size / REFERENCE_CROP_SIDE
+        else:
+            scale = segmentation_crop_scale(net_segmentation, threshold=self.crop_threshold)
+        net_segmentation = np.asarray(postprocess_segmentation(net_segmentation, scale=scale), dtype=np.float32)
+        return _Prepared(
+            image=crop_resize(image, box, net_size),
+            background=crop_resize(background, box, net_size),
+            segmentation=net_segmentation[:, :, None],
+            motion=crop_resize(np.moveaxis(motion, 0, -1), box, net_size),
+            box=box,
+            frame_segmentation=segmentation,
+        )
+
+    def _to_tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(self.device)
+        return self.precision.prepare_input(to_network(batch))
+
+    @torch.inference_mode()
+    def _run_network(self, prepared: list[_Prepared]) -> tuple[np.ndarray, np.ndarray]:
+        """Network on a batch -> (alpha B x h x w, foreground B x h x w x 3), F = I where alpha > 0.975."""
+        image = self._to_tensor([p.image for p in prepared])
+        background = self._to_tensor([p.background for p in prepared])
+        segmentation = self._to_tensor([p.segmentation for p in prepared])
+        motion = self._to_tensor([p.motion for p in prepared])
+        with self.precision.autocast():
+            alpha_raw, foreground_raw = self.generator(image, background, segmentation, motion)
+        alpha, foreground = matte_from_raw(alpha_raw.float(), foreground_raw.float(), image.float())
+        alpha = alpha[:, 0].cpu().numpy()
+        foreground = foreground.permute(0, 2, 3, 1).cpu().numpy()
+        return alpha.astype(np.float32, copy=False), np.ascontiguousarray(foreground, dtype=np.float32)
+
+    def _finish(self, image: np.ndarray, prepared: _Prepared, alpha: np.ndarray, foreground: np.ndarray) -> MatteResult:
+        image = _check_image(image, "image")
+        height, width = image.shape[:2]
+        if self.mode == "original":
+            alpha, foreground = postprocess_matte(alpha, foreground, None, self.largest_component)
+            alpha = resize_to_box(alpha, prepared.box)
+            foreground = foreground_cleanup(resize_to_box(foreground, prepared.box), alpha)  # again after resizing
+            alpha = paste(alpha, prepared.box, (height, width))
+            foreground = paste(foreground, prepared.box, (height, width))
+        else:
+            alpha = np.clip(resize_to(alpha, height, width), 0.0, 1.0)
+            foreground = np.clip(resize_to(foreground, height, width), 0.0, 1.0)
+            alpha, foreground = postprocess_matte(alpha, foreground, image, self.largest_component)
+        return MatteResult(
+            alpha=np.ascontiguousarray(alpha, dtype=np.float32),
+            foreground=np.ascontiguousarray(foreground, dtype=np.float32),
+            box=prepared.box,
+            segmentation=prepared.frame_segmentation,
+        )
+
+
+def _check_image(image: np.ndarray, name: str) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{name} must be H x W x 3 RGB, got shape {image.shape}")
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    return image.astype(np.float32, copy=False)

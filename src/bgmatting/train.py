@@ -1,0 +1,39 @@
+"""``python -m bgmatting.train stage=adobe|real [overrides]``: train one stage (Hydra main; thin).
+
+Multi-process: ``torchrun --nproc_per_node=N -m bgmatting.train ...`` runs DDP; every rank joins the process
+group before Hydra starts, so all ranks share rank 0's run folder. See configs/train.yaml for the options.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from bgmatting.engine import distributed
+from bgmatting.engine.build import run_training
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> None:
+    run_training(cfg, HydraConfig.get().runtime.output_dir)
+
+
+def launch() -> None:
+    """Join a torchrun/Slurm process group (if any) and share rank 0's timestamp, then run Hydra's main."""
+    ctx = distributed.init_distributed()
+    if ctx.is_distributed and "BGM_RUN_STAMP" not in os.environ:
+        os.environ["BGM_RUN_STAMP"] = distributed.broadcast_object(time.strftime("%Y-%m-%d_%H-%M-%S"))
+    try:
+        main()
+    finally:
+        distributed.destroy()
+
+
+if __name__ == "__main__":
+    launch()

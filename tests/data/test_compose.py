@@ -1,0 +1,96 @@
+"""Fixed composite sets: layout, manifest, composite identity, background blocks, seeding, resume, CLI."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bgmatting.data.check import check_manifest
+from bgmatting.data.compose import assign_backgrounds, build_composite_set, main
+from bgmatting.data.io import read_alpha, read_image, read_trimap, write_alpha, write_image
+
+
+def make_inputs(root: Path, n_fg=2, n_bg=6):
+    rng = np.random.default_rng(0)
+    fgs, alphas, bgs = [], [], []
+    yy, xx = np.mgrid[:30, :40]
+    alpha = np.clip((10 - np.hypot(yy - 15, xx - 20)) / 3 + 0.5, 0, 1).astype(np.float32)
+    for i in range(n_fg):
+        fgs.append(root / "fg" / f"fg{i}.png")
+        alphas.append(root / "alpha" / f"fg{i}.png")
+        write_image(fgs[-1], rng.random((30, 40, 3), dtype=np.float32))
+        write_alpha(alphas[-1], alpha)
+    for j in range(n_bg):
+        bgs.append(root / "bg" / f"bg{j}.png")
+        write_image(bgs[-1], rng.random((20, 25) if j == 0 else (50, 60, 3), dtype=np.float32))
+    return fgs, alphas, bgs
+
+
+def rows(manifest: Path) -> list[dict]:
+    with open(manifest, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_composite_set_layout_and_identity(tmp_path):
+    fgs, alphas, bgs = make_inputs(tmp_path / "in")
+    manifest = build_composite_set(fgs, alphas, bgs, tmp_path / "out", per_fg=3, size=32, seed=0, progress=False)
+    assert manifest == tmp_path / "out" / "manifest.csv"
+    table = rows(manifest)
+    assert len(table) == 6
+    assert list(table[0]) == ["image", "background", "alpha", "trimap", "foreground", "fg_name", "bg_name"]
+    for sub in ("image", "background", "alpha", "trimap", "foreground"):
+        assert (tmp_path / "out" / sub).is_dir()
+    assert not Path(table[0]["image"]).is_absolute() and table[0]["image"].startswith("image/")
+    assert len({r["bg_name"] for r in table}) == 6  # disjoint blocks: 2 fg x 3 bg from a pool of 6
+    for r in table[:2]:
+        image, back = read_image(tmp_path / "out" / r["image"]), read_image(tmp_path / "out" / r["background"])
+        fg, alpha = read_image(tmp_path / "out" / r["foreground"]), read_alpha(tmp_path / "out" / r["alpha"])
+        assert image.shape == (32, 32, 3)
+        np.testing.assert_allclose(image, alpha[..., None] * fg + (1 - alpha[..., None]) * back, atol=2.5 / 255)
+        trimap = read_trimap(tmp_path / "out" / r["trimap"])
+        assert np.all(trimap[(alpha > 0.01) & (alpha < 0.99)] == 128)
+    assert check_manifest(manifest).ok
+
+
+def test_native_size_seeding_and_given_trimaps(tmp_path):
+    fgs, alphas, bgs = make_inputs(tmp_path / "in", n_bg=3)
+    trimaps = []
+    for i, a in enumerate(alphas):
+        trimaps.append(tmp_path / "tri" / f"fg{i}.png")
+        write_alpha(trimaps[-1], np.full((30, 40), 128, np.uint8))
+    with pytest.warns(UserWarning, match="backgrounds repeat"):
+        m = build_composite_set(fgs, alphas, bgs, tmp_path / "a", per_fg=2, seed=1, trimap_paths=trimaps,
+                                progress=False)
+    r = rows(m)
+    assert read_image(tmp_path / "a" / r[0]["image"]).shape == (30, 40, 3)  # size=None keeps the fg's size
+    assert np.all(read_trimap(tmp_path / "a" / r[0]["trimap"]) == 128)
+    same = np.array_equal(assign_backgrounds(2, 50, 5, seed=1), assign_backgrounds(2, 50, 5, seed=1))
+    assert same and not np.array_equal(assign_backgrounds(2, 50, 5, seed=1), assign_backgrounds(2, 50, 5, seed=2))
+    np.testing.assert_array_equal(assign_backgrounds(2, 3, 2, shuffle=False), [[0, 1], [2, 0]])
+
+
+def test_resume_keeps_existing_files_and_overwrite_redoes_them(tmp_path):
+    fgs, alphas, bgs = make_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    m = build_composite_set(fgs, alphas, bgs, out, per_fg=1, size=16, progress=False)
+    first = out / rows(m)[0]["image"]
+    write_image(first, np.zeros((16, 16, 3)))  # a marker the resume must keep
+    build_composite_set(fgs, alphas, bgs, out, per_fg=1, size=16, progress=False)
+    assert read_image(first).max() == 0
+    build_composite_set(fgs, alphas, bgs, out, per_fg=1, size=16, overwrite=True, progress=False)
+    assert read_image(first).max() > 0
+
+
+def test_cli_test_preset_and_errors(tmp_path, capsys):
+    make_inputs(tmp_path / "in", n_fg=2, n_bg=3)
+    out = tmp_path / "test_set"
+    code = main(["--preset", "test", "--per-fg", "2", "--size", "24", "--max-fg", "1", "--fg-dir", str(tmp_path / "in/fg"),
+                 "--alpha-dir", str(tmp_path / "in/alpha"), "--bg-dir", str(tmp_path / "in/bg"), "--out", str(out)])
+    assert code == 0 and len(rows(out / "manifest.csv")) == 2
+    assert read_image(out / rows(out / "manifest.csv")[0]["image"]).shape == (24, 24, 3)
+    (tmp_path / "none").mkdir()
+    code = main(["--fg-dir", str(tmp_path / "none"), "--alpha-dir", str(tmp_path / "none"), "--bg-dir",
+                 str(tmp_path / "in/bg"), "--out", str(tmp_path / "x")])
+    assert code == 1 and "none: folder contains no images" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""Manifest read/write and the manifest check CLI: each bad case reported with its path and reason."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bgmatting.data.check import check_manifest, main
+from bgmatting.data.io import DataError, write_alpha, write_image
+from bgmatting.data.manifest import read_manifest, write_manifest
+
+
+def good_row(folder: Path, name: str, size=(8, 10)) -> dict:
+    write_image(folder / f"{name}_i.png", np.full(size + (3,), 0.5))
+    write_image(folder / f"{name}_b.jpg", np.full(size + (3,), 0.2))
+    write_alpha(folder / f"{name}_a.png", np.zeros(size))
+    write_alpha(folder / f"{name}_t.png", np.zeros(size, np.uint8))
+    return {"image": folder / f"{name}_i.png", "background": folder / f"{name}_b.jpg", "alpha": folder / f"{name}_a.png",
+            "trimap": folder / f"{name}_t.png", "fg_name": f"{name}.png"}
+
+
+def test_round_trip_with_relative_and_absolute_paths(tmp_path):
+    row = good_row(tmp_path / "set" / "files", "x")
+    row["background"] = Path("/abs/elsewhere.png")
+    m = write_manifest(tmp_path / "set" / "m.csv", [row])
+    text = m.read_text().splitlines()
+    assert text[0] == "image,background,alpha,trimap,fg_name"
+    assert text[1].startswith("files/x_i.png,/abs/elsewhere.png,files/x_a.png,")
+    (tmp_path / "set").rename(tmp_path / "moved")  # relative paths follow the manifest
+    man = read_manifest(tmp_path / "moved" / "m.csv", required_columns=("image", "alpha"))
+    assert len(man) == 1 and man.line(0) == 2
+    assert man.file(0, "image") == tmp_path / "moved" / "files" / "x_i.png"
+    assert man.file(0, "background") == Path("/abs/elsewhere.png")
+    assert man.rows[0]["fg_name"] == "x.png"
+
+
+def test_read_errors(tmp_path):
+    with pytest.raises(DataError, match="nope.csv: manifest does not exist"):
+        read_manifest(tmp_path / "nope.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match="no header"):
+        read_manifest(tmp_path / "empty.csv")
+    (tmp_path / "header.csv").write_text("image,alpha\n\n")
+    with pytest.raises(DataError, match="header.csv: manifest has no rows"):
+        read_manifest(tmp_path / "header.csv")
+    with pytest.raises(DataError, match="lacks column.*trimap"):
+        read_manifest(tmp_path / "header.csv", required_columns=("image", "trimap"))
+
+
+def test_check_accepts_a_good_manifest(tmp_path, capsys):
+    m = write_manifest(tmp_path / "m.csv", [good_row(tmp_path, "a"), good_row(tmp_path, "b")])
+    assert main([str(m), "--no-progress"]) == 0
+    assert "2 rows checked, 2 good, 0 bad" in capsys.readouterr().out
+
+
+def test_check_reports_each_bad_row_with_path_and_reason(tmp_path, capsys):
+    rows = [good_row(tmp_path, n) for n in ("ok", "missing", "cut", "size", "alpha3", "gray16", "empty")]
+    rows[1]["image"] = tmp_path / "nowhere.png"                              # row pointing nowhere
+    data = rows[2]["background"].read_bytes()
+    rows[2]["background"].write_bytes(data[: len(data) // 2])               # truncated JPEG
+    write_image(rows[3]["background"], np.zeros((9, 10, 3)))                 # mismatched size
+    cv2.imwrite(str(rows[4]["alpha"]), np.dstack([np.zeros((8, 10), np.uint8), np.full((8, 10), 9, np.uint8),
+                                                  np.zeros((8, 10), np.uint8)]))  # 3 different channels
+    cv2.imwrite(str(rows[5]["image"]), np.full((8, 10), 40000, np.uint16))   # 16-bit gray: converted, fine
+    rows[6]["trimap"] = ""                                                   # empty cell
+    m = write_manifest(tmp_path / "m.csv", rows)
+    with m.open("a") as f:
+        f.write("ok_i.png,ok_b.jpg,ok_a.png,ok_t.png,x.png,EXTRA\n")         # too many cells
+    report = check_manifest(m)
+    assert report.rows == 8 and report.bad_lines == [3, 4, 5, 6, 8, 9]
+    assert main([str(m), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert f"line 3: column 'image' {tmp_path / 'nowhere.png'}: file does not exist" in out
+    assert "line 4: column 'background'" in out and "cut_b.jpg: cannot decode" in out
+    assert "line 5: row: sizes disagree: image 10x8, background 10x9" in out
+    assert "line 6: column 'alpha'" in out and "alpha must be single-channel" in out
+    assert "line 8: column 'trimap': empty path" in out
+    assert "line 9: row: 6 cells but the header has 5 columns" in out
+    assert "8 rows checked, 2 good, 6 bad" in out
+
+
+def test_check_of_a_missing_manifest_fails(tmp_path, capsys):
+    assert main([str(tmp_path / "gone.csv"), "--no-progress"]) == 1
+    assert "manifest does not exist" in capsys.readouterr().out

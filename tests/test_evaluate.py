@@ -1,0 +1,328 @@
+"""bgmatting.evaluation (library) and ``python -m bgmatting.evaluate`` (command) on tiny folders."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from bgmatting import evaluation as E
+from bgmatting import metrics as M
+from bgmatting.data.io import DataError, read_alpha, read_image, read_trimap, write_alpha, write_image
+from bgmatting.models import Generator
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+H, W = 18, 22  # not multiples of 4: the generator input is padded and the output cropped back
+
+
+def _matte(index: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:H, 0:W]
+    return np.clip(1.6 - np.hypot(yy - 9, xx - 10 - index) / 3.5, 0, 1)
+
+
+@pytest.fixture
+def test_set(tmp_path, rng):
+    """A folder test set (image/background/alpha/trimap/foreground/segmentation) and a folder of predictions."""
+    root, preds = tmp_path / "set", tmp_path / "pred"
+    for i in range(3):
+        alpha = _matte(i)
+        fg, bg = rng.random((H, W, 3)), rng.random((H, W, 3))
+        trimap = np.full((H, W), 128, np.uint8)
+        trimap[alpha == 0] = 0
+        trimap[alpha == 1] = 255
+        trimap[0, 0] = 255  # a known-foreground pixel whose ground truth says 0: must not count
+        name = f"img{i}"
+        write_image(root / "image" / f"{name}.png", alpha[..., None] * fg + (1 - alpha[..., None]) * bg)
+        write_image(root / "background" / f"{name}.png", bg)
+        write_image(root / "foreground" / f"{name}.png", fg)
+        write_alpha(root / "alpha" / f"{name}.png", alpha)
+        write_alpha(root / "trimap" / f"{name}.png", trimap)
+        write_alpha(root / "segmentation" / f"{name}.png", cv2.GaussianBlur((alpha > 0.5).astype(np.float32), (5, 5), 0))
+        write_alpha(preds / f"{name}.png", np.clip(alpha + rng.normal(0, 0.1, alpha.shape), 0, 1))
+    return root, preds
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    generator = Generator(ngf=4, nf_part=4, n_blocks1=1, n_blocks2=1)
+    path = tmp_path / "tiny.pt"
+    torch.save({"generator": generator.state_dict(), "model_config": generator.config}, path)
+    return path
+
+
+def _expected_folder_rows(root: Path, preds: Path) -> dict[str, dict]:
+    out = {}
+    for p in sorted(preds.iterdir()):
+        pred, gt = read_alpha(p), read_alpha(root / "alpha" / p.name)
+        trimap = read_trimap(root / "trimap" / p.name)
+        out[p.stem] = {"sad": M.sad(pred, gt, trimap), "mse": M.mse(pred, gt, trimap),
+                       "grad": M.grad(pred, gt, trimap), "conn": M.conn(pred, gt, trimap)}
+    return out
+
+
+def _subprocess_env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "src"), env.get("PYTHONPATH", "")])
+    return env
+
+
+# ----------------------------------------------------------------------------------------------- folders
+def test_evaluate_folders_matches_the_metrics(test_set):
+    root, preds = test_set
+    rows = E.evaluate_folders(preds, root / "alpha", root / "trimap", progress=False)
+    expected = _expected_folder_rows(root, preds)
+    assert [r["name"] for r in rows] == sorted(expected)
+    for row in rows:
+        for key, value in expected[row["name"]].items():
+            assert row[key] == pytest.approx(value, rel=1e-12)
+        assert row["unknown_pixels"] == int((read_trimap(root / "trimap" / f"{row['name']}.png") == 128).sum())
+    # without trimaps every pixel counts
+    all_pixels = E.evaluate_folders(preds, root / "alpha", progress=False)
+    assert all_pixels[0]["unknown_pixels"] == H * W
+    assert all_pixels[0]["sad"] > rows[0]["sad"]
+
+
+def test_evaluate_folders_errors_name_the_file(test_set, tmp_path):
+    root, preds = test_set
+    extra = preds / "stray.png"
+    write_alpha(extra, np.zeros((H, W)))
+    with pytest.raises(DataError, match=r"stray\.png: no ground truth"):
+        E.evaluate_folders(preds, root / "alpha", progress=False)
+    extra.unlink()
+
+    missing = root / "alpha" / "img9.png"
+    write_alpha(missing, np.zeros((H, W)))
+    with pytest.raises(DataError, match=r"no prediction .* img9\.png"):
+        E.evaluate_folders(preds, root / "alpha", progress=False)
+    missing.unlink()
+
+    write_alpha(preds / "img1.png", np.zeros((H + 2, W)))
+    with pytest.raises(DataError, match=r"img1\.png: prediction is 22x20 but ground truth .*img1\.png is 22x18"):
+        E.evaluate_folders(preds, root / "alpha", progress=False)
+    write_alpha(preds / "img1.png", np.zeros((H, W)))
+
+    (root / "trimap" / "img2.png").unlink()
+    with pytest.raises(DataError, match=r"img2\.png: no trimap"):
+        E.evaluate_folders(preds, root / "alpha", root / "trimap", progress=False)
+
+    gt_float = tmp_path / "gt_float"
+    gt_float.mkdir()
+    for i in range(3):
+        values = _matte(i).astype(np.float32)
+        if i == 1:
+            values[3, 3] = 1.5
+        cv2.imwrite(str(gt_float / f"img{i}.tif"), values)
+    with pytest.raises(DataError, match=r"img1\.tif: alpha out of range"):
+        E.evaluate_folders(preds, gt_float, progress=False)
+
+
+# ----------------------------------------------------------------------------------------------- reports
+def test_summary_and_reports(tmp_path):
+    rows = [{"name": "a", "height": 2, "width": 2, "unknown_pixels": 4, "sad": 1.0, "mse": 0.002, "grad": 3.0, "conn": 4.0},
+            {"name": "b", "height": 2, "width": 2, "unknown_pixels": 0, "sad": 3.0, "mse": math.nan, "grad": 5.0, "conn": 6.0}]
+    summary = E.summarize(rows)
+    assert summary == {"images": 2, "sad": 2.0, "mse": 0.002, "grad": 4.0, "conn": 5.0}
+    paths = E.write_reports(rows, tmp_path / "out", baselines={"segmentation": rows[:1]}, mse_unit=1e-2)
+    assert {p.name for p in paths.values()} == {"per_image.csv", "per_image_segmentation.csv", "summary.json",
+                                                "summary.md", "per_image.png"}
+    data = json.loads(paths["json"].read_text())
+    assert data["summaries"]["model"]["sad"] == 2.0
+    assert data["summaries"]["baseline: segmentation"]["images"] == 1
+    markdown = paths["markdown"].read_text()
+    assert "| method | images | SAD (×10^3) | MSE (×10^-2) | Grad (×10^3) | Conn (×10^3) |" in markdown
+    assert "| model | 2 | 2.0000 | 0.2000 | 4.0000 | 5.0000 |" in markdown  # MSE 0.002 printed x1e2
+    back = E.read_rows_csv(paths["csv"])
+    assert back[0]["sad"] == 1.0 and math.isnan(back[1]["mse"])
+    assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ----------------------------------------------------------------------------------------------- model
+def _dataset(root: Path, tmp_path: Path):
+    from bgmatting.data.adobe import CompositeSetDataset
+
+    return CompositeSetDataset(E.manifest_from_folder(root, tmp_path / "manifest.csv"), segmentation="file")
+
+
+def test_predict_pads_to_a_multiple_of_four_and_crops_back(test_set, tmp_path):
+    root, _ = test_set
+    generator = Generator(ngf=4, nf_part=4, n_blocks1=1, n_blocks2=1).eval()
+    batch = torch.utils.data.default_collate([_dataset(root, tmp_path)[0]])
+    alpha, foreground = E.predict_alpha_and_foreground(generator, batch, "fp32")
+    assert alpha.shape == (1, 1, H, W) and foreground.shape == (1, 3, H, W)
+    assert 0.0 <= float(alpha.min()) and float(alpha.max()) <= 1.0
+    padded = {k: torch.nn.functional.pad(batch[k].float(), (0, 2, 0, 2), mode="replicate")
+              for k in ("image", "background", "segmentation", "motion")}
+    reference, _ = E.predict_alpha_and_foreground(generator, padded, "fp32")
+    torch.testing.assert_close(alpha, reference[..., :H, :W])
+
+
+def test_evaluate_model_scores_and_saves_every_sample(test_set, tmp_path):
+    root, _ = test_set
+    dataset = _dataset(root, tmp_path)
+    generator = Generator(ngf=4, nf_part=4, n_blocks1=1, n_blocks2=1).train()
+    rows = E.evaluate_model(generator, dataset, device="cpu", precision="fp32", save_dir=tmp_path / "pred_out",
+                            save_error_maps=True, progress=False)
+    assert generator.training  # restored
+    assert [r["name"] for r in rows] == ["img0", "img1", "img2"]
+    assert E.sample_names(torch.utils.data.Subset(dataset, [2, 0])) == ["img2", "img0"]
+    generator.eval()
+    for index, row in enumerate(rows):
+        sample = dataset[index]
+        alpha, fg = E.predict_alpha_and_foreground(generator, torch.utils.data.default_collate([sample]), "fp32")
+        gt, trimap = sample["alpha"][0].numpy(), sample["trimap"][0].numpy()
+        assert row["sad"] == pytest.approx(M.sad(alpha[0, 0].numpy(), gt, trimap), rel=1e-9)
+        assert row["conn"] == pytest.approx(M.conn(alpha[0, 0].numpy(), gt, trimap), rel=1e-9)
+        assert row["fg_mse"] == pytest.approx(M.foreground_mse(fg[0].permute(1, 2, 0).numpy(),
+                                                               sample["foreground"].permute(1, 2, 0).numpy(),
+                                                               gt, trimap), rel=1e-9)
+        saved = read_alpha(tmp_path / "pred_out" / "alpha" / f"{row['name']}.png")
+        np.testing.assert_allclose(saved, np.round(alpha[0, 0].numpy() * 255) / 255, atol=1e-6)
+        assert read_image(tmp_path / "pred_out" / "error" / f"{row['name']}.png").shape == (H, W, 3)
+
+
+def test_no_foreground_metrics_without_a_true_foreground(test_set, tmp_path):
+    root, _ = test_set
+    for f in (root / "foreground").iterdir():
+        f.unlink()
+    (root / "foreground").rmdir()
+    generator = Generator(ngf=4, nf_part=4, n_blocks1=1, n_blocks2=1)
+    rows = E.evaluate_model(generator, _dataset(root, tmp_path), device="cpu", precision="fp32", progress=False)
+    assert "fg_mse" not in rows[0] and rows[0]["sad"] > 0
+
+
+def test_segmentation_baseline(test_set, tmp_path):
+    root, _ = test_set
+    dataset = _dataset(root, tmp_path)
+    rows = E.baseline_rows(dataset, "segmentation")
+    sample = dataset[1]
+    seg, gt, trimap = sample["segmentation"][0].numpy(), sample["alpha"][0].numpy(), sample["trimap"][0].numpy()
+    assert rows[1]["sad"] == pytest.approx(M.sad(seg, gt, trimap))
+    assert rows[1]["mse"] == pytest.approx(M.mse(seg, gt, trimap))
+    with pytest.raises(ValueError, match="unknown baseline"):
+        E.baseline_rows(dataset, "oracle")
+
+
+def test_folder_set_errors_name_the_file(test_set, tmp_path):
+    root, _ = test_set
+    (root / "background" / "img1.png").unlink()
+    with pytest.raises(DataError, match=r"img1\.png: no background file named 'img1'"):
+        E.manifest_from_folder(root, tmp_path / "m.csv")
+
+
+# ----------------------------------------------------------------------------------------------- command
+def _run_command(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """``python -m bgmatting.evaluate`` in a fresh interpreter."""
+    return subprocess.run([sys.executable, "-m", "bgmatting.evaluate", *overrides, "progress=false",
+                           f"hydra.run.dir={tmp_path / 'hydra'}"], cwd=REPO_ROOT, env=_subprocess_env(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+
+
+def _run_main(monkeypatch, tmp_path: Path, *overrides: str) -> None:
+    """The command's Hydra entry point in this process (as ``python -m`` runs it, minus the interpreter start)."""
+    from bgmatting.evaluate import main
+
+    monkeypatch.setattr(sys, "argv", ["bgmatting.evaluate", *overrides, "progress=false",
+                                      f"hydra.run.dir={tmp_path / 'hydra'}"])
+    main()
+
+
+def _csv_rows(path: Path) -> dict[str, dict[str, str]]:
+    with open(path, newline="") as f:
+        return {r["name"]: r for r in csv.DictReader(f)}
+
+
+def test_command_without_a_model(test_set, tmp_path, monkeypatch, capsys):
+    root, preds = test_set
+    out = tmp_path / "out"
+    _run_main(monkeypatch, tmp_path, f"pred_dir={preds}", f"gt_dir={root / 'alpha'}", f"trimap_dir={root / 'trimap'}",
+              f"output_dir={out}", "save_error_maps=true")
+    expected = _expected_folder_rows(root, preds)
+    table = _csv_rows(out / "per_image.csv")
+    for name, values in expected.items():
+        for key, value in values.items():
+            assert float(table[name][key]) == pytest.approx(value, rel=1e-9)
+    summary = json.loads((out / "summary.json").read_text())["summaries"]["predictions"]
+    mean_sad = np.mean([v["sad"] for v in expected.values()])
+    assert summary["sad"] == pytest.approx(mean_sad, rel=1e-12) and summary["images"] == 3
+    assert f"| predictions | 3 | {mean_sad:.4f} |" in (out / "summary.md").read_text()
+    assert (out / "per_image.png").stat().st_size > 0
+    assert sorted(p.name for p in (out / "predictions" / "error").iterdir()) == ["img0.png", "img1.png", "img2.png"]
+    assert "predictions (3 images): SAD" in capsys.readouterr().out
+
+
+def test_command_with_a_checkpoint(test_set, checkpoint, tmp_path):
+    root, _ = test_set
+    out = tmp_path / "out"
+    result = _run_command(tmp_path, f"checkpoint={checkpoint}", f"dataset.root={root}", f"output_dir={out}",
+                          "precision=fp32", "save_predictions=true", "baselines=[segmentation]")
+    assert result.returncode == 0, result.stderr
+    from bgmatting.models import load_generator
+
+    expected = E.evaluate_model(load_generator(checkpoint), _dataset(root, tmp_path), device="cpu",
+                                precision="fp32", progress=False)
+    table = _csv_rows(out / "per_image.csv")
+    for row in expected:
+        for key in ("sad", "mse", "grad", "conn", "fg_mse", "fg_sad"):
+            assert float(table[row["name"]][key]) == pytest.approx(row[key], rel=1e-6)
+    summaries = json.loads((out / "summary.json").read_text())["summaries"]
+    assert set(summaries) == {"model", "baseline: segmentation"}
+    assert summaries["model"]["mse"] == pytest.approx(np.mean([r["mse"] for r in expected]), rel=1e-6)
+    assert "baseline: segmentation" in (out / "summary.md").read_text()
+    assert len(list((out / "predictions" / "alpha").iterdir())) == 3
+    assert (out / "per_image.png").exists() and (out / "per_image_segmentation.csv").exists()
+
+
+def test_command_reports_bad_input_and_fails(test_set, checkpoint, tmp_path, monkeypatch, capsys):
+    root, preds = test_set
+    (root / "trimap" / "img2.png").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        _run_main(monkeypatch, tmp_path, f"checkpoint={checkpoint}", f"dataset.root={root}", f"output_dir={tmp_path / 'o'}")
+    assert exit_info.value.code == 2
+    assert "img2.png: no trimap file named 'img2'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _run_main(monkeypatch, tmp_path, f"pred_dir={preds}", f"output_dir={tmp_path / 'o'}")
+    assert "needs both pred_dir=DIR and gt_dir=DIR" in capsys.readouterr().err
+
+
+def test_background_difference_baseline(test_set, tmp_path):
+    from bgmatting.preprocess.segment import background_difference_matte
+
+    root, _ = test_set
+    dataset = _dataset(root, tmp_path)
+    rows = E.baseline_rows(dataset, "background_difference")
+    sample = dataset[2]
+    image, background = (sample[k].permute(1, 2, 0).numpy() for k in ("image", "background"))
+    matte = background_difference_matte(image, background)
+    gt, trimap = sample["alpha"][0].numpy(), sample["trimap"][0].numpy()
+    assert rows[2]["sad"] == pytest.approx(M.sad(matte, gt, trimap))
+    assert rows[2]["grad"] == pytest.approx(M.grad(matte, gt, trimap))
+
+
+def test_run_on_the_synthetic_held_out_set_with_both_baselines(checkpoint, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from bgmatting.evaluate import CONFIG_DIR, run
+
+    options = f"{{cache_dir: {tmp_path / 'cache'}, n_fg: 1, n_bg: 1, size: 32, n_test_fg: 1, n_test_bg: 2}}"
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("evaluate", overrides=[f"checkpoint={checkpoint}", "dataset.synthetic=true",
+                                             f"dataset.synthetic_options={options}", f"output_dir={tmp_path / 'out'}",
+                                             "baselines=[segmentation,background_difference]", "progress=false"])
+    summaries = run(cfg)
+    assert set(summaries) == {"model", "baseline: segmentation", "baseline: background_difference"}
+    assert all(s["images"] == 2 for s in summaries.values())
+    table = (tmp_path / "out" / "summary.md").read_text()
+    assert "| baseline: background_difference | 2 |" in table
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        both = compose("evaluate", overrides=[f"checkpoint={checkpoint}", "dataset.synthetic=true",
+                                              f"dataset.root={tmp_path}", f"output_dir={tmp_path / 'out2'}"])
+    with pytest.raises(DataError, match="choose exactly one test set"):
+        run(both)

@@ -1,0 +1,96 @@
+"""Loss terms against values computed by hand on tiny tensors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bgmatting import losses
+
+
+def test_normalized_l1_masked_mean_over_mask_area_and_batch():
+    a = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]], [[[5.0, 5.0], [5.0, 5.0]]]])  # 2 x 1 x 2 x 2
+    b = torch.zeros_like(a)
+    mask = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]], [[[0.0, 0.0], [0.0, 0.0]]]])
+    # sample 0: (|1| + |4|) / 2 = 2.5 ; sample 1: empty mask -> 0 ; batch mean over 2 samples -> 1.25
+    assert losses.normalized_l1(a, b, mask).item() == pytest.approx(1.25, rel=1e-5)
+
+
+def test_normalized_l1_counts_a_one_channel_mask_once_per_pixel():
+    a = torch.ones(1, 3, 2, 2)
+    # 12 unit errors over 4 mask pixels = 3 (the public code's normalisation of 3-channel terms)
+    assert losses.normalized_l1(a, torch.zeros_like(a)).item() == pytest.approx(3.0, rel=1e-5)
+    full_mask = torch.ones(1, 3, 2, 2)
+    assert losses.normalized_l1(a, torch.zeros_like(a), full_mask).item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_normalized_l1_rejects_shape_mismatch():
+    with pytest.raises(ValueError, match="shapes differ"):
+        losses.normalized_l1(torch.zeros(1, 1, 2, 2), torch.zeros(1, 3, 2, 2))
+
+
+def test_sobel_on_a_horizontal_ramp():
+    ramp = torch.tensor([0.0, 1.0, 2.0]).repeat(3, 1).view(1, 1, 3, 3)  # x[i, j] = j
+    gx, gy = losses.sobel_gradients(ramp)
+    # cross-correlation with [[1,0,-1],[2,0,-2],[1,0,-1]], zero padding: row weights 3 (edge rows) / 4 (middle)
+    expected_gx = torch.tensor([[-3.0, -6.0, 3.0], [-4.0, -8.0, 4.0], [-3.0, -6.0, 3.0]])
+    expected_gy = torch.tensor([[-1.0, -4.0, -5.0], [0.0, 0.0, 0.0], [1.0, 4.0, 5.0]])
+    torch.testing.assert_close(gx[0, 0], expected_gx)
+    torch.testing.assert_close(gy[0, 0], expected_gy)
+
+
+def test_alpha_gradient_l1_hand_value():
+    ramp = torch.tensor([0.0, 1.0, 2.0]).repeat(3, 1).view(1, 1, 3, 3)
+    # sum|gx| = 40, sum|gy| = 20, each normalised by 9 pixels
+    value = losses.alpha_gradient_l1(ramp, torch.zeros_like(ramp))
+    assert value.item() == pytest.approx(60.0 / 9.0, rel=1e-5)
+    assert losses.alpha_gradient_l1(ramp, ramp).item() == 0.0
+    # zero padding: a constant offset still shows at the border (as in the public code)
+    assert losses.alpha_gradient_l1(ramp, ramp + 0.5).item() > 0
+
+
+def test_composite_uses_network_space_alpha():
+    fg = torch.full((1, 3, 1, 3), 0.8)
+    bg = torch.full((1, 3, 1, 3), -0.6)
+    alpha = torch.tensor([-1.0, 0.0, 1.0]).view(1, 1, 1, 3)  # 0, 0.5, 1 in [0, 1]
+    out = losses.composite(alpha, fg, bg)
+    torch.testing.assert_close(out[0, 0, 0], torch.tensor([-0.6, 0.1, 0.8]))
+
+
+def test_compose_l1_is_zero_for_a_consistent_triplet_and_positive_otherwise():
+    torch.manual_seed(0)
+    fg, bg = torch.rand(2, 3, 4, 4) * 2 - 1, torch.rand(2, 3, 4, 4) * 2 - 1
+    alpha = torch.rand(2, 1, 4, 4) * 2 - 1
+    image = losses.composite(alpha, fg, bg)
+    assert losses.compose_l1(image, alpha, fg, bg).item() == pytest.approx(0.0, abs=1e-6)
+    # alpha = 1 everywhere: composite = fg; error |fg - image| summed over channels / pixels
+    ones = torch.ones_like(alpha)
+    expected = (fg - image).abs().sum(dim=(1, 2, 3)).div(16).mean()
+    assert losses.compose_l1(image, ones, fg, bg).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_replace_opaque_foreground_threshold():
+    fg = torch.zeros(1, 3, 1, 3)
+    image = torch.ones(1, 3, 1, 3)
+    alpha = torch.tensor([0.9, 0.95, 0.96]).view(1, 1, 1, 3)
+    out = losses.replace_opaque_foreground(fg, image, alpha, threshold=0.95)
+    torch.testing.assert_close(out[0, 0, 0], torch.tensor([0.0, 0.0, 1.0]))
+
+
+def test_lsgan_losses_hand_values():
+    maps = [torch.tensor([[0.5, 0.5]])]
+    assert losses.lsgan_loss(maps, True).item() == pytest.approx(0.25)
+    assert losses.lsgan_loss(maps, False).item() == pytest.approx(0.25)
+    real, fake = [torch.tensor([1.0, 0.0])], [torch.tensor([1.0, 0.0])]
+    # 0.5 * (MSE(real, 1) = 0.5 + MSE(fake, 0) = 0.5)
+    assert losses.discriminator_lsgan_loss(real, fake).item() == pytest.approx(0.5)
+    # two scales average; pix2pixHD feature lists use their last entry
+    two_scales = [[torch.zeros(1), torch.tensor([1.0])], [torch.zeros(1), torch.tensor([0.0])]]
+    assert losses.lsgan_loss(two_scales, True).item() == pytest.approx(0.5)
+    assert losses.lsgan_loss(torch.ones(2, 1, 3, 3), True).item() == pytest.approx(0.0)
+
+
+def test_losses_are_differentiable_in_the_prediction():
+    pred = torch.zeros(1, 1, 4, 4, requires_grad=True)
+    target = torch.ones(1, 1, 4, 4)
+    (losses.normalized_l1(pred, target) + losses.alpha_gradient_l1(pred, target.roll(1, -1))).backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
