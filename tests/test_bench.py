@@ -4,19 +4,24 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from bgmatting import bench
+from bgmatting.benchmarks.model import _count_flops_direct, count_flops
 from bgmatting.benchmarks.scaling import scaling_table
 
 
 def test_bench_command_writes_json_and_markdown(tmp_path):
+    # one thread: on a shared 2-core machine two OpenMP threads make tiny steps up to ~50x slower
+    threads_before = torch.get_num_threads()
     json_path, markdown_path = tmp_path / "bench.json", tmp_path / "bench.md"
     status = bench.main([
         "--suite", "model,scaling", "--model-config", "tiny", "--sizes", "32", "--batches", "2",
         "--modes", "fp32,fp32_cl", "--repeats", "2", "--warmup", "1", "--scaling-sizes", "16,32",
-        "--scaling-mode", "fp32", "--json", str(json_path), "--markdown", str(markdown_path),
+        "--scaling-mode", "fp32", "--threads", "1", "--json", str(json_path), "--markdown", str(markdown_path),
     ])
     assert status == 0
+    assert torch.get_num_threads() == threads_before  # the run restores the thread count
     report = json.loads(json_path.read_text())
     assert report["schema"] == "bgmatting-bench/1"
     assert report["errors"] == {}
@@ -58,3 +63,7 @@ def test_scaling_exponent_is_one_for_linear_cost():
     table = scaling_table([{"size": s, "batch": 1, "median_s": 2e-6 * s * s} for s in (64, 128, 256)])
     assert table["exponent"] == pytest.approx(1.0)
     assert [row["relative_s_per_megapixel"] for row in table["rows"]] == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_flop_count_scaled_from_reference_size_is_exact():
+    assert count_flops("tiny", "train", 2, 36) == _count_flops_direct("tiny", "train", 2, 36)

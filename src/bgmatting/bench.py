@@ -34,7 +34,8 @@ def _names(choices: tuple[str, ...], allow_all: bool = False):
             return list(choices)
         bad = [n for n in names if n not in choices]
         if bad or not names:
-            raise argparse.ArgumentTypeError(f"unknown {', '.join(bad) or 'empty list'}; choose from {', '.join(choices)}")
+            what = ", ".join(bad) or "empty list"
+            raise argparse.ArgumentTypeError(f"unknown {what}; choose from {', '.join(choices)}")
         return names
     return parse
 
@@ -45,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=_ints, help="model suite square sizes (default 256,512,1024)")
     p.add_argument("--batches", type=_ints, help="model suite batch sizes (default 1,4)")
     p.add_argument("--kinds", type=_names(("train", "infer")), help="train,infer (default both)")
-    p.add_argument("--modes", type=_names(ALL_MODES), help="fp32,fp32_cl,bf16,fp16,compile (default: all the device supports)")
+    p.add_argument("--modes", type=_names(ALL_MODES),
+                   help="fp32,fp32_cl,bf16,fp16,compile (default: all the device supports)")
     p.add_argument("--repeats", type=int, help="timed calls per mode (default 3; quick 2)")
     p.add_argument("--warmup", type=int, help="untimed calls per mode first (default 1)")
     p.add_argument("--model-config", choices=tuple(MODEL_CONFIGS), help="generator size (default: default)")
@@ -53,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     p.add_argument("--max-step-seconds", type=float,
                    help="skip a mode whose estimated call time exceeds this (default none; quick 60)")
-    p.add_argument("--optimizer", choices=OPTIMIZER_IMPLEMENTATIONS, help="Adam kernels in the train step (default: torch's)")
+    p.add_argument("--optimizer", choices=OPTIMIZER_IMPLEMENTATIONS,
+                   help="Adam kernels in the train step (default: torch's)")
     p.add_argument("--no-freezing", action="store_true", help="compile inference without inductor freezing")
     p.add_argument("--no-memory", action="store_true", help="skip the extra call that measures peak memory")
     p.add_argument("--scaling-sizes", type=_ints, help="scaling suite sizes (default 128,256,512,1024)")
@@ -76,8 +79,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> BenchConfig:
         "repeats": args.repeats, "warmup": args.warmup, "model_config": args.model_config, "device": args.device,
         "threads": args.threads, "max_step_seconds": args.max_step_seconds, "optimizer": args.optimizer,
         "scaling_sizes": args.scaling_sizes, "scaling_mode": args.scaling_mode, "data_workers": args.data_workers,
-        "data_samples": args.data_samples, "metrics_repeats": args.metrics_repeats, "video_frames": args.video_frames, "json_path": args.json,
-        "markdown_path": args.markdown,
+        "data_samples": args.data_samples, "metrics_repeats": args.metrics_repeats,
+        "video_frames": args.video_frames, "json_path": args.json, "markdown_path": args.markdown,
     }
     values.update({k: v for k, v in explicit.items() if v is not None})
     if args.no_freezing:

@@ -45,7 +45,8 @@ def make_adobe(root: Path, n_fg=2, n_bg=4, seed=0) -> Path:
 
 def from_tree(root: Path, **kwargs) -> AdobeCompositeDataset:
     return AdobeCompositeDataset.from_folders(
-        [root / "Adobe-licensed images/fg", root / "Other/fg"], [root / "Adobe-licensed images/alpha", root / "Other/alpha"],
+        [root / "Adobe-licensed images/fg", root / "Other/fg"],
+        [root / "Adobe-licensed images/alpha", root / "Other/alpha"],
         root / "bg", fg_list=root / "fg_names.txt", bg_list=root / "bg_names.txt", **{**SMALL, **kwargs})
 
 

@@ -36,7 +36,8 @@ def test_crop_sizes_follow_the_public_code_and_scale():
     assert seg["erode_iterations"] == (2, 5) and seg["dilate_iterations"] == (4, 7)
     assert seg["blur_sizes"] == (5, 7, 11) and seg["hole_sizes"] == (4, 6, 9, 11)
     assert q.motion_parameters()["translation_std"] == pytest.approx(1.25)
-    assert AdobeAugment(output_size=128, scale_pixel_parameters=False).segmentation_parameters()["blur_sizes"] == (21, 31, 41)
+    unscaled = AdobeAugment(output_size=128, scale_pixel_parameters=False)
+    assert unscaled.segmentation_parameters()["blur_sizes"] == (21, 31, 41)
     assert AdobeAugment(output_size=64, crop_sizes=[70, 80]).resolved_crop_sizes() == (70, 80)
 
 

@@ -86,8 +86,9 @@ def test_resume_keeps_existing_files_and_overwrite_redoes_them(tmp_path):
 def test_cli_test_preset_and_errors(tmp_path, capsys):
     make_inputs(tmp_path / "in", n_fg=2, n_bg=3)
     out = tmp_path / "test_set"
-    code = main(["--preset", "test", "--per-fg", "2", "--size", "24", "--max-fg", "1", "--fg-dir", str(tmp_path / "in/fg"),
-                 "--alpha-dir", str(tmp_path / "in/alpha"), "--bg-dir", str(tmp_path / "in/bg"), "--out", str(out)])
+    code = main(["--preset", "test", "--per-fg", "2", "--size", "24", "--max-fg", "1",
+                 "--fg-dir", str(tmp_path / "in/fg"), "--alpha-dir", str(tmp_path / "in/alpha"),
+                 "--bg-dir", str(tmp_path / "in/bg"), "--out", str(out)])
     assert code == 0 and len(rows(out / "manifest.csv")) == 2
     assert read_image(out / rows(out / "manifest.csv")[0]["image"]).shape == (24, 24, 3)
     (tmp_path / "none").mkdir()

@@ -17,8 +17,8 @@ def good_row(folder: Path, name: str, size=(8, 10)) -> dict:
     write_image(folder / f"{name}_b.jpg", np.full(size + (3,), 0.2))
     write_alpha(folder / f"{name}_a.png", np.zeros(size))
     write_alpha(folder / f"{name}_t.png", np.zeros(size, np.uint8))
-    return {"image": folder / f"{name}_i.png", "background": folder / f"{name}_b.jpg", "alpha": folder / f"{name}_a.png",
-            "trimap": folder / f"{name}_t.png", "fg_name": f"{name}.png"}
+    return {"image": folder / f"{name}_i.png", "background": folder / f"{name}_b.jpg",
+            "alpha": folder / f"{name}_a.png", "trimap": folder / f"{name}_t.png", "fg_name": f"{name}.png"}
 
 
 def test_round_trip_with_relative_and_absolute_paths(tmp_path):

@@ -1,6 +1,7 @@
 """align_background on real photos (scikit-image) warped by known homographies."""
 from __future__ import annotations
 
+import json
 import warnings
 
 import cv2
@@ -74,6 +75,8 @@ def test_recovers_known_homography_to_subpixel(photo):
     assert report.refit_matches >= report.inliers
     assert 0 < report.reprojection_error < 1.5
     assert report.homography.shape == (3, 3) and report.timings["total"] > 0
+    summary = json.loads(json.dumps(report.summary()))
+    assert summary["inliers"] == report.inliers and "valid_mask" not in summary
     assert aligned.dtype == np.uint8 and aligned.shape == image.shape
     inner = cv2.erode(report.valid_mask.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
     error = np.abs(aligned.astype(np.float32) - image.astype(np.float32))[inner].mean()

@@ -73,6 +73,15 @@ def test_postprocess_removes_specks_keeps_the_body_and_softens_the_edge():
     assert np.all(np.diff(edge) >= -1e-6) and 0.2 < edge[10] < 0.8  # soft, monotone ramp across the edge
 
 
+def test_postprocess_at_scale_one_is_the_public_codes_sequence(rng):
+    mask = (cv2.GaussianBlur(rng.random((96, 128)).astype(np.float32), (0, 0), 6) > 0.5).astype(np.float32)
+    expected = mask.copy()
+    expected = cv2.erode(expected, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)), iterations=10)
+    expected = cv2.dilate(expected, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)), iterations=5)
+    expected = cv2.GaussianBlur(expected, (31, 31), 0)
+    np.testing.assert_allclose(postprocess_segmentation(mask), np.clip(expected, 0, 1), atol=1e-7)
+
+
 def test_postprocess_scale_shrinks_the_operations_for_small_crops():
     mask = np.zeros((64, 64), np.float32)
     mask[20:44, 20:44] = 1.0

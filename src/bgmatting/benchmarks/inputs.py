@@ -46,7 +46,8 @@ def make_batch(batch: int, size: int, motion_frames: int = 4) -> dict[str, torch
         alpha = torch.roll(alpha0, shift, dims=3)
         image = alpha * foreground + (1.0 - alpha) * background0
         gray = (0.299 * image[:, :1] + 0.587 * image[:, 1:2] + 0.114 * image[:, 2:]).clamp(0, 1)
-        motion = torch.cat([torch.roll(gray, (2 * k - motion_frames // 2, k), dims=(2, 3)) for k in range(motion_frames)], 1)
+        shifts = [(2 * k - motion_frames // 2, k) for k in range(motion_frames)]
+        motion = torch.cat([torch.roll(gray, shift, dims=(2, 3)) for shift in shifts], 1)
         segmentation = F.avg_pool2d((alpha > 0.5).float(), 9, stride=1, padding=4)
         samples.append(dict(
             image=image, background=background0.pow(1.05), background_clean=background0,

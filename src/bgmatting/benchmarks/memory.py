@@ -2,11 +2,16 @@
 
 On CPU ``tracemalloc`` does not see torch's allocations, so the process's peak RSS is used. Linux lets a
 process reset its peak (``VmHWM``) by writing ``5`` to ``/proc/self/clear_refs``; the region's peak is then
-``VmHWM`` after it minus ``VmRSS`` before it. Where that reset is not available, the increase of
-``ru_maxrss`` is used, which only sees peaks above the process's earlier maximum (reported as such).
+``VmHWM`` after it minus ``VmRSS`` before it; the region starts with a garbage collection and
+``malloc_trim`` so that freed-but-cached heap pages do not hide its allocations. Where that reset is
+not available, the increase of ``ru_maxrss`` is used, which only sees peaks above the process's
+earlier maximum (reported as such).
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import re
 import resource
 from pathlib import Path
@@ -33,6 +38,17 @@ def _reset_peak_rss() -> bool:
     return True
 
 
+def release_free_memory() -> None:
+    """Collect garbage and return free heap pages to the OS (glibc ``malloc_trim``) so RSS reflects live memory."""
+    gc.collect()
+    libc_name = ctypes.util.find_library("c")
+    if libc_name:
+        try:
+            ctypes.CDLL(libc_name).malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+
 class PeakMemory:
     """Context manager measuring the peak memory a region adds, in MiB (``.peak_mib`` after exit).
 
@@ -52,7 +68,9 @@ class PeakMemory:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             self.method = "cuda_max_allocated"
-        elif _reset_peak_rss() and _status_kib("VmRSS") is not None:
+            return self
+        release_free_memory()
+        if _reset_peak_rss() and _status_kib("VmRSS") is not None:
             self._start_kib = _status_kib("VmRSS") or 0
             self.method = "rss_peak_increase"
         else:

@@ -94,7 +94,7 @@ def measure_peak(device: torch.device, min_seconds: float = 0.5, progress: Calla
             if rate > best_conv:
                 best_conv, best_side = rate, side
         entry.update(conv_gflops=best_conv / 1e9, conv_side=best_side)
-        progress(f"[peak] {name}: matmul {entry['matmul_gflops']:.1f} GFLOP/s (n={n}), "
-                 f"conv NCHW {entry['conv_nchw_gflops']:.1f}, channels_last {entry['conv_channels_last_gflops']:.1f} GFLOP/s")
+        progress(f"[peak] {name}: matmul {entry['matmul_gflops']:.1f} GFLOP/s (n={n}), conv NCHW "
+                 f"{entry['conv_nchw_gflops']:.1f}, channels_last {entry['conv_channels_last_gflops']:.1f} GFLOP/s")
         result[name] = entry
     return result

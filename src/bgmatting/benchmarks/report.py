@@ -153,7 +153,8 @@ def _video_lines(video: dict) -> list[str]:
     rows = [[name, _num(seconds * 1e3 / max(1, video.get("frames", 1)), 1)] for name, seconds in stages.items()]
     return [f"### Video end to end ({video.get('width')}x{video.get('height')}, {video.get('frames')} frames, "
             f"{video.get('description', '')})", "",
-            f"**{_num(video.get('frames_per_s'), 2)} frames/s** ({_num(video.get('seconds_per_frame'), 2)} s per frame).", "",
+            f"**{_num(video.get('frames_per_s'), 2)} frames/s** "
+            f"({_num(video.get('seconds_per_frame'), 2)} s per frame).", "",
             *_table(["stage", "ms / frame"], rows)]
 
 

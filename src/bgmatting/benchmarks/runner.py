@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from bgmatting.benchmarks.environment import describe_environment
-from bgmatting.benchmarks.model import CaseSettings, bench_case, time_optimizer_step
+from bgmatting.benchmarks.cases import CaseSettings, bench_case
+from bgmatting.benchmarks.optim import time_optimizer_step
 from bgmatting.benchmarks.modes import BASELINE_MODE, BenchMode, default_mode_names, resolve_modes
 from bgmatting.benchmarks.report import write_report
 from bgmatting.benchmarks.scaling import scaling_table
@@ -81,8 +82,16 @@ def _settings(config: BenchConfig, device: torch.device) -> CaseSettings:
 def run_benchmarks(config: BenchConfig, progress: Callable[[str], None] | None = None) -> dict:
     """Run the configured suites; returns the report dict (also written to the JSON/Markdown paths)."""
     progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    threads_before = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
+    try:
+        return _run(config, progress)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run(config: BenchConfig, progress: Callable[[str], None]) -> dict:
     device = resolve_device(config.device)
     mode_names = config.modes or default_mode_names(device)
     modes = resolve_modes(mode_names, device)  # validates names before anything runs
@@ -175,7 +184,8 @@ def _reuse_train_points(report: dict, mode_name: str, model_config: str) -> list
     points = []
     for case in report.get("model", {}).get("cases", []):
         entry = case["modes"].get(mode_name, {})
-        if case["kind"] == "train" and case["batch"] == 1 and entry.get("status") == "ok" and entry.get("precision") == mode_name:
+        if (case["kind"] == "train" and case["batch"] == 1 and entry.get("status") == "ok"
+                and entry.get("precision") == mode_name):
             points.append({"size": case["size"], "batch": 1, "median_s": entry["median_s"]})
     return points
 
@@ -204,8 +214,10 @@ def summarize(report: dict, device: torch.device) -> dict:
             summary["train_reference"] = {"size": reference["size"], "fastest_mode": fastest_name,
                                           "fastest_speedup_vs_fp32": fastest.get("speedup_vs_fp32"),
                                           "fastest_alpha_max_abs_diff": fastest.get("alpha_max_abs_diff")}
-            peak_part = (f", {100 * fastest['ratio_to_conv_peak']:.0f}% of the measured {fastest['peak_dtype']} conv peak"
-                         if fastest.get("ratio_to_conv_peak") is not None else "")
+            peak_part = ""
+            if fastest.get("ratio_to_conv_peak") is not None:
+                peak_part = (f", {100 * fastest['ratio_to_conv_peak']:.0f}% of the measured "
+                             f"{fastest['peak_dtype']} conv peak")
             summary["lines"].append(
                 f"Train step {reference['size']}² batch 1: fp32 NCHW eager {base['median_s']:.2f} s; fastest mode "
                 f"{fastest_name} {fastest['median_s']:.2f} s ({fastest.get('speedup_vs_fp32', 0):.2f}x, "
@@ -219,9 +231,11 @@ def summarize(report: dict, device: torch.device) -> dict:
             bf16_peak = report.get("peak", {}).get("bf16", {}).get("conv_gflops")
             fp32_peak = report.get("peak", {}).get("fp32", {}).get("conv_gflops")
             if bf16_peak and fp32_peak:
+                native = report["environment"].get("onednn_native_bf16")
+                bf16_kind = "native" if native else "emulated: no AMX/AVX512-BF16"
                 summary["lines"].append(
                     f"Measured conv peak: fp32 {fp32_peak:.1f} GFLOP/s, bf16 {bf16_peak:.1f} GFLOP/s "
-                    f"({'native' if report['environment'].get('onednn_native_bf16') else 'emulated: no AMX/AVX512-BF16'}).")
+                    f"({bf16_kind}).")
     data = report.get("data")
     if data and reference:
         default_entry = reference["modes"].get(default_mode, {})
@@ -242,7 +256,8 @@ def summarize(report: dict, device: torch.device) -> dict:
                 f"{'met' if best['vs_training'] >= 3 else 'not met'}).")
     video = report.get("video")
     if video:
-        summary["lines"].append(f"Video {video['width']}x{video['height']} end to end: {video['frames_per_s']:.3f} frames/s.")
+        summary["lines"].append(
+            f"Video {video['width']}x{video['height']} end to end: {video['frames_per_s']:.3f} frames/s.")
     scaling = report.get("scaling")
     if scaling and scaling.get("exponent") is not None:
         summary["lines"].append(f"Scaling: step time ∝ pixels^{scaling['exponent']:.2f}.")

@@ -1,10 +1,8 @@
-"""Wall-clock timing of callables, with device synchronisation and summary statistics."""
+"""Wall-clock timing of callables, with device synchronisation."""
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 
@@ -25,35 +23,8 @@ def timed_call(fn: Callable[[], object], device: torch.device | str) -> tuple[fl
     return time.perf_counter() - start, result
 
 
-@dataclass
-class TimingStats:
-    """Seconds of repeated runs of one measurement."""
-
-    times: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.times) if self.times else float("nan")
-
-    @property
-    def best(self) -> float:
-        return min(self.times) if self.times else float("nan")
-
-    def as_dict(self) -> dict:
-        return {"median_s": self.median, "min_s": self.best, "times_s": list(self.times)}
-
-
-def repeat_timed(fn: Callable[[], object], device: torch.device | str, warmup: int, repeats: int) -> TimingStats:
-    """Call ``fn`` ``warmup`` times untimed, then ``repeats`` times timed."""
-    for _ in range(warmup):
-        timed_call(fn, device)
-    stats = TimingStats()
-    for _ in range(repeats):
-        stats.times.append(timed_call(fn, device)[0])
-    return stats
-
-
-def time_until(fn: Callable[[], object], device: torch.device | str, min_seconds: float, max_calls: int = 1000) -> float:
+def time_until(fn: Callable[[], object], device: torch.device | str, min_seconds: float,
+               max_calls: int = 1000) -> float:
     """Best seconds per call of ``fn`` over a run of calls lasting at least ``min_seconds`` (one untimed warm-up)."""
     timed_call(fn, device)
     best = float("inf")

@@ -164,7 +164,8 @@ def bench_video(frames: int = 6, height: int = 1080, width: int = 1920, model_co
         summary = matte_sequence(matter, frame_iter, plates, TargetBackgrounds(), writer, clip=True,
                                  progress=False, source_name=video_path.name)
         total = time.perf_counter() - start
-    stages = {name: clock.seconds.get(name, 0.0) for name in ("decode", "alignment", "segmentation", "network", "encode")}
+    names = ("decode", "alignment", "segmentation", "network", "encode")
+    stages = {name: clock.seconds.get(name, 0.0) for name in names}
     stages["other"] = max(0.0, total - sum(stages.values()))
     done = summary["frames"]
     result = {

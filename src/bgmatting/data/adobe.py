@@ -86,7 +86,8 @@ def resolve_foregrounds(fg_dirs: PathLike | Sequence[PathLike], alpha_dirs: Path
     """
     fg_dirs, alpha_dirs = _folders(fg_dirs), _folders(alpha_dirs)
     if len(fg_dirs) != len(alpha_dirs):
-        raise ValueError(f"{len(fg_dirs)} foreground folders but {len(alpha_dirs)} alpha folders; they pair up in order")
+        raise ValueError(f"{len(fg_dirs)} foreground folders but {len(alpha_dirs)} alpha folders; "
+                         "they pair up in order")
     if fg_list is None:
         entries = [(p.name, k) for k, d in enumerate(fg_dirs) for p in list_images(d)]
     else:
@@ -249,7 +250,8 @@ class CompositeSetDataset(Dataset):
         fg = read_image(self.file(index, "foreground")) if m.has(index, "foreground") else image
         h, w = image.shape[:2]
         named = {"background": (background, back_path), "alpha": (alpha, self.file(index, "alpha")),
-                 "trimap": (trimap, self.file(index, "trimap")), "foreground": (fg, None), "background_clean": (clean, None)}
+                 "trimap": (trimap, self.file(index, "trimap")), "foreground": (fg, None),
+                 "background_clean": (clean, None)}
         if self.segmentation == "file":
             named["segmentation"] = (read_alpha(self.file(index, "segmentation")), self.file(index, "segmentation"))
         for key, (arr, path) in named.items():

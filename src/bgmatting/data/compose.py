@@ -161,7 +161,8 @@ def build_from_folders(fg_dir: PathLike | Sequence[PathLike], alpha_dir: PathLik
     if trimap_dir is not None:
         trimaps = [Path(trimap_dir) / p.name for p in fgs]
     kwargs.setdefault("shuffle_backgrounds", bg_list is None)
-    return build_composite_set(fgs, alphas, resolve_backgrounds(bg_dir, bg_list), out_dir, trimap_paths=trimaps, **kwargs)
+    backgrounds = resolve_backgrounds(bg_dir, bg_list)
+    return build_composite_set(fgs, alphas, backgrounds, out_dir, trimap_paths=trimaps, **kwargs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fg-list", help="foreground name list (e.g. training_fg_names.txt)")
     parser.add_argument("--bg-list", help="background name list (e.g. training_bg_names.txt); keeps its order")
     parser.add_argument("--trimap-dir", help="trimaps named like the foregrounds (e.g. the Adobe test trimaps)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="train: 100 bg per fg, own size; test: 20 bg per fg, 512")
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="train: 100 bg per fg, own size (default); test: 20 bg per fg, 512")
     parser.add_argument("--per-fg", type=int, help="backgrounds per foreground (train 100, test 20)")
     parser.add_argument("--size", type=int, help="output size (square); default: keep the fg size (test preset: 512)")
     parser.add_argument("--fit", choices=("stretch", "center_crop"), default="stretch")

@@ -72,7 +72,8 @@ def trimap_from_alpha(alpha: np.ndarray, k: int = TRIMAP_K) -> np.ndarray:
     return trimap
 
 
-def fit_background(background: np.ndarray, height: int, width: int, position: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+def fit_background(background: np.ndarray, height: int, width: int,
+                   position: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Fit a background to a foreground of size ``height`` x ``width`` (the Deep Image Matting rule).
 
     A background smaller than the foreground in either dimension is upscaled (bicubic, aspect kept) by

@@ -41,9 +41,9 @@ def _read_raw(path: str | os.PathLike) -> np.ndarray:
 
 def _to_float(img: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     if img.dtype == np.uint8:
-        return img.astype(np.float32) / 255.0
+        return np.divide(img, np.float32(255.0), dtype=np.float32)  # one pass, same values as astype / 255
     if img.dtype == np.uint16:
-        return img.astype(np.float32) / 65535.0
+        return np.divide(img, np.float32(65535.0), dtype=np.float32)
     if img.dtype in (np.float32, np.float64):
         return np.clip(img.astype(np.float32), 0.0, 1.0)
     raise DataError(f"{path}: unsupported pixel type {img.dtype}")
@@ -66,14 +66,22 @@ def read_rgba(path: str | os.PathLike) -> np.ndarray:
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an RGB image as float32 H x W x 3 in [0, 1] (grayscale replicated, RGBA's alpha dropped)."""
     img = _read_raw(path)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        code = cv2.COLOR_GRAY2RGB
+    elif img.shape[2] == 3:
+        code = cv2.COLOR_BGR2RGB
+    elif img.shape[2] == 4:
+        code = cv2.COLOR_BGRA2RGB
+    else:
+        raise DataError(f"{path}: unsupported channel count {img.shape[2]}")
+    if img.dtype in (np.uint8, np.uint16, np.float32):
+        return _to_float(cv2.cvtColor(img, code), path)  # channel order fixed before the float conversion
     f = _to_float(img, path)
     if f.ndim == 2:
         return np.ascontiguousarray(np.repeat(f[:, :, None], 3, axis=2))
-    if f.shape[2] == 1:
-        return np.ascontiguousarray(np.repeat(f, 3, axis=2))
-    if f.shape[2] in (3, 4):
-        return np.ascontiguousarray(f[:, :, 2::-1])
-    raise DataError(f"{path}: unsupported channel count {f.shape[2]}")
+    return np.ascontiguousarray(f[:, :, 2::-1])
 
 
 def read_alpha(path: str | os.PathLike) -> np.ndarray:

@@ -2,7 +2,8 @@
 manifest's folder (files inside it are written that way, others as absolute paths).
 
 Columns are free-form; a cell is a file reference when its column is a known path column or its value ends
-with an image extension (name columns, ``name`` / ``*_name``, excepted). Absolute paths are allowed and kept. Written atomically.
+with an image extension (name columns, ``name`` / ``*_name``, excepted). Absolute paths are allowed and kept.
+Written atomically.
 """
 from __future__ import annotations
 

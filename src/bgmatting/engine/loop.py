@@ -88,7 +88,8 @@ class Trainer:
 
     Args:
         stage: supplies ``networks`` (trained, possibly DDP-wrapped) and per-batch updates.
-        optimizers / schedulers: by name, matching the names the stage's updates use (schedulers step per step).
+        optimizers / schedulers: by name, matching the names the stage's updates use; every scheduler steps once
+            per training step (also for an optimiser, like the discriminator's, that does not step every time).
         loader / sampler: the training DataLoader and its :class:`ResumableDistributedSampler`.
         precision: autocast/layout mode; a GradScaler is used when it needs one (fp16 on CUDA).
         run_dir: checkpoints go to ``run_dir/checkpoints`` (rank 0 only).
@@ -298,8 +299,6 @@ class Trainer:
                 )
         scaler.step(optimizer)
         scaler.update()
-        if update.optimizer in self.schedulers:
-            self.schedulers[update.optimizer].step()
         return scalars
 
     def train_step(self, batch: dict) -> dict[str, float] | None:
@@ -327,6 +326,8 @@ class Trainer:
                     raise NonFiniteLossError(f"{self._consecutive_skips} consecutive non-finite steps; last: {result}")
                 return None
             scalars.update(result)
+        for scheduler in self.schedulers.values():  # schedules count training steps, not each optimiser's steps
+            scheduler.step()
         self._consecutive_skips = 0
         return scalars
 

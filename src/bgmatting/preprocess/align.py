@@ -52,7 +52,7 @@ class AlignmentReport:
     fell_back: bool = False
     reason: str | None = None  # why it fell back
     coverage: float = 0.0  # fraction of image pixels covered by the warped background
-    valid_mask: np.ndarray | None = None  # H x W bool, True where the warped background is defined
+    valid_mask: np.ndarray | None = field(default=None, repr=False)  # H x W bool, warped background defined
     photometric_gain: np.ndarray | None = None  # (3,) per channel, applied as gain * B + bias
     photometric_bias: np.ndarray | None = None  # (3,) in [0, 1] units
     ecc_applied: bool = False
@@ -60,6 +60,21 @@ class AlignmentReport:
     ecc_correlation: tuple[float, float] | None = None  # (before, after) at the finest ECC level
     detection_scale: tuple[float, float] = (1.0, 1.0)  # (image, background) downscale factors
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step and "total"
+
+    def summary(self) -> dict:
+        """JSON-ready dict of the report without the mask (e.g. for a manifest or a log line)."""
+        def plain(value):
+            if isinstance(value, np.ndarray):
+                return value.tolist()
+            if isinstance(value, (np.floating, np.integer)):
+                return value.item()
+            if isinstance(value, tuple):
+                return [plain(v) for v in value]
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return value
+
+        return {k: plain(v) for k, v in self.__dict__.items() if k != "valid_mask"}
 
 
 def align_background(

@@ -190,9 +190,11 @@ class BackgroundDifferenceSegmenter(Segmenter):
     """Subject = pixels that differ from the aligned captured background.
 
     Steps: light Gaussian blur of both images (``blur_sigma`` px); difference d = max over channels of
-    |I - B|; shadow suppression (pixels darker than B by a common factor in [shadow_min_ratio, 0.97] with
-    chromaticity (channel / channel mean) within ``shadow_chroma_tolerance`` count as background); threshold ("noise": median + ``noise_sigmas`` robust
-    sigmas of d; "otsu": Otsu's threshold; both clipped to [min_threshold, max_threshold]; or a number); open then close with an ellipse (radii relative to the shorter side); keep at most
+    |I - B|; shadow suppression (pixels darker than B by a factor in [shadow_min_ratio, 0.97] whose
+    chromaticity, channel / channel mean, moved less than ``shadow_chroma_tolerance``, count as
+    background); threshold ("noise": median + ``noise_sigmas`` robust sigmas of d; "otsu": Otsu's
+    threshold; both clipped to [min_threshold, max_threshold]; or a number); open then close with
+    ellipses (radii ``open_fraction`` / ``close_fraction`` of the shorter side); keep at most
     ``max_components`` components, each at least ``min_component_ratio`` of the largest; fill holes
     smaller than ``max_hole_ratio`` of the subject (None: all holes); then ``postprocess_segmentation``
     scaled to the subject's crop (or, with ``postprocess=False``, the binary mask as float).
@@ -243,11 +245,9 @@ class BackgroundDifferenceSegmenter(Segmenter):
 
     def difference(self, image: np.ndarray, background: np.ndarray) -> np.ndarray:
         """Robust colour difference d, float32 H x W in [0, 1] (after blur and shadow suppression)."""
+        _check_pair(image, background)
         image_f = _image_to_float("image", image)
         background_f = _image_to_float("background", background)
-        if image_f.shape != background_f.shape:
-            raise ValueError(f"image {image_f.shape} and background {background_f.shape} differ in size; "
-                             "align the background first (bgmatting.preprocess.align.align_background)")
         if self.blur_sigma > 0:
             image_f = cv2.GaussianBlur(image_f, (0, 0), self.blur_sigma)
             background_f = cv2.GaussianBlur(background_f, (0, 0), self.blur_sigma)
@@ -300,6 +300,7 @@ class BackgroundDifferenceSegmenter(Segmenter):
     def segment(self, image: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
         if background is None:
             raise ValueError("the background_difference segmenter needs the (aligned) captured background")
+        _check_pair(image, background)
         h, w = np.asarray(image).shape[:2]
         small_image, small_background = _shrink(image, self.work_side), _shrink(background, self.work_side)
         mask = self.binary_mask(small_image, small_background).astype(np.float32)
@@ -310,6 +311,16 @@ class BackgroundDifferenceSegmenter(Segmenter):
             if not self.postprocess:
                 mask = (mask > 0.5).astype(np.float32)
         return mask
+
+
+def _check_pair(image: np.ndarray, background: np.ndarray) -> None:
+    image_shape, background_shape = np.shape(image), np.shape(background)
+    for name, shape in (("image", image_shape), ("background", background_shape)):
+        if len(shape) != 3 or shape[2] != 3:
+            raise ValueError(f"{name} must be an H x W x 3 RGB array, got shape {shape}")
+    if image_shape != background_shape:
+        raise ValueError(f"image {image_shape} and background {background_shape} differ in size; "
+                         "align the background first (bgmatting.preprocess.align.align_background)")
 
 
 def _channel_max(image: np.ndarray) -> np.ndarray:

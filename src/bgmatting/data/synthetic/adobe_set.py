@@ -31,7 +31,7 @@ from .shapes import render_subject
 from .textures import random_background
 
 PathLike = str | os.PathLike
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # bump whenever the generated content changes
 # Streams of the seed sequence: each item has its own generator, so items do not depend on each other.
 _TRAIN_FG, _TRAIN_BG, _TEST_FG, _TEST_BG = 1, 2, 3, 4
 

@@ -35,7 +35,7 @@ from .shapes import apply_motion_blur, render_subject, unpremultiply
 from .textures import random_background
 
 PathLike = str | os.PathLike
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # bump whenever the generated content changes
 _CLIP, _TARGET = 11, 12
 
 

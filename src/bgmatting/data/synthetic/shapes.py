@@ -161,7 +161,7 @@ def _person_body(rng, canvas: _Canvas, height: int, width: int, scale: float, ce
                                 shoulder_w=shoulder_w)
 
 
-def _hair(rng, canvas: _Canvas, head: dict, m: float) -> tuple[np.ndarray, np.ndarray]:
+def _hair(rng, canvas: _Canvas, head: dict) -> tuple[np.ndarray, np.ndarray]:
     """Hair cap + strands on a person's head. Returns (cap alpha, strand alpha)."""
     (hx, hy), (ax, ay), tilt = head["centre"], head["axes"], head["tilt"]
     style = rng.choice(["long", "short", "curly", "flyaway"], p=[0.4, 0.25, 0.2, 0.15])
@@ -346,7 +346,7 @@ def render_subject(rng: np.random.Generator, height: int, width: int, *, kind: s
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
         head_w = np.clip(1.0 - (((xx - hx) / ax) ** 2 + ((yy - hy) / ay) ** 2 - 1.0) * 3.0, 0, 1)[:, :, None]
         layers.append((body, skin * head_w + body_colour * (1 - head_w)))
-        cap, strands = _hair(rng, canvas, head, m)
+        cap, strands = _hair(rng, canvas, head)
         hair_colour = colour_field(rng, height, width, base=random_colour(rng, (0.1, 0.8), (0.05, 0.9)))
         layers += [(cap, hair_colour), (strands, hair_colour)]
         anchor, size = (hx, hy + ay), ax * 1.5
