@@ -6,7 +6,8 @@
 
 Every mode is compared in the same run, as a ratio to fp32 NCHW eager (the original's way). Results are
 written as JSON and Markdown after every measurement. ``--quick`` picks a run that suits a small CPU
-(sizes 256,512, batch 1, 2 repeats, modes estimated above 60 s per call skipped); explicit options win.
+(size 512, batch 1, 2 repeats, modes estimated above 60 s per call skipped, compile for inference only);
+explicit options win.
 A thin layer over :func:`bgmatting.benchmarks.runner.run_benchmarks`.
 """
 from __future__ import annotations
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip a mode whose estimated call time exceeds this (default none; quick 60)")
     p.add_argument("--optimizer", choices=OPTIMIZER_IMPLEMENTATIONS,
                    help="Adam kernels in the train step (default: torch's)")
+    p.add_argument("--compile-kinds", type=_names(("train", "infer")),
+                   help="kinds the compile mode runs for (default train,infer; quick: infer)")
     p.add_argument("--no-freezing", action="store_true", help="compile inference without inductor freezing")
     p.add_argument("--no-memory", action="store_true", help="skip the extra call that measures peak memory")
     p.add_argument("--scaling-sizes", type=_ints, help="scaling suite sizes (default 128,256,512,1024)")
@@ -76,6 +79,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> BenchConfig:
     values = dict(QUICK) if args.quick else {}
     explicit = {
         "suites": args.suite, "sizes": args.sizes, "batches": args.batches, "kinds": args.kinds, "modes": args.modes,
+        "compile_kinds": args.compile_kinds,
         "repeats": args.repeats, "warmup": args.warmup, "model_config": args.model_config, "device": args.device,
         "threads": args.threads, "max_step_seconds": args.max_step_seconds, "optimizer": args.optimizer,
         "scaling_sizes": args.scaling_sizes, "scaling_mode": args.scaling_mode, "data_workers": args.data_workers,

@@ -96,3 +96,13 @@ def test_list_images_errors_on_missing_or_empty_folder(tmp_path):
 def test_trimap_values_are_snapped(tmp_path):
     write_alpha(tmp_path / "t.png", np.array([[0, 127, 130, 255, 40, 220]], np.uint8))
     assert read_trimap(tmp_path / "t.png").tolist() == [[0, 128, 128, 255, 0, 255]]
+
+
+def test_float_tiff_out_of_range_is_an_error_not_clipped(tmp_path):
+    path = tmp_path / "hdr.tiff"
+    cv2.imwrite(str(path), np.full((4, 5, 3), 1.5, np.float32))
+    with pytest.raises(DataError, match=r"hdr\.tiff.*\[0, 1\]"):
+        read_image(path)
+    ok = tmp_path / "ok.tiff"
+    cv2.imwrite(str(ok), np.full((4, 5, 3), 0.25, np.float32))
+    assert np.allclose(read_image(ok), 0.25)

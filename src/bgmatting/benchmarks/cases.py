@@ -23,6 +23,7 @@ from bgmatting.benchmarks.model import (
     make_runner,
 )
 from bgmatting.benchmarks.modes import BASELINE_MODE, BenchMode, compiled_variant
+from bgmatting.benchmarks.peak import ratios_to_peak
 from bgmatting.benchmarks.timing import synchronize, timed_call
 
 
@@ -103,7 +104,8 @@ class _Case:
                 self._time_interleaved(compiled, companion=base)
                 runners += compiled
             else:
-                self.results["compile"] = _skipped(BenchMode("compile", None, True), "no eager mode was measured")
+                compile_mode = BenchMode("compile", None, True)
+                self.results["compile"] = skipped_entry(compile_mode, "no eager mode was measured")
         self._collect(runners)
         del runners
         release_free_memory()
@@ -118,7 +120,8 @@ class _Case:
             estimate = estimate_seconds(self.kind, mode, self.flops, self.history, self.peak)
             limit = self.settings.max_step_seconds
             if limit is not None and estimate is not None and mode.name != BASELINE_MODE and estimate > limit:
-                self.results[mode.name] = _skipped(mode, f"estimated {estimate:.1f} s per call > limit {limit:g} s")
+                reason = f"estimated {estimate:.1f} s per call > limit {limit:g} s"
+                self.results[mode.name] = skipped_entry(mode, reason)
                 self.progress(f"[model] {self.label} {mode.name}: skipped (estimated {estimate:.1f} s per call)")
                 continue
             try:
@@ -185,7 +188,8 @@ def _mode_fields(mode: BenchMode) -> dict:
     }
 
 
-def _skipped(mode: BenchMode, reason: str) -> dict:
+def skipped_entry(mode: BenchMode, reason: str) -> dict:
+    """The result entry of a mode that was not run, with the reason."""
     return {**_mode_fields(mode), "status": "skipped", "reason": reason}
 
 
@@ -212,10 +216,7 @@ def _measured(runner: ModeRunner, flops: int, batch: int, peak: dict | None,
     }
     if runner.mode.compiled:
         entry["compile_s"] = max(0.0, runner.first_call_s - median)
-    if peak and runner.mode.peak_dtype in peak:
-        dtype_peak = peak[runner.mode.peak_dtype]
-        entry["ratio_to_conv_peak"] = achieved / (dtype_peak["conv_gflops"] * 1e9)
-        entry["ratio_to_matmul_peak"] = achieved / (dtype_peak["matmul_gflops"] * 1e9)
+    entry.update(ratios_to_peak(achieved / 1e9, runner.mode.peak_dtype, peak))
     if reference is not None and runner.first_alpha is not None:
         difference = (runner.first_alpha.float() - reference.float()).abs()
         entry["alpha_max_abs_diff"] = float(difference.max())

@@ -98,3 +98,25 @@ def measure_peak(device: torch.device, min_seconds: float = 0.5, progress: Calla
                  f"{entry['conv_nchw_gflops']:.1f}, channels_last {entry['conv_channels_last_gflops']:.1f} GFLOP/s")
         result[name] = entry
     return result
+
+
+def merge_peaks(first: dict, second: dict) -> dict:
+    """Per dtype and field, the larger of two peak measurements (a busy machine only ever lowers a peak)."""
+    merged = {}
+    for dtype in first.keys() | second.keys():
+        a, b = first.get(dtype, {}), second.get(dtype, {})
+        entry = dict(a or b)
+        for key in ("matmul", "conv_nchw", "conv_channels_last", "conv"):
+            field = f"{key}_gflops"
+            if field in a and field in b:
+                entry[field] = max(a[field], b[field])
+        merged[dtype] = entry
+    return merged
+
+
+def ratios_to_peak(gflops_per_s: float, dtype: str, peak: dict | None) -> dict:
+    """``ratio_to_conv_peak`` and ``ratio_to_matmul_peak`` of an achieved rate against the ``dtype`` peak."""
+    if not peak or dtype not in peak:
+        return {}
+    return {"ratio_to_conv_peak": gflops_per_s / peak[dtype]["conv_gflops"],
+            "ratio_to_matmul_peak": gflops_per_s / peak[dtype]["matmul_gflops"]}

@@ -76,10 +76,11 @@ def _environment_lines(report: dict) -> list[str]:
             f"repeats {settings.get('repeats')} (median shown, modes interleaved).", ""]
 
 
-def _peak_lines(peak: dict) -> list[str]:
+def _peak_lines(peak: dict, runs: int) -> list[str]:
     rows = [[dtype, _num(p.get("matmul_gflops"), 1), _num(p.get("conv_nchw_gflops"), 1),
              _num(p.get("conv_channels_last_gflops"), 1)] for dtype, p in peak.items()]
-    return ["### Measured peak (GFLOP/s)", "",
+    note = " (best of the measurements at the start and the end of the run)" if runs > 1 else ""
+    return [f"### Measured peak (GFLOP/s){note}", "",
             *_table(["dtype", "matmul", "conv 3x3 256ch NCHW", "conv 3x3 256ch channels_last"], rows)]
 
 
@@ -171,8 +172,10 @@ def to_markdown(report: dict) -> str:
     lines = ["## Benchmark results", ""]
     lines += _environment_lines(report)
     lines += _summary_lines(report.get("summary", {}))
-    renderers = [("peak", _peak_lines), ("model", _model_lines), ("scaling", _scaling_lines),
-                 ("data", _data_lines), ("video", _video_lines), ("metrics", _metrics_lines)]
+    peak_runs = len(report.get("peak_runs", [])) or 1
+    renderers = [("peak", lambda peak: _peak_lines(peak, peak_runs)), ("model", _model_lines),
+                 ("scaling", _scaling_lines), ("data", _data_lines), ("video", _video_lines),
+                 ("metrics", _metrics_lines)]
     for key, render in renderers:
         if report.get(key):
             lines += render(report[key])

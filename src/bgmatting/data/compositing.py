@@ -13,10 +13,11 @@ import cv2
 import numpy as np
 import torch
 
+# Gray (BT.601 luma, cv2's RGB2GRAY weights) has one definition in the project; re-exported here.
+from bgmatting.preprocess.motion import LUMA_WEIGHTS, to_gray  # noqa: F401
+
 ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, torch.Tensor)
 
-#: ITU-R BT.601 luma weights (what cv2.COLOR_RGB2GRAY uses), for R, G, B.
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 #: Trimap erosion/dilation parameter of the public code (``trimapK=[5, 5]``; test mode uses K = 5).
 TRIMAP_K = 5
@@ -36,14 +37,6 @@ def composite(foreground: ArrayOrTensor, background: ArrayOrTensor, alpha: Array
     f = np.asarray(foreground, dtype=np.float32)
     b = np.asarray(background, dtype=np.float32)
     return (b + a * (f - b)).astype(np.float32, copy=False)
-
-
-def to_gray(image: ArrayOrTensor) -> ArrayOrTensor:
-    """RGB -> luma (BT.601). numpy H x W x 3 -> H x W; torch (B x)3 x H x W -> (B x)1 x H x W."""
-    if isinstance(image, torch.Tensor):
-        w = torch.tensor(LUMA_WEIGHTS, dtype=image.dtype, device=image.device).view(3, 1, 1)
-        return (image * w).sum(dim=-3, keepdim=True)
-    return cv2.cvtColor(np.ascontiguousarray(image, dtype=np.float32), cv2.COLOR_RGB2GRAY)
 
 
 def ellipse_kernel(size: int) -> np.ndarray:

@@ -45,7 +45,11 @@ def _to_float(img: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     if img.dtype == np.uint16:
         return np.divide(img, np.float32(65535.0), dtype=np.float32)
     if img.dtype in (np.float32, np.float64):
-        return np.clip(img.astype(np.float32), 0.0, 1.0)
+        f = img.astype(np.float32)
+        lo, hi = float(np.nanmin(f)), float(np.nanmax(f))
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo < -1e-6 or hi > 1.0 + 1e-6:
+            raise DataError(f"{path}: float image values must lie in [0, 1], found [{lo:g}, {hi:g}]")
+        return np.clip(f, 0.0, 1.0)
     raise DataError(f"{path}: unsupported pixel type {img.dtype}")
 
 
