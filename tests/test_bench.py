@@ -51,6 +51,27 @@ def test_bench_command_writes_json_and_markdown(tmp_path):
     assert "| kind | size | batch | mode |" in markdown and "### Scaling" in markdown
 
 
+def test_data_metrics_and_video_suites_write_their_sections(tmp_path):
+    json_path = tmp_path / "bench.json"
+    status = bench.main([
+        "--suite", "data,metrics,video", "--model-config", "tiny", "--data-size", "64", "--data-workers", "0",
+        "--data-samples", "2", "--metrics-repeats", "1", "--video-frames", "1", "--threads", "1",
+        "--json", str(json_path), "--markdown", str(tmp_path / "bench.md"),
+    ])
+    assert status == 0
+    report = json.loads(json_path.read_text())
+    assert report["errors"] == {}
+    loader = report["data"]["loaders"][0]
+    assert loader["workers"] == 0 and loader["samples"] == 2 and loader["samples_per_s"] > 0
+    assert set(report["metrics"]["metrics"]) == {f"{m}/{r}" for m in ("sad", "mse", "grad", "conn")
+                                                 for r in ("trimap", "full_frame")}
+    assert report["metrics"]["metrics"]["sad/trimap"]["value"] > 0
+    video = report["video"]
+    assert (video["width"], video["height"], video["frames"]) == (1920, 1080, 1)
+    assert video["stages_s"]["network"] > 0 and video["frames_per_s"] > 0
+    assert sum(video["stages_s"].values()) == pytest.approx(video["seconds"], rel=1e-6)
+
+
 def test_bench_rejects_unknown_suite_and_mode(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--suite", "nonsense"])

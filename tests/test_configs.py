@@ -85,6 +85,8 @@ def test_stage_selects_its_data_and_command_line_wins():
     choices = lambda overrides: compose_train(overrides, hydra_config=True).hydra.runtime.choices  # noqa: E731
     assert choices([])["data"] == "synthetic"
     assert choices(["stage=real"])["data"] == "synthetic_real"
+    assert choices(["stage=real"])["optim"] == "quickstart_real"
+    assert choices(["experiment=paper_real"])["optim"] == "adam"
     assert choices(["experiment=paper_real"])["data"] == "real"
     assert choices(["stage=real", "data=real"])["data"] == "real"
 

@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-memory", action="store_true", help="skip the extra call that measures peak memory")
     p.add_argument("--scaling-sizes", type=_ints, help="scaling suite sizes (default 128,256,512,1024)")
     p.add_argument("--scaling-mode", help="precision of the scaling suite (default auto)")
+    p.add_argument("--data-size", type=int, help="side of the data pipeline's samples (default 512)")
     p.add_argument("--data-workers", type=_ints, help="DataLoader worker counts (default 0,1,2)")
     p.add_argument("--data-samples", type=int, help="samples timed per worker count (default 24; quick 12)")
     p.add_argument("--metrics-repeats", type=int, help="timed calls per metric (default 3; quick 2)")
@@ -82,7 +83,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> BenchConfig:
         "compile_kinds": args.compile_kinds,
         "repeats": args.repeats, "warmup": args.warmup, "model_config": args.model_config, "device": args.device,
         "threads": args.threads, "max_step_seconds": args.max_step_seconds, "optimizer": args.optimizer,
-        "scaling_sizes": args.scaling_sizes, "scaling_mode": args.scaling_mode, "data_workers": args.data_workers,
+        "scaling_sizes": args.scaling_sizes, "scaling_mode": args.scaling_mode, "data_size": args.data_size, "data_workers": args.data_workers,
         "data_samples": args.data_samples, "metrics_repeats": args.metrics_repeats,
         "video_frames": args.video_frames, "json_path": args.json, "markdown_path": args.markdown,
     }

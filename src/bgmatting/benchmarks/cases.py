@@ -107,6 +107,8 @@ class _Case:
                 compile_mode = BenchMode("compile", None, True)
                 self.results["compile"] = skipped_entry(compile_mode, "no eager mode was measured")
         self._collect(runners)
+        order = [m.name for m in modes]
+        self.results = dict(sorted(self.results.items(), key=lambda item: order.index(item[0])))
         del runners
         release_free_memory()
         synchronize(self.device)

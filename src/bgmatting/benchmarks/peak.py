@@ -103,7 +103,7 @@ def measure_peak(device: torch.device, min_seconds: float = 0.5, progress: Calla
 def merge_peaks(first: dict, second: dict) -> dict:
     """Per dtype and field, the larger of two peak measurements (a busy machine only ever lowers a peak)."""
     merged = {}
-    for dtype in first.keys() | second.keys():
+    for dtype in [*first, *(d for d in second if d not in first)]:
         a, b = first.get(dtype, {}), second.get(dtype, {})
         entry = dict(a or b)
         for key in ("matmul", "conv_nchw", "conv_channels_last", "conv"):

@@ -135,7 +135,7 @@ def _data_lines(data: dict) -> list[str]:
                   f"batch of {perturbation['batch']}.", ""]
     if data.get("training_samples_per_s"):
         lines += [f"Training consumes {_num(data['training_samples_per_s'], 3)} samples/s at this size "
-                  f"(mode {data.get('training_mode')}).", ""]
+                  f"(batch 1, fastest mode measured: {data.get('training_mode')}).", ""]
     return lines
 
 

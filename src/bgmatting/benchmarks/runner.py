@@ -19,6 +19,7 @@ import torch
 from bgmatting.benchmarks.environment import describe_environment
 from bgmatting.benchmarks.cases import CaseSettings, bench_case, skipped_entry
 from bgmatting.benchmarks.optim import time_optimizer_step
+from bgmatting.benchmarks.peak import measure_peak, merge_peaks, ratios_to_peak
 from bgmatting.benchmarks.modes import BASELINE_MODE, BenchMode, default_mode_names, resolve_modes
 from bgmatting.benchmarks.report import write_report
 from bgmatting.benchmarks.scaling import scaling_table
@@ -124,7 +125,7 @@ def _run(config: BenchConfig, progress: Callable[[str], None]) -> dict:
         save()
 
     def run_peak() -> None:
-        report["peak"] = _peak(device, progress)
+        report["peak"] = measure_peak(device, progress=progress)
 
     def run_model() -> None:
         report["model"] = {"cases": []}
@@ -136,7 +137,7 @@ def _run(config: BenchConfig, progress: Callable[[str], None]) -> dict:
                     case = bench_case(kind, size, batch, kind_modes, settings, report.get("peak"), history,
                                       progress)
                     for mode in modes:
-                        if mode.name not in case["modes"]:
+                        if mode.compiled and mode.name not in case["modes"]:
                             reason = f"not run for {kind} (--compile-kinds {','.join(config.compile_kinds)})"
                             case["modes"][mode.name] = skipped_entry(mode, reason)
                     report["model"]["cases"].append(case)
@@ -146,7 +147,7 @@ def _run(config: BenchConfig, progress: Callable[[str], None]) -> dict:
     def run_scaling() -> None:
         mode_name = resolve_precision(device, config.scaling_mode).name
         mode = BenchMode(mode_name, resolve_precision(device, mode_name))
-        points = _reuse_train_points(report, mode_name, config.model_config)
+        points = _reuse_train_points(report, mode_name)
         settings = _settings(config, device)
         settings.measure_memory = False
         for size in config.scaling_sizes:
@@ -158,6 +159,7 @@ def _run(config: BenchConfig, progress: Callable[[str], None]) -> dict:
                 points.append({"size": size, "batch": 1, "median_s": entry["median_s"]})
         report["scaling"] = {"mode": mode_name, **scaling_table(points)}
 
+    # data, metrics and video import OpenCV, kornia and the inference package: only when they run
     def run_data() -> None:
         from bgmatting.benchmarks.data import bench_data
 
@@ -177,9 +179,7 @@ def _run(config: BenchConfig, progress: Callable[[str], None]) -> dict:
     def run_peak_again() -> None:
         """Measure the peak again at the end and keep the larger values: load during one measurement only
         lowers it, and a too-low peak would overstate every ratio."""
-        from bgmatting.benchmarks.peak import merge_peaks
-
-        report["peak_runs"] = [report["peak"], _peak(device, progress)]
+        report["peak_runs"] = [report["peak"], measure_peak(device, progress=progress)]
         report["peak"] = merge_peaks(*report["peak_runs"])
         _update_peak_ratios(report)
 
@@ -194,23 +194,15 @@ def _run(config: BenchConfig, progress: Callable[[str], None]) -> dict:
     return report
 
 
-def _peak(device: torch.device, progress: Callable[[str], None]) -> dict:
-    from bgmatting.benchmarks.peak import measure_peak
-
-    return measure_peak(device, progress=progress)
-
-
 def _update_peak_ratios(report: dict) -> None:
     """Recompute every model entry's ratios to peak from ``report["peak"]``."""
-    from bgmatting.benchmarks.peak import ratios_to_peak
-
     for case in report.get("model", {}).get("cases", []):
         for entry in case["modes"].values():
             if entry.get("status") == "ok":
                 entry.update(ratios_to_peak(entry["gflops_per_s"], entry["peak_dtype"], report["peak"]))
 
 
-def _reuse_train_points(report: dict, mode_name: str, model_config: str) -> list[dict]:
+def _reuse_train_points(report: dict, mode_name: str) -> list[dict]:
     """Batch-1 train cases of the model suite already measured in ``mode_name`` (no need to re-run them)."""
     points = []
     for case in report.get("model", {}).get("cases", []):
@@ -221,75 +213,84 @@ def _reuse_train_points(report: dict, mode_name: str, model_config: str) -> list
     return points
 
 
-def _train_case(report: dict, size: int, batch: int = 1) -> dict | None:
-    for case in report.get("model", {}).get("cases", []):
-        if case["kind"] == "train" and case["size"] == size and case["batch"] == batch:
-            return case
-    return None
+def _reference_case(report: dict, kind: str) -> dict | None:
+    """The batch-1 case of ``kind`` at 512 (the paper's resolution), else the largest batch-1 case."""
+    cases = [c for c in report.get("model", {}).get("cases", []) if c["kind"] == kind and c["batch"] == 1]
+    return next((c for c in cases if c["size"] == 512), max(cases, key=lambda c: c["size"], default=None))
+
+
+def _measured_modes(case: dict) -> dict[str, dict]:
+    return {name: m for name, m in case["modes"].items() if m.get("status") == "ok"}
+
+
+def _case_summary(case: dict, summary: dict, default_mode: str) -> None:
+    """Fastest mode of a case against fp32 NCHW eager, and the default mode's speed-up (train: the 5x target)."""
+    measured = _measured_modes(case)
+    baseline = measured.get(BASELINE_MODE)
+    if not baseline:
+        return
+    name = min(measured, key=lambda n: measured[n]["median_s"])
+    fastest = measured[name]
+    kind, size = case["kind"], case["size"]
+    summary[f"{kind}_reference"] = {"size": size, "fastest_mode": name,
+                                    "fastest_speedup_vs_fp32": fastest.get("speedup_vs_fp32"),
+                                    "fastest_alpha_max_abs_diff": fastest.get("alpha_max_abs_diff")}
+    peak_part = ""
+    if fastest.get("ratio_to_conv_peak") is not None:
+        peak_part = f", {100 * fastest['ratio_to_conv_peak']:.0f}% of the measured {fastest['peak_dtype']} conv peak"
+    label = "Train step" if kind == "train" else "Inference"
+    summary["lines"].append(
+        f"{label} {size}² batch 1: fp32 NCHW eager {baseline['median_s']:.2f} s; fastest mode {name} "
+        f"{fastest['median_s']:.2f} s ({fastest.get('speedup_vs_fp32') or 0:.2f}x, max alpha difference "
+        f"{fastest.get('alpha_max_abs_diff') or 0:.1e}{peak_part}).")
+    if default_mode in measured:
+        speedup = measured[default_mode].get("speedup_vs_fp32") or 0.0
+        summary[f"{kind}_default_mode_speedup"] = speedup
+        target = f"; target 5x: {'met' if speedup >= 5 else 'not met'}" if kind == "train" else ""
+        summary["lines"].append(f"{label} in the default mode ('auto' = {default_mode}): {speedup:.2f}x fp32 NCHW"
+                                f"{target}.")
+
+
+def _data_summary(report: dict, train_case: dict | None, summary: dict) -> None:
+    """Pipeline samples/s against what the fastest training mode consumes at the same size (target: 3x)."""
+    data = report.get("data")
+    if not data or not train_case or data.get("size") != train_case["size"]:
+        return
+    measured = _measured_modes(train_case)
+    if not measured:
+        return
+    consumer = min(measured.values(), key=lambda m: m["median_s"])
+    data["training_samples_per_s"] = consumer["samples_per_s"]
+    data["training_mode"] = consumer["mode"]
+    for loader in data["loaders"]:
+        loader["vs_training"] = loader["samples_per_s"] / consumer["samples_per_s"]
+    best = max(data["loaders"], key=lambda e: e["samples_per_s"])
+    summary["data_vs_training"] = best["vs_training"]
+    summary["lines"].append(
+        f"Data pipeline: {best['samples_per_s']:.2f} samples/s with {best['workers']} workers = "
+        f"{best['vs_training']:.1f}x what training consumes in its fastest mode, {consumer['mode']} "
+        f"(target 3x: {'met' if best['vs_training'] >= 3 else 'not met'}).")
 
 
 def summarize(report: dict, device: torch.device) -> dict:
-    """Headline numbers and the issue's targets, in plain sentences and as fields."""
-    summary: dict = {"lines": []}
+    """Headline numbers and the issue's targets, in plain sentences (``lines``) and as fields."""
     default_mode = resolve_precision(device, "auto").name
-    summary["default_mode"] = default_mode
-    cases = [c for c in report.get("model", {}).get("cases", []) if c["kind"] == "train" and c["batch"] == 1]
-    reference = next((c for c in cases if c["size"] == 512), cases[-1] if cases else None)
-    if reference:
-        modes = reference["modes"]
-        ok = {name: m for name, m in modes.items() if m.get("status") == "ok"}
-        base = ok.get(BASELINE_MODE)
-        if base and ok:
-            fastest_name = min(ok, key=lambda n: ok[n]["median_s"])
-            fastest = ok[fastest_name]
-            summary["train_reference"] = {"size": reference["size"], "fastest_mode": fastest_name,
-                                          "fastest_speedup_vs_fp32": fastest.get("speedup_vs_fp32"),
-                                          "fastest_alpha_max_abs_diff": fastest.get("alpha_max_abs_diff")}
-            peak_part = ""
-            if fastest.get("ratio_to_conv_peak") is not None:
-                peak_part = (f", {100 * fastest['ratio_to_conv_peak']:.0f}% of the measured "
-                             f"{fastest['peak_dtype']} conv peak")
-            summary["lines"].append(
-                f"Train step {reference['size']}² batch 1: fp32 NCHW eager {base['median_s']:.2f} s; fastest mode "
-                f"{fastest_name} {fastest['median_s']:.2f} s ({fastest.get('speedup_vs_fp32', 0):.2f}x, "
-                f"max alpha difference {fastest.get('alpha_max_abs_diff', 0):.1e}{peak_part}).")
-            if default_mode in ok:
-                entry = ok[default_mode]
-                summary["train_default_mode_speedup"] = entry.get("speedup_vs_fp32")
-                summary["lines"].append(
-                    f"Default mode ('auto' = {default_mode}): {entry.get('speedup_vs_fp32', 0):.2f}x fp32 NCHW; "
-                    f"target 5x: {'met' if (entry.get('speedup_vs_fp32') or 0) >= 5 else 'not met'}.")
-            bf16_peak = report.get("peak", {}).get("bf16", {}).get("conv_gflops")
-            fp32_peak = report.get("peak", {}).get("fp32", {}).get("conv_gflops")
-            if bf16_peak and fp32_peak:
-                native = report["environment"].get("onednn_native_bf16")
-                bf16_kind = "native" if native else "emulated: no AMX/AVX512-BF16"
-                summary["lines"].append(
-                    f"Measured conv peak: fp32 {fp32_peak:.1f} GFLOP/s, bf16 {bf16_peak:.1f} GFLOP/s "
-                    f"({bf16_kind}).")
-    data = report.get("data")
-    if data and reference:
-        default_entry = reference["modes"].get(default_mode, {})
-        fastest = min((m for m in reference["modes"].values() if m.get("status") == "ok"),
-                      key=lambda m: m["median_s"], default=None)
-        consumer = default_entry if default_entry.get("status") == "ok" else fastest
-        if consumer and data.get("size") == reference["size"]:
-            consumption = consumer["samples_per_s"]
-            data["training_samples_per_s"] = consumption
-            data["training_mode"] = consumer["mode"]
-            for loader in data["loaders"]:
-                loader["vs_training"] = loader["samples_per_s"] / consumption
-            best = max(data["loaders"], key=lambda e: e["samples_per_s"])
-            summary["data_vs_training"] = best["vs_training"]
-            summary["lines"].append(
-                f"Data pipeline: {best['samples_per_s']:.2f} samples/s with {best['workers']} workers = "
-                f"{best['vs_training']:.1f}x what training consumes (target 3x: "
-                f"{'met' if best['vs_training'] >= 3 else 'not met'}).")
+    summary: dict = {"lines": [], "default_mode": default_mode}
+    train_case = _reference_case(report, "train")
+    for case in (train_case, _reference_case(report, "infer")):
+        if case:
+            _case_summary(case, summary, default_mode)
+    peak = report.get("peak", {})
+    if "fp32" in peak and "bf16" in peak:
+        bf16_kind = "native" if report["environment"].get("onednn_native_bf16") else "emulated: no AMX/AVX512-BF16"
+        summary["lines"].append(f"Measured conv peak: fp32 {peak['fp32']['conv_gflops']:.1f} GFLOP/s, bf16 "
+                                f"{peak['bf16']['conv_gflops']:.1f} GFLOP/s ({bf16_kind}).")
+    _data_summary(report, train_case, summary)
     video = report.get("video")
     if video:
         summary["lines"].append(
             f"Video {video['width']}x{video['height']} end to end: {video['frames_per_s']:.3f} frames/s.")
     scaling = report.get("scaling")
     if scaling and scaling.get("exponent") is not None:
-        summary["lines"].append(f"Scaling: step time ∝ pixels^{scaling['exponent']:.2f}.")
+        summary["lines"].append(f"Scaling ({scaling['mode']}): step time ∝ pixels^{scaling['exponent']:.2f}.")
     return summary
