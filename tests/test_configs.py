@@ -63,6 +63,7 @@ def test_paper_numbers_are_the_defaults():
     adobe = compose_train(PRESETS["paper_adobe"])
     assert dict(adobe.stage.losses) == {"alpha": 1.0, "alpha_gradient": 1.0, "foreground": 2.0, "composite": 1.0}
     assert adobe.trainer.epochs == 60 and adobe.trainer.batch_size == 4
+    assert adobe.trainer.max_steps is None and adobe.trainer.time_limit_minutes is None  # no quickstart caps
     assert adobe.model.generator.ngf == 64 and adobe.model.generator.n_blocks1 == 7 and adobe.model.generator.n_blocks2 == 3
     assert adobe.optim.generator.lr == pytest.approx(1e-4) and list(adobe.optim.generator.betas) == [0.9, 0.999]
 

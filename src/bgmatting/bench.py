@@ -79,13 +79,14 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> BenchConfig:
     """Defaults < ``--quick`` preset < explicit options."""
     values = dict(QUICK) if args.quick else {}
     explicit = {
-        "suites": args.suite, "sizes": args.sizes, "batches": args.batches, "kinds": args.kinds, "modes": args.modes,
-        "compile_kinds": args.compile_kinds,
-        "repeats": args.repeats, "warmup": args.warmup, "model_config": args.model_config, "device": args.device,
-        "threads": args.threads, "max_step_seconds": args.max_step_seconds, "optimizer": args.optimizer,
-        "scaling_sizes": args.scaling_sizes, "scaling_mode": args.scaling_mode, "data_size": args.data_size, "data_workers": args.data_workers,
-        "data_samples": args.data_samples, "metrics_repeats": args.metrics_repeats,
-        "video_frames": args.video_frames, "json_path": args.json, "markdown_path": args.markdown,
+        "suites": args.suite, "sizes": args.sizes, "batches": args.batches, "kinds": args.kinds,
+        "modes": args.modes, "compile_kinds": args.compile_kinds, "repeats": args.repeats, "warmup": args.warmup,
+        "model_config": args.model_config, "device": args.device, "threads": args.threads,
+        "max_step_seconds": args.max_step_seconds, "optimizer": args.optimizer,
+        "scaling_sizes": args.scaling_sizes, "scaling_mode": args.scaling_mode, "data_size": args.data_size,
+        "data_workers": args.data_workers, "data_samples": args.data_samples,
+        "metrics_repeats": args.metrics_repeats, "video_frames": args.video_frames, "json_path": args.json,
+        "markdown_path": args.markdown,
     }
     values.update({k: v for k, v in explicit.items() if v is not None})
     if args.no_freezing:

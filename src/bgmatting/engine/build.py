@@ -136,6 +136,35 @@ def load_teacher(path: Path) -> nn.Module:
     return load_generator(path)
 
 
+def build_networks(cfg: DictConfig, resume_state: dict | None, outputs_root: Path):
+    """(generator, discriminator, teacher, generator kwargs, teacher path) for the configured stage.
+
+    Stage real: the teacher comes from ``cfg.teacher`` (``auto``: the newest Adobe run, or the teacher of the run
+    being resumed); with ``stage.student_init=teacher`` the student copies the teacher's architecture and weights.
+    """
+    model_config = dict(to_plain(cfg.model.generator))
+    if cfg.stage.name != "real":
+        return build_generator(model_config), None, None, model_config, None
+    teacher_option = cfg.teacher
+    if resume_state is not None and teacher_option in (None, "auto"):
+        teacher_option = resume_state.get("config", {}).get("teacher", teacher_option)
+    teacher_path = resolve_teacher(teacher_option, outputs_root)
+    teacher = load_teacher(teacher_path)
+    log.info("teacher: %s", teacher_path)
+    init = cfg.stage.student_init
+    if init not in ("teacher", "random"):
+        raise ValueError(f"stage.student_init must be 'teacher' or 'random', got {init!r}")
+    if init == "teacher":
+        if teacher.config != model_config:
+            log.warning("the student starts from the teacher, so it takes the teacher's architecture %s", teacher.config)
+        model_config = dict(teacher.config)
+    generator = build_generator(model_config)
+    if init == "teacher" and resume_state is None:
+        generator.load_state_dict(teacher.state_dict())
+    discriminator = build_discriminator(to_plain(cfg.model.discriminator))
+    return generator, discriminator, teacher, model_config, teacher_path
+
+
 # -------------------------------------------------------------------------------------------------- stage
 def build_stage(
     stage_cfg: Mapping[str, Any],
@@ -320,7 +349,7 @@ def run_training(
     if not ctx.is_main:
         logging.getLogger().setLevel(logging.WARNING)
     device = distributed.device_for(ctx, cfg.device)
-    precision = resolve_precision(device, cfg.precision)
+    precision = resolve_precision(device, cfg.precision, purpose="train")
     stage_name = cfg.stage.name
     outputs_root = Path(cfg.outputs_root)
     run_dir = Path(run_dir)
@@ -361,26 +390,9 @@ def run_training(
 
     # Networks
     resolved = to_plain(cfg)
-    model_config = dict(to_plain(cfg.model.generator))
-    teacher = discriminator = None
-    if stage_name == "real":
-        teacher_path = resolve_teacher(
-            (resume_state or {}).get("config", {}).get("teacher") if resume_state and cfg.teacher == "auto" else cfg.teacher,
-            outputs_root,
-        )
-        resolved["teacher"] = str(teacher_path)
-        teacher = load_teacher(teacher_path)
-        log.info("teacher: %s", teacher_path)
-        if cfg.stage.student_init == "teacher":
-            if teacher.config != model_config:
-                log.warning("student starts from the teacher, so it takes the teacher's architecture %s", teacher.config)
-            model_config = dict(teacher.config)
-        elif cfg.stage.student_init != "random":
-            raise ValueError(f"stage.student_init must be 'teacher' or 'random', got {cfg.stage.student_init!r}")
-        discriminator = build_discriminator(to_plain(cfg.model.discriminator))
-    generator = build_generator(model_config)
-    if teacher is not None and cfg.stage.student_init == "teacher" and resume_state is None:
-        generator.load_state_dict(teacher.state_dict())
+    generator, discriminator, teacher, model_config, teacher_path = build_networks(cfg, resume_state, outputs_root)
+    if teacher_path is not None:
+        resolved["teacher"] = str(teacher_path)  # a resumed run keeps its teacher even with teacher=auto
 
     for module in (generator, discriminator, teacher):
         if module is not None:

@@ -4,8 +4,10 @@
 
 * CUDA: autocast bf16 when the GPU supports it, else fp16 (with a GradScaler in training); channels_last.
 * CPU with native bf16 (AMX / AVX512-BF16, detected through oneDNN): autocast bf16 + channels_last.
-* CPU without native bf16 (e.g. AVX2-only AMD EPYC): fp32 + channels_last. bf16 autocast is *emulated*
-  there and measured ~9x slower than fp32 (see README, Performance), so "auto" never picks it.
+* CPU without native bf16 (e.g. AVX2-only AMD EPYC): fp32; NCHW for training and channels_last for inference.
+  bf16 autocast is *emulated* there and measured ~10x slower than fp32, so "auto" never picks it; oneDNN's
+  AVX2 channels_last weight-gradient kernels made the 512^2 training step 2.05x slower than NCHW, while the
+  channels_last forward was 1.10-1.48x faster (``python -m bgmatting.bench``, README Performance).
 
 Explicit names: ``fp32`` (NCHW, the original's way), ``fp32_cl``, ``bf16`` (autocast + channels_last),
 ``fp16`` (CUDA only).
@@ -60,18 +62,23 @@ class Precision:
         return x
 
 
-def resolve_precision(device: torch.device | str, precision: str = "auto") -> Precision:
-    """Turn a precision name into a :class:`Precision` for ``device``; raises ValueError on unknown names."""
+def resolve_precision(device: torch.device | str, precision: str = "auto", purpose: str = "infer") -> Precision:
+    """Turn a precision name into a :class:`Precision` for ``device``; raises ValueError on unknown names.
+
+    ``purpose`` ("train" or "infer") only matters for "auto" on a CPU without native bf16 (see module doc).
+    """
     device = torch.device(device)
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if purpose not in ("train", "infer"):
+        raise ValueError(f"purpose must be 'train' or 'infer', got {purpose!r}")
     if precision == "auto":
         if device.type == "cuda":
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         elif device.type == "cpu" and cpu_has_native_bf16():
             precision = "bf16"
         else:
-            precision = "fp32_cl"
+            precision = "fp32" if purpose == "train" else "fp32_cl"
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("precision fp16 needs a CUDA device; on CPU use bf16 or fp32_cl")
     dtype = {"fp32": None, "fp32_cl": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

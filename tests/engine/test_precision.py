@@ -1,0 +1,41 @@
+"""Precision modes: names resolve to autocast dtype and memory format; "auto" follows the hardware."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bgmatting.engine import precision as P
+
+
+@pytest.mark.parametrize("name,dtype,cl", [("fp32", None, False), ("fp32_cl", None, True), ("bf16", torch.bfloat16, True)])
+def test_explicit_names(name, dtype, cl):
+    p = P.resolve_precision("cpu", name)
+    assert (p.name, p.dtype, p.channels_last) == (name, dtype, cl)
+    assert not p.needs_grad_scaler
+
+
+def test_auto_on_cpu_follows_native_bf16(monkeypatch):
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
+    assert P.resolve_precision("cpu", "auto", purpose="train").name == "fp32"
+    assert P.resolve_precision("cpu", "auto", purpose="infer").name == "fp32_cl"
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
+    assert P.resolve_precision("cpu", "auto", purpose="train").name == "bf16"
+
+
+def test_bad_names_and_fp16_on_cpu_are_errors():
+    with pytest.raises(ValueError, match="unknown precision"):
+        P.resolve_precision("cpu", "fp8")
+    with pytest.raises(ValueError, match="CUDA"):
+        P.resolve_precision("cpu", "fp16")
+    with pytest.raises(ValueError, match="purpose"):
+        P.resolve_precision("cpu", "auto", purpose="eval")
+
+
+def test_modes_prepare_inputs_and_run_autocast():
+    x = torch.randn(1, 3, 8, 8)
+    cl = P.resolve_precision("cpu", "fp32_cl")
+    assert cl.prepare_input(x).is_contiguous(memory_format=torch.channels_last)
+    conv = cl.prepare_module(torch.nn.Conv2d(3, 4, 3))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    with P.resolve_precision("cpu", "bf16").autocast():
+        assert conv(x).dtype == torch.bfloat16
