@@ -96,3 +96,13 @@ def test_run_dir_is_per_stage_and_shared_by_ranks(monkeypatch):
     monkeypatch.setenv("BGM_RUN_STAMP", "2030-01-01_00-00-00")
     cfg = compose_train(["stage=real"], hydra_config=True)
     assert OmegaConf.to_container(cfg.hydra.run, resolve=True)["dir"] == "outputs/real/2030-01-01_00-00-00"
+
+
+def test_evaluate_defaults_score_the_quickstart_held_out_set():
+    """`python -m bgmatting.evaluate dataset.synthetic=true` re-scores exactly the set the quickstart evaluates on."""
+    train = compose_train([])
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR), job_name="test_configs"):
+        evaluate = compose(config_name="evaluate")
+    quickstart_val = OmegaConf.to_container(train.data.val, resolve=True)
+    for key, value in OmegaConf.to_container(evaluate.dataset.synthetic_options).items():
+        assert quickstart_val[key] == value, key

@@ -311,7 +311,7 @@ def test_run_on_the_synthetic_held_out_set_with_both_baselines(checkpoint, tmp_p
 
     from bgmatting.evaluate import CONFIG_DIR, run
 
-    options = f"{{cache_dir: {tmp_path / 'cache'}, n_fg: 1, n_bg: 1, size: 32, n_test_fg: 1, n_test_bg: 2}}"
+    options = f"{{cache_dir: {tmp_path / 'cache'}, n_fg: 1, n_bg: 1, size: 32, n_test_fg: 1, n_test_bg: 2, test_size: null}}"
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("evaluate", overrides=[f"checkpoint={checkpoint}", "dataset.synthetic=true",
                                              f"dataset.synthetic_options={options}", f"output_dir={tmp_path / 'out'}",

@@ -81,8 +81,11 @@ def test_cli_trains_adobe_then_real_with_the_teacher_found_automatically(tmp_pat
 
     real = run_cli(["stage=real", *tiny_overrides(cache, outputs), *REAL_DATA, "trainer.max_steps=2",
                     "stage.discriminator_every=1"], tmp_path)
-    assert "baseline: segmentation" in real.stdout
+    assert "baseline: segmentation" in real.stdout and "baseline: teacher (adobe stage)" in real.stdout
     real_run = only_run(outputs / "real")
+    real_summary = json.loads((real_run / "summary.json").read_text())["evaluation"]
+    teacher_row = real_summary["baseline: teacher (adobe stage)"]
+    assert teacher_row["images"] > 0 and real_summary["model"]["images"] == teacher_row["images"]
     checkpoint = load_checkpoint(real_run / "checkpoints" / "step_00000002.pt")
     assert Path(checkpoint["config"]["teacher"]).parent == run / "checkpoints"
     assert "discriminator" in checkpoint["modules"] and checkpoint["step"] == 2

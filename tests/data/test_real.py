@@ -184,3 +184,22 @@ def test_real_data_config_reads_a_manifest(captures):
     ds = instantiate(cfg.data.train, _convert_="all")
     assert isinstance(ds, RealCaptureDataset) and len(ds) == 10
     assert ds.motion_offsets == (-40, -20, 20, 40) and ds[0]["image"].shape == (3, 16, 16)
+
+
+def test_check_cli_validates_a_real_captures_manifest(captures, capsys):
+    from bgmatting.data.check import check_manifest, main
+
+    assert check_manifest(captures).ok and check_manifest(captures.parent).rows == 10
+    clip_b = captures.parent / "clips" / "b"
+    (clip_b / "segmentation" / frame_name(2)).write_bytes(b"not a png")
+    write_image(clip_b / "aligned_background" / frame_name(3), np.zeros((H + 2, W, 3), np.float32))
+    (captures.parent / "clips" / "a" / "frames" / frame_name(5)).unlink()
+    report = check_manifest(captures)
+    text = "\n".join(str(p) for p in report.problems)
+    assert not report.ok and len(report.problems) == 3, text
+    assert f"clip 'b' segmentation 2 {clip_b / 'segmentation' / frame_name(2)}" in text
+    assert "clip 'b' aligned background 3" in text and f"but the clip's frames are {W}x{H}" in text
+    assert "clip 'a' frame 5" in text
+    assert main([str(captures), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "10 frames checked, 3 problems" in out and "clip 'a' frame 5" in out

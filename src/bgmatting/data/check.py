@@ -1,6 +1,9 @@
 """Manifest check: ``python -m bgmatting.data.check MANIFEST [MANIFEST ...]``.
 
-For every row: each referenced file exists and decodes; single-channel columns (alpha, trimap,
+A ``.json`` manifest (or a folder holding ``manifest.json``) is a real-captures manifest
+(:mod:`bgmatting.data.real`): every clip's plate, frames, segmentations and aligned plates must exist, decode and
+share the clip's frame size (segmentations single-channel); problems name the clip, frame and path.
+A CSV composite manifest is checked row by row. For every row: each referenced file exists and decodes; single-channel columns (alpha, trimap,
 segmentation, mask) hold one channel (or identical colour channels, the documented conversion); all files
 of a row share one size (except columns with their own size, e.g. target_background); the row has as many
 cells as the header. Each bad row is printed with its line, column, path and reason; a summary line
@@ -35,6 +38,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"column {self.column!r}" if self.column else "row"
+        if self.line < 0:  # real-captures manifests have clips, not lines; ``column`` names clip and frame
+            return (self.column or "manifest") + (f" {self.path}" if self.path else "") + f": {self.reason}"
         return f"line {self.line}: {where}" + (f" {self.path}" if self.path else "") + f": {self.reason}"
 
 
@@ -53,6 +58,8 @@ class CheckReport:
         return self.rows > 0 and not self.problems
 
     def summary(self) -> str:
+        if self.manifest.suffix.lower() == ".json":
+            return f"{self.manifest}: {self.rows} frames checked, {len(self.problems)} problems"
         bad = len(self.bad_lines)
         return f"{self.manifest}: {self.rows} rows checked, {self.rows - bad} good, {bad} bad"
 
@@ -89,8 +96,59 @@ def check_row(manifest: Manifest, index: int, single_channel: Sequence[str] = SI
     return problems
 
 
+def _check_clip_file(clip_name: str, what: str, path: Path, single_channel: bool,
+                     expected: tuple[int, int] | None) -> tuple[tuple[int, int] | None, list[Problem]]:
+    where = f"clip {clip_name!r} {what}"
+    try:
+        array = read_alpha(path) if single_channel else read_image(path)
+    except DataError as err:
+        reason = str(err)
+        return None, [Problem(-1, where, path, reason[len(f"{path}: "):] if reason.startswith(f"{path}: ") else reason)]
+    hw = tuple(array.shape[:2])
+    if expected is not None and hw != expected:
+        return hw, [Problem(-1, where, path, f"is {hw[1]}x{hw[0]} but the clip's frames are {expected[1]}x{expected[0]}")]
+    return hw, []
+
+
+def check_real_manifest(path: str | Path, workers: int = 4, progress: bool = False) -> CheckReport:
+    """Check a real-captures manifest: per clip the plate and, per frame, the frame, its segmentation and (if
+    any) its aligned plate exist, decode and share the first frame's size. ``rows`` counts frames."""
+    from bgmatting.data.real import manifest_path, read_real_manifest
+
+    report = CheckReport(manifest_path(path))
+    try:
+        manifest = read_real_manifest(path)
+    except DataError as err:
+        report.problems.append(Problem(-1, None, None, str(err)))
+        return report
+    jobs = []
+    for clip in manifest.clips:
+        jobs.append((clip, "plate", clip.background_path(None), False))
+        for i in range(clip.n_frames):
+            jobs.append((clip, f"frame {i}", clip.frame_path(i), False))
+            jobs.append((clip, f"segmentation {i}", clip.segmentation_path(i), True))
+            if clip.aligned_background:
+                jobs.append((clip, f"aligned background {i}", clip.background_path(i), False))
+    first = {clip.name: _check_clip_file(clip.name, "frame 0", clip.frame_path(0), False, None)[0]
+             for clip in manifest.clips}
+    for clip in manifest.clips:
+        if clip.height and clip.width and first[clip.name] and first[clip.name] != (clip.height, clip.width):
+            h, w = first[clip.name]
+            report.problems.append(Problem(-1, f"clip {clip.name!r}", manifest.path,
+                                           f"manifest says {clip.width}x{clip.height} but frame 0 is {w}x{h}"))
+    report.rows = sum(clip.n_frames for clip in manifest.clips)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        results = pool.map(lambda job: _check_clip_file(job[0].name, job[1], job[2], job[3], first[job[0].name])[1], jobs)
+        for problems in tqdm(results, total=len(jobs), desc="check", disable=not progress, unit="file"):
+            report.problems.extend(problems)
+    return report
+
+
 def check_manifest(path: str | Path, workers: int = 4, progress: bool = False) -> CheckReport:
-    """Check every row of a manifest; an unreadable manifest gives one problem at line 0."""
+    """Check every row of a manifest; an unreadable manifest gives one problem at line 0. A ``.json`` file or a
+    folder goes to :func:`check_real_manifest`."""
+    if Path(path).suffix.lower() == ".json" or Path(path).is_dir():
+        return check_real_manifest(path, workers, progress)
     report = CheckReport(Path(path))
     try:
         manifest = read_manifest(path)
@@ -107,7 +165,7 @@ def check_manifest(path: str | Path, workers: int = 4, progress: bool = False) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bgmatting.data.check", description=__doc__.split("\n\n")[1])
-    parser.add_argument("manifests", nargs="+", type=Path, help="manifest CSV file(s)")
+    parser.add_argument("manifests", nargs="+", type=Path, help="composite manifest CSV(s) or real-captures manifest.json (or its folder)")
     parser.add_argument("--workers", type=int, default=4, help="threads decoding images (default 4)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)

@@ -276,16 +276,21 @@ def evaluate_against_baselines(
     output_dir: Path,
     limit: int | None = None,
     title: str = "Evaluation",
+    reference_models: dict[str, nn.Module] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Score the generator and both baselines (alpha = S; alpha = background-difference matte) on ``dataset``.
 
-    Writes the evaluation reports (CSV, JSON, Markdown, plot) into ``output_dir``; returns method -> summary.
+    ``reference_models`` (name -> generator, e.g. the real stage's frozen teacher) are scored the same way and
+    reported as further baseline rows. Writes the evaluation reports (CSV, JSON, Markdown, plot) into
+    ``output_dir``; returns method -> summary.
     """
     from bgmatting.evaluation import BASELINES, baseline_rows, evaluate_model, summarize, write_reports
 
     subset = _first(dataset, limit)
     rows = evaluate_model(generator, subset, device=device, precision=precision, batch_size=1, progress=False)
     baselines = {kind: baseline_rows(subset, kind) for kind in BASELINES}
+    for name, model in (reference_models or {}).items():
+        baselines[name] = evaluate_model(model, subset, device=device, precision=precision, batch_size=1, progress=False)
     write_reports(rows, output_dir, baselines=baselines, title=title)
     summaries = {"model": summarize(rows)}
     summaries.update({f"baseline: {kind}": summarize(r) for kind, r in baselines.items()})
@@ -326,9 +331,11 @@ def _final_evaluation(cfg: DictConfig, trainer: Trainer, device, precision: Prec
 
     dataset = build_dataset(cfg.evaluation.dataset, "evaluation.dataset")
     generator = distributed.unwrap(trainer.generator)
+    teacher = getattr(trainer.stage, "teacher", None)  # stage=real: how far the stage moved from its teacher
     summaries = evaluate_against_baselines(
         generator, dataset, device, precision, run_dir / "eval", cfg.evaluation.limit,
         title=f"{cfg.stage.name} stage after {trainer.state.step} steps",
+        reference_models={"teacher (adobe stage)": teacher} if teacher is not None else None,
     )
     table = markdown_table(summaries)
     print(f"\nHeld-out evaluation ({summaries['model']['images']} images, DIM metrics, unknown region of the trimap):\n{table}", flush=True)
