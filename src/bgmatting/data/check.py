@@ -3,8 +3,8 @@
 A ``.json`` manifest (or a folder holding ``manifest.json``) is a real-captures manifest
 (:mod:`bgmatting.data.real`): every clip's plate, frames, segmentations and aligned plates must exist, decode and
 share the clip's frame size (segmentations single-channel); problems name the clip, frame and path.
-A CSV composite manifest is checked row by row. For every row: each referenced file exists and decodes; single-channel columns (alpha, trimap,
-segmentation, mask) hold one channel (or identical colour channels, the documented conversion); all files
+A CSV composite manifest is checked row by row. For every row: each referenced file exists and decodes;
+single-channel columns (alpha, trimap, segmentation, mask) hold one channel (or identical colour channels, the documented conversion); all files
 of a row share one size (except columns with their own size, e.g. target_background); the row has as many
 cells as the header. Each bad row is printed with its line, column, path and reason; a summary line
 follows. Exit code 0 when every row is good, 1 otherwise (also when the manifest itself is unreadable).
@@ -29,7 +29,8 @@ INDEPENDENT_SIZE_COLUMNS = ("target_background",)
 
 @dataclass
 class Problem:
-    """One reason a row is bad. ``line`` is the row's 1-based line in the manifest."""
+    """One reason a row is bad. ``line`` is the row's 1-based line in the manifest (0: the manifest itself; -1: a
+    real-captures manifest, which has clips, not lines, and ``column`` names the clip and frame)."""
 
     line: int
     column: str | None
@@ -38,7 +39,7 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"column {self.column!r}" if self.column else "row"
-        if self.line < 0:  # real-captures manifests have clips, not lines; ``column`` names clip and frame
+        if self.line < 0:
             return (self.column or "manifest") + (f" {self.path}" if self.path else "") + f": {self.reason}"
         return f"line {self.line}: {where}" + (f" {self.path}" if self.path else "") + f": {self.reason}"
 
@@ -64,6 +65,12 @@ class CheckReport:
         return f"{self.manifest}: {self.rows} rows checked, {self.rows - bad} good, {bad} bad"
 
 
+def _reason(error: DataError, path: Path) -> str:
+    """The error's message without the leading ``"<path>: "`` (the problem prints the path itself)."""
+    reason, prefix = str(error), f"{path}: "
+    return reason[len(prefix):] if reason.startswith(prefix) else reason
+
+
 def check_row(manifest: Manifest, index: int, single_channel: Sequence[str] = SINGLE_CHANNEL_COLUMNS,
               independent_size: Sequence[str] = INDEPENDENT_SIZE_COLUMNS) -> list[Problem]:
     """Problems of one manifest row (empty when the row is good)."""
@@ -84,9 +91,7 @@ def check_row(manifest: Manifest, index: int, single_channel: Sequence[str] = SI
         try:
             array = read_alpha(path) if column in single_channel else read_image(path)
         except DataError as err:
-            reason = str(err)
-            prefix = f"{path}: "
-            problems.append(Problem(line, column, path, reason[len(prefix):] if reason.startswith(prefix) else reason))
+            problems.append(Problem(line, column, path, _reason(err, path)))
             continue
         if column not in independent_size:
             sizes[column] = (array.shape[:2], path)
@@ -98,12 +103,12 @@ def check_row(manifest: Manifest, index: int, single_channel: Sequence[str] = SI
 
 def _check_clip_file(clip_name: str, what: str, path: Path, single_channel: bool,
                      expected: tuple[int, int] | None) -> tuple[tuple[int, int] | None, list[Problem]]:
+    """(height, width) of one clip file (None if unreadable) and its problems against ``expected``."""
     where = f"clip {clip_name!r} {what}"
     try:
         array = read_alpha(path) if single_channel else read_image(path)
     except DataError as err:
-        reason = str(err)
-        return None, [Problem(-1, where, path, reason[len(f"{path}: "):] if reason.startswith(f"{path}: ") else reason)]
+        return None, [Problem(-1, where, path, _reason(err, path))]
     hw = tuple(array.shape[:2])
     if expected is not None and hw != expected:
         return hw, [Problem(-1, where, path, f"is {hw[1]}x{hw[0]} but the clip's frames are {expected[1]}x{expected[0]}")]
@@ -121,21 +126,22 @@ def check_real_manifest(path: str | Path, workers: int = 4, progress: bool = Fal
     except DataError as err:
         report.problems.append(Problem(-1, None, None, str(err)))
         return report
+    first: dict[str, tuple[int, int] | None] = {}  # clip name -> frame 0's size, the reference for its files
     jobs = []
     for clip in manifest.clips:
-        jobs.append((clip, "plate", clip.background_path(None), False))
-        for i in range(clip.n_frames):
-            jobs.append((clip, f"frame {i}", clip.frame_path(i), False))
-            jobs.append((clip, f"segmentation {i}", clip.segmentation_path(i), True))
-            if clip.aligned_background:
-                jobs.append((clip, f"aligned background {i}", clip.background_path(i), False))
-    first = {clip.name: _check_clip_file(clip.name, "frame 0", clip.frame_path(0), False, None)[0]
-             for clip in manifest.clips}
-    for clip in manifest.clips:
+        first[clip.name], problems = _check_clip_file(clip.name, "frame 0", clip.frame_path(0), False, None)
+        report.problems.extend(problems)
         if clip.height and clip.width and first[clip.name] and first[clip.name] != (clip.height, clip.width):
             h, w = first[clip.name]
             report.problems.append(Problem(-1, f"clip {clip.name!r}", manifest.path,
                                            f"manifest says {clip.width}x{clip.height} but frame 0 is {w}x{h}"))
+        jobs.append((clip, "plate", clip.background_path(None), False))
+        for i in range(clip.n_frames):
+            if i > 0:
+                jobs.append((clip, f"frame {i}", clip.frame_path(i), False))
+            jobs.append((clip, f"segmentation {i}", clip.segmentation_path(i), True))
+            if clip.aligned_background:
+                jobs.append((clip, f"aligned background {i}", clip.background_path(i), False))
     report.rows = sum(clip.n_frames for clip in manifest.clips)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         results = pool.map(lambda job: _check_clip_file(job[0].name, job[1], job[2], job[3], first[job[0].name])[1], jobs)
@@ -165,7 +171,8 @@ def check_manifest(path: str | Path, workers: int = 4, progress: bool = False) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bgmatting.data.check", description=__doc__.split("\n\n")[1])
-    parser.add_argument("manifests", nargs="+", type=Path, help="composite manifest CSV(s) or real-captures manifest.json (or its folder)")
+    parser.add_argument("manifests", nargs="+", type=Path,
+                        help="composite manifest CSV(s) or real-captures manifest.json (or its folder)")
     parser.add_argument("--workers", type=int, default=4, help="threads decoding images (default 4)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
