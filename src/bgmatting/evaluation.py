@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from bgmatting import metrics
 from bgmatting.data.io import DataError, IMAGE_EXTENSIONS, read_alpha, read_trimap, write_alpha, write_image
-from bgmatting.engine.precision import Precision, resolve_device, resolve_precision
+from bgmatting.runtime import Precision, resolve_device, resolve_precision
 from bgmatting.space import to_network
 
 PathLike = str | os.PathLike

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from bgmatting.engine.precision import cpu_has_native_bf16
+from bgmatting.runtime import cpu_has_native_bf16
 
 _CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma")
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_PROC_BIND",

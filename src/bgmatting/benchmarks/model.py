@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bgmatting.benchmarks.inputs import make_batch, network_inputs
 from bgmatting.benchmarks.modes import BenchMode
-from bgmatting.engine.precision import Precision
+from bgmatting.runtime import Precision
 from bgmatting.engine.stages import AdobeStage
 from bgmatting.models.generator import Generator
 from bgmatting.space import from_network

@@ -1,4 +1,4 @@
-"""Benchmark modes: a precision from ``bgmatting.engine.precision`` plus, optionally, torch.compile.
+"""Benchmark modes: a precision from ``bgmatting.runtime`` plus, optionally, torch.compile.
 
 The modes are the ones training and inference actually run (``resolve_precision``), so the benchmark
 measures the real code path:
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bgmatting.engine.precision import Precision, resolve_precision
+from bgmatting.runtime import Precision, resolve_precision
 
 EAGER_MODES = ("fp32", "fp32_cl", "bf16", "fp16")
 ALL_MODES = (*EAGER_MODES, "compile")

@@ -23,7 +23,7 @@ from bgmatting.benchmarks.peak import measure_peak, merge_peaks, ratios_to_peak
 from bgmatting.benchmarks.modes import BASELINE_MODE, BenchMode, default_mode_names, resolve_modes
 from bgmatting.benchmarks.report import write_report
 from bgmatting.benchmarks.scaling import scaling_table
-from bgmatting.engine.precision import resolve_device, resolve_precision
+from bgmatting.runtime import resolve_device, resolve_precision
 
 SUITES = ("peak", "model", "scaling", "data", "metrics", "video")
 

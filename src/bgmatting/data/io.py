@@ -11,7 +11,10 @@ Conversions (documented, not errors):
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -117,17 +120,48 @@ def read_trimap(path: str | os.PathLike) -> np.ndarray:
     return t
 
 
-def _encode(path: Path, arr: np.ndarray) -> None:
+#: Temporary files of :func:`atomic_path` are named ``.<final name>.<random>.tmp`` next to the final file.
+TEMP_SUFFIX = ".tmp"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
+    """The one way files are written: yields a temporary path in ``path``'s folder (created if needed); when
+    the block ends without an exception the temporary file is renamed over ``path`` (after an fsync when
+    asked), otherwise it is deleted. Readers never see a partial file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 text atomically (see :func:`atomic_path`); returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def _encode(path: Path, arr: np.ndarray) -> None:
     ok, buf = cv2.imencode(path.suffix or ".png", arr)
     if not ok:
         raise DataError(f"{path}: cannot encode image with extension {path.suffix!r}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    buf.tofile(str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        buf.tofile(str(tmp))
 
 
-def _to_uint8(arr: np.ndarray) -> np.ndarray:
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Float [0, 1] -> uint8 (rounded, clipped); uint8 unchanged."""
     if arr.dtype == np.uint8:
         return arr
     return (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
@@ -136,7 +170,7 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write float [0,1] (or uint8) H x W x 3 RGB, H x W x 4 RGBA, or H x W gray; atomically (temp + rename)."""
     path = Path(path)
-    arr = _to_uint8(image)
+    arr = to_uint8(image)
     if arr.ndim == 3 and arr.shape[2] == 3:
         arr = arr[:, :, ::-1]
     elif arr.ndim == 3 and arr.shape[2] == 4:

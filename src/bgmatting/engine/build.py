@@ -35,7 +35,7 @@ from bgmatting.engine.checkpointing import (
     run_dir_of,
 )
 from bgmatting.engine.loop import LoopOptions, Trainer
-from bgmatting.engine.precision import Precision, resolve_precision
+from bgmatting.runtime import Precision, resolve_precision
 from bgmatting.engine.run_logging import RunLogger
 from bgmatting.engine.sampling import ResumableDistributedSampler, SeededSamples, collate_skipping_none
 from bgmatting.engine.stages import AdobeStage, RealStage, Stage, SupervisionSchedule

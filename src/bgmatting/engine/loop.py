@@ -26,7 +26,7 @@ from bgmatting.engine.checkpointing import (
     capture_rng_state,
     restore_rng_state,
 )
-from bgmatting.engine.precision import Precision
+from bgmatting.runtime import Precision
 from bgmatting.engine.run_logging import RunLogger
 from bgmatting.engine.sampling import ResumableDistributedSampler
 from bgmatting.engine.stages import Stage, Update

@@ -23,7 +23,7 @@ from torch import nn
 from bgmatting import losses
 from bgmatting.engine.adversarial import fake_backgrounds, horizontal_shifts, shifted_composite
 from bgmatting.engine.distributed import unwrap
-from bgmatting.engine.precision import Precision
+from bgmatting.runtime import Precision
 from bgmatting.space import from_network, to_network
 
 

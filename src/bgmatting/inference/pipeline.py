@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from bgmatting.data.compositing import composite
-from bgmatting.engine.precision import Precision, resolve_device, resolve_precision
+from bgmatting.runtime import Precision, resolve_device, resolve_precision
 from bgmatting.inference.crop import CropBox, crop_resize, paste, processing_size, resize_to_box, subject_box
 from bgmatting.inference.postprocess import foreground_cleanup, postprocess_matte
 from bgmatting.inference.sources import resize_to

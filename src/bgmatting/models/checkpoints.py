@@ -23,6 +23,7 @@ import torch
 
 from bgmatting.models.discriminator import MultiscaleDiscriminator
 from bgmatting.models.generator import Generator
+from bgmatting.models.matting import MattingModel
 
 Source = Union[str, os.PathLike, Mapping[str, Any]]
 StateDict = dict[str, torch.Tensor]
@@ -395,3 +396,8 @@ def load_discriminator(source: Source, **overrides: Any) -> MultiscaleDiscrimina
     discriminator = _build(MultiscaleDiscriminator, config, name)
     _load_into(discriminator, state, name)
     return discriminator.eval()
+
+
+def load_matting_model(source: Source, **overrides: Any) -> MattingModel:
+    """A :class:`MattingModel` (image space in and out) around :func:`load_generator`'s network, in eval mode."""
+    return MattingModel(load_generator(source, **overrides)).eval()

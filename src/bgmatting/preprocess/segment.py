@@ -454,7 +454,7 @@ class DeepLabSegmenter(Segmenter):
     ) -> None:
         if arch not in _DEEPLAB_ARCHS:
             raise ValueError(f"unknown DeepLabV3 arch {arch!r}; choose one of {', '.join(_DEEPLAB_ARCHS)}")
-        from bgmatting.engine.precision import resolve_device
+        from bgmatting.runtime import resolve_device
 
         self.arch = arch
         self.input_side = input_side

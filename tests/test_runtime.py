@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bgmatting.engine import precision as P
+from bgmatting import runtime as P
 
 
 @pytest.mark.parametrize("name,dtype,cl", [("fp32", None, False), ("fp32_cl", None, True), ("bf16", torch.bfloat16, True)])

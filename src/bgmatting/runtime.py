@@ -1,4 +1,6 @@
-"""Numeric mode for training and inference: autocast dtype and memory format.
+"""Where and how networks run: device, numeric mode (autocast dtype and memory format) and CPU threads.
+
+Used by every layer (training, evaluation, inference, benchmarks); imports nothing of the package.
 
 ``resolve_precision(device, "auto")`` picks the fastest mode that is known to be equivalent:
 
@@ -90,3 +92,9 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def set_cpu_threads(threads: int | None) -> None:
+    """Use ``threads`` intra-op threads for torch on the CPU (None or 0: keep PyTorch's default, one per core)."""
+    if threads:
+        torch.set_num_threads(int(threads))
