@@ -76,6 +76,15 @@ class MattingModel(nn.Module):
         """Constructor arguments of the networks, e.g. ``{"generator": {...}}``."""
         return {"generator": self.generator.config}
 
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The checkpoint entries of the networks: ``generator`` (state dict, no wrapper prefix) and
+        ``model_config`` (its constructor arguments), the keys :func:`bgmatting.models.load_generator` reads."""
+        return {"generator": self.generator.state_dict(), "model_config": self.generator.config}
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Load the weights of :meth:`checkpoint_state` entries (strict: every key must match)."""
+        self.generator.load_state_dict(state["generator"])
+
     def set_precision(self, precision: Precision | None) -> MattingModel:
         """Run in ``precision``: weights (and inputs) in its memory format, forward under its autocast."""
         self.precision = precision
