@@ -1,12 +1,11 @@
-"""Export a trained generator to ONNX or TorchScript, with a parity check against PyTorch.
+"""Export a :class:`bgmatting.models.MattingModel` to ONNX or TorchScript, with a parity check against PyTorch.
 
-``python -m bgmatting.export --checkpoint CKPT --format onnx|torchscript --output PATH [--opset 17]``
-
-The exported graph is :class:`MattingNetwork`: inputs and outputs in image space [0, 1], batch, height and
-width dynamic (height and width multiples of 4):
+The exported graph is the MattingModel itself (the same forward that training, evaluation and inference
+call): inputs and outputs in image space [0, 1], batch, height and width dynamic:
 
 * inputs ``image`` B x 3 x H x W, ``background`` B x 3 x H x W, ``segmentation`` B x 1 x H x W (already
-  post-processed, see :func:`bgmatting.preprocess.segment.postprocess_segmentation`), ``motion`` B x 4 x H x W;
+  post-processed, see :func:`bgmatting.preprocess.segment.postprocess_segmentation`), ``motion`` B x M x H x W
+  (M = 4 grayscale frames); H and W multiples of 4 (the model pads other sizes in PyTorch; the graph does not);
 * outputs ``alpha`` B x 1 x H x W and ``foreground`` B x 3 x H x W, with F = I where alpha > 0.975.
 
 With the original wiring (``motion_uses_background_feature=True``, the released models) the motion cues
@@ -16,23 +15,21 @@ session lists (``session.get_inputs()``). TorchScript keeps all four.
 Cropping, the segmentation post-process and the connected-component clean-up stay outside the graph (they
 are in :mod:`bgmatting.inference`). After writing, the file is run (onnxruntime or torch.jit.load) at the
 export resolution and at a second one, and the largest absolute differences to PyTorch are reported; the
-file is moved to its final name only when alpha agrees within ``--tolerance``.
+file is moved to its final name only when alpha agrees within ``tolerance``.
 """
 from __future__ import annotations
 
-import argparse
-import json
+import copy
 import os
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
-from torch import nn
 
-from bgmatting.models import load_generator, matte_from_raw
-from bgmatting.space import to_network
+from bgmatting.data.io import atomic_path
+from bgmatting.models import MattingModel
 
 FORMATS = ("onnx", "torchscript")
 INPUT_NAMES = ("image", "background", "segmentation", "motion")
@@ -42,23 +39,6 @@ DEFAULT_OPSET = 17
 #: (ONNX Runtime, BatchNorm folded into the convolutions) differ by ~1e-6 relative to the pre-tanh activations,
 #: which reach the hundreds in a randomly initialised full-size generator: 6e-4 measured there, < 1e-5 on small ones.
 DEFAULT_TOLERANCE = 1e-3
-
-
-class MattingNetwork(nn.Module):
-    """Generator + the original's F = I rule, in image space: (I, B', S, M) in [0, 1] -> (alpha, F) in [0, 1]."""
-
-    def __init__(self, generator: nn.Module) -> None:
-        super().__init__()
-        self.generator = generator
-
-    def forward(
-        self, image: torch.Tensor, background: torch.Tensor, segmentation: torch.Tensor, motion: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        image_net = to_network(image)
-        alpha_raw, foreground_raw = self.generator(
-            image_net, to_network(background), to_network(segmentation), to_network(motion)
-        )
-        return matte_from_raw(alpha_raw, foreground_raw, image_net)
 
 
 def example_inputs(
@@ -79,23 +59,18 @@ def example_inputs(
     return image.contiguous(), background.contiguous(), disc.contiguous(), gray.contiguous()
 
 
-def _partial(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
-
-
-def write_onnx(network: MattingNetwork, path: Path, height: int, width: int, opset: int = DEFAULT_OPSET) -> None:
-    """Trace-based ONNX export (``dynamo=False``) with dynamic batch, height and width."""
+def write_onnx(model: MattingModel, path: Path, height: int, width: int, opset: int = DEFAULT_OPSET) -> None:
+    """Trace-based ONNX export (``dynamo=False``) of ``model`` with dynamic batch, height and width."""
     if opset < 17:
         raise ValueError(f"opset must be >= 17, got {opset}")
-    motion_frames = getattr(network.generator, "motion_frames", 4)
-    inputs = example_inputs(height, width, motion_frames=motion_frames)
+    inputs = example_inputs(height, width, motion_frames=model.motion_frames)
     dynamic = {name: {0: "batch", 2: "height", 3: "width"} for name in INPUT_NAMES + OUTPUT_NAMES}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks become constants
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter announces its age
         torch.onnx.export(
-            network,
+            model,
             inputs,
             str(path),
             input_names=list(INPUT_NAMES),
@@ -107,22 +82,20 @@ def write_onnx(network: MattingNetwork, path: Path, height: int, width: int, ops
         )
 
 
-def write_torchscript(network: MattingNetwork, path: Path, height: int, width: int) -> None:
-    """torch.jit.trace of the network (its control flow does not depend on data, so tracing is exact)."""
-    motion_frames = getattr(network.generator, "motion_frames", 4)
-    inputs = example_inputs(height, width, motion_frames=motion_frames)
+def write_torchscript(model: MattingModel, path: Path, height: int, width: int) -> None:
+    """torch.jit.trace of ``model`` (its control flow depends only on H and W being multiples of 4, so tracing
+    is exact for such sizes)."""
+    inputs = example_inputs(height, width, motion_frames=model.motion_frames)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*torch.jit", category=FutureWarning)
-        traced = torch.jit.trace(network, inputs, check_trace=False)
+        traced = torch.jit.trace(model, inputs, check_trace=False)
     traced.save(str(path))
 
 
 def _runner(kind: str, path: Path):
     """A function (inputs) -> (alpha, foreground) numpy, running the exported file."""
     if kind == "onnx":
-        import onnxruntime as ort
-
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         names = [i.name for i in session.get_inputs()]
 
@@ -146,7 +119,7 @@ def _runner(kind: str, path: Path):
 
 
 def check_parity(
-    network: MattingNetwork, path: Path, kind: str, sizes: list[tuple[int, int]], batch: int = 1
+    model: MattingModel, path: Path, kind: str, sizes: list[tuple[int, int]], batch: int = 1
 ) -> list[dict[str, float | int]]:
     """Run the exported file and PyTorch on :func:`example_inputs` at each (H, W); largest |difference|.
 
@@ -154,12 +127,11 @@ def check_parity(
     alpha > 0.01, where it matters), alpha_mean_abs_diff.
     """
     run = _runner(kind, path)
-    motion_frames = getattr(network.generator, "motion_frames", 4)
     rows = []
     for seed, (height, width) in enumerate(sizes):
-        inputs = example_inputs(height, width, batch=batch, motion_frames=motion_frames, seed=seed + 1)
+        inputs = example_inputs(height, width, batch=batch, motion_frames=model.motion_frames, seed=seed + 1)
         with torch.inference_mode():
-            alpha_ref, fg_ref = (t.numpy() for t in network(*inputs))
+            alpha_ref, fg_ref = (t.numpy() for t in model(*inputs))
         alpha, foreground = run(inputs)
         if alpha.shape != alpha_ref.shape or foreground.shape != fg_ref.shape:
             raise RuntimeError(
@@ -180,8 +152,14 @@ def check_parity(
     return rows
 
 
-def export_generator(
-    generator: nn.Module,
+def _check_sizes(sizes: list[tuple[int, int]]) -> None:
+    for h, w in sizes:
+        if h % 4 or w % 4 or h < 4 or w < 4:
+            raise ValueError(f"export sizes must be positive multiples of 4, got {h}x{w}")
+
+
+def export_model(
+    model: MattingModel,
     output: str | os.PathLike,
     kind: str = "onnx",
     *,
@@ -190,78 +168,26 @@ def export_generator(
     check_size: tuple[int, int] | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> list[dict[str, float | int]]:
-    """Export ``generator`` (eval mode, fp32, CPU) to ``output`` and check parity at ``size`` and ``check_size``
-    (default: a different, non-square size, proving dynamic height and width).
+    """Export ``model`` (a copy in eval mode, fp32, NCHW, on the CPU) to ``output`` and check parity at ``size``
+    and ``check_size`` (default: a different, non-square size, proving dynamic height and width).
 
-    The file is written under a hidden partial name and renamed only when every alpha difference is within
+    The file is written under a temporary name and renamed only when every alpha difference is within
     ``tolerance``; otherwise it is deleted and a RuntimeError reports the numbers. Returns the parity rows.
     """
     if kind not in FORMATS:
         raise ValueError(f"unknown format {kind!r}; choose one of {', '.join(FORMATS)}")
-    for h, w in [size] + ([check_size] if check_size else []):
-        if h % 4 or w % 4 or h < 4 or w < 4:
-            raise ValueError(f"export sizes must be positive multiples of 4, got {h}x{w}")
+    _check_sizes([size] + ([check_size] if check_size else []))
     if check_size is None:
         check_size = (max(4, size[0] * 3 // 4 // 4 * 4), max(4, size[1] * 3 // 2 // 4 * 4))  # 256x256 -> 192x384
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    network = MattingNetwork(generator.float().cpu().eval()).eval()
-    network.generator.to(memory_format=torch.contiguous_format)
-    partial = _partial(output)
-    try:
+    model = copy.deepcopy(model).float().cpu().eval().set_precision(None)
+    model.to(memory_format=torch.contiguous_format)
+    with atomic_path(output) as partial:
         if kind == "onnx":
-            write_onnx(network, partial, *size, opset=opset)
+            write_onnx(model, partial, *size, opset=opset)
         else:
-            write_torchscript(network, partial, *size)
-        rows = check_parity(network, partial, kind, [size, check_size])
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    worst = max(row["alpha_max_abs_diff"] for row in rows)
-    if not worst <= tolerance:
-        partial.unlink(missing_ok=True)
-        raise RuntimeError(f"{output}: parity check failed, alpha max |diff| {worst:.3g} > {tolerance:g}: {rows}")
-    os.replace(partial, output)
+            write_torchscript(model, partial, *size)
+        rows = check_parity(model, partial, kind, [size, check_size])
+        worst = max(row["alpha_max_abs_diff"] for row in rows)
+        if not worst <= tolerance:
+            raise RuntimeError(f"{output}: parity check failed, alpha max |diff| {worst:.3g} > {tolerance:g}: {rows}")
     return rows
-
-
-def _size(text: str) -> tuple[int, int]:
-    parts = text.lower().replace("x", ",").split(",")
-    if len(parts) != 2:
-        raise argparse.ArgumentTypeError(f"size must be H,W (e.g. 256,256), got {text!r}")
-    return int(parts[0]), int(parts[1])
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bgmatting.export", description="Export a Background Matting generator to ONNX or TorchScript."
-    )
-    parser.add_argument("--checkpoint", required=True, help="our checkpoint or an original-release state dict")
-    parser.add_argument("--format", choices=FORMATS, default="onnx")
-    parser.add_argument("--output", required=True, help="file to write (.onnx or .pt)")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17)")
-    parser.add_argument("--size", type=_size, default=(256, 256), help="H,W used to trace (multiples of 4)")
-    parser.add_argument("--check-size", type=_size, default=None, help="second H,W of the parity check")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max |alpha diff| accepted")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    generator = load_generator(args.checkpoint)
-    rows = export_generator(
-        generator, args.output, args.format, opset=args.opset, size=args.size,
-        check_size=args.check_size, tolerance=args.tolerance,
-    )
-    print(f"wrote {args.output} ({args.format}" + (f", opset {args.opset})" if args.format == "onnx" else ")"))
-    for row in rows:
-        print(
-            f"parity at {row['height']}x{row['width']}: alpha max |diff| {row['alpha_max_abs_diff']:.2e} "
-            f"(mean {row['alpha_mean_abs_diff']:.2e}), foreground max |diff| {row['foreground_max_abs_diff']:.2e}"
-        )
-    print(json.dumps({"output": str(args.output), "format": args.format, "parity": rows}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

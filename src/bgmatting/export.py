@@ -1,0 +1,57 @@
+"""``python -m bgmatting.export``: export a trained matting model to ONNX or TorchScript, checked against PyTorch.
+
+    python -m bgmatting.export --checkpoint CKPT --format onnx|torchscript --output PATH [--opset 17]
+
+Reads the options and calls :func:`bgmatting.inference.export.export_model` on the checkpoint's
+:class:`bgmatting.models.MattingModel`; the graph's inputs and outputs (the ONNX contract) are described there
+and in the README.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from bgmatting.inference.export import DEFAULT_OPSET, DEFAULT_TOLERANCE, FORMATS, export_model
+from bgmatting.models import load_matting_model
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().replace("x", ",").split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"size must be H,W (e.g. 256,256), got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bgmatting.export", description="Export a Background Matting model to ONNX or TorchScript."
+    )
+    parser.add_argument("--checkpoint", required=True, help="our checkpoint or an original-release state dict")
+    parser.add_argument("--format", choices=FORMATS, default="onnx")
+    parser.add_argument("--output", required=True, help="file to write (.onnx or .pt)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17)")
+    parser.add_argument("--size", type=_size, default=(256, 256), help="H,W used to trace (multiples of 4)")
+    parser.add_argument("--check-size", type=_size, default=None, help="second H,W of the parity check")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max |alpha diff| accepted")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    rows = export_model(
+        load_matting_model(args.checkpoint), args.output, args.format, opset=args.opset, size=args.size,
+        check_size=args.check_size, tolerance=args.tolerance,
+    )
+    print(f"wrote {args.output} ({args.format}" + (f", opset {args.opset})" if args.format == "onnx" else ")"))
+    for row in rows:
+        print(
+            f"parity at {row['height']}x{row['width']}: alpha max |diff| {row['alpha_max_abs_diff']:.2e} "
+            f"(mean {row['alpha_mean_abs_diff']:.2e}), foreground max |diff| {row['foreground_max_abs_diff']:.2e}"
+        )
+    print(json.dumps({"output": str(args.output), "format": args.format, "parity": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
