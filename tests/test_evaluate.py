@@ -17,7 +17,7 @@ import torch
 from bgmatting import evaluation as E
 from bgmatting import metrics as M
 from bgmatting.data.io import DataError, read_alpha, read_image, read_trimap, write_alpha, write_image
-from bgmatting.models import Generator
+from bgmatting.models import Generator, MattingModel, load_matting_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 H, W = 18, 22  # not multiples of 4: the generator input is padded and the output cropped back
@@ -75,9 +75,9 @@ def _subprocess_env(tmp_path: Path) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------------------------- folders
-def test_evaluate_folders_matches_the_metrics(test_set):
+def test_score_folders_matches_the_metrics(test_set):
     root, preds = test_set
-    rows = E.evaluate_folders(preds, root / "alpha", root / "trimap", progress=False)
+    rows = E.score_folders(preds, root / "alpha", root / "trimap", progress=False)
     expected = _expected_folder_rows(root, preds)
     assert [r["name"] for r in rows] == sorted(expected)
     for row in rows:
@@ -85,33 +85,33 @@ def test_evaluate_folders_matches_the_metrics(test_set):
             assert row[key] == pytest.approx(value, rel=1e-12)
         assert row["unknown_pixels"] == int((read_trimap(root / "trimap" / f"{row['name']}.png") == 128).sum())
     # without trimaps every pixel counts
-    all_pixels = E.evaluate_folders(preds, root / "alpha", progress=False)
+    all_pixels = E.score_folders(preds, root / "alpha", progress=False)
     assert all_pixels[0]["unknown_pixels"] == H * W
     assert all_pixels[0]["sad"] > rows[0]["sad"]
 
 
-def test_evaluate_folders_errors_name_the_file(test_set, tmp_path):
+def test_score_folders_errors_name_the_file(test_set, tmp_path):
     root, preds = test_set
     extra = preds / "stray.png"
     write_alpha(extra, np.zeros((H, W)))
     with pytest.raises(DataError, match=r"stray\.png: no ground truth"):
-        E.evaluate_folders(preds, root / "alpha", progress=False)
+        E.score_folders(preds, root / "alpha", progress=False)
     extra.unlink()
 
     missing = root / "alpha" / "img9.png"
     write_alpha(missing, np.zeros((H, W)))
     with pytest.raises(DataError, match=r"no prediction .* img9\.png"):
-        E.evaluate_folders(preds, root / "alpha", progress=False)
+        E.score_folders(preds, root / "alpha", progress=False)
     missing.unlink()
 
     write_alpha(preds / "img1.png", np.zeros((H + 2, W)))
     with pytest.raises(DataError, match=r"img1\.png: prediction is 22x20 but ground truth .*img1\.png is 22x18"):
-        E.evaluate_folders(preds, root / "alpha", progress=False)
+        E.score_folders(preds, root / "alpha", progress=False)
     write_alpha(preds / "img1.png", np.zeros((H, W)))
 
     (root / "trimap" / "img2.png").unlink()
     with pytest.raises(DataError, match=r"img2\.png: no trimap"):
-        E.evaluate_folders(preds, root / "alpha", root / "trimap", progress=False)
+        E.score_folders(preds, root / "alpha", root / "trimap", progress=False)
 
     gt_float = tmp_path / "gt_float"
     gt_float.mkdir()
@@ -121,7 +121,7 @@ def test_evaluate_folders_errors_name_the_file(test_set, tmp_path):
             values[3, 3] = 1.5
         cv2.imwrite(str(gt_float / f"img{i}.tif"), values)
     with pytest.raises(DataError, match=r"img1\.tif: alpha out of range"):
-        E.evaluate_folders(preds, gt_float, progress=False)
+        E.score_folders(preds, gt_float, progress=False)
 
 
 # ----------------------------------------------------------------------------------------------- reports
@@ -151,32 +151,22 @@ def _dataset(root: Path, tmp_path: Path):
     return CompositeSetDataset(E.manifest_from_folder(root, tmp_path / "manifest.csv"), segmentation="file")
 
 
-def test_predict_pads_to_a_multiple_of_four_and_crops_back(test_set, tmp_path):
-    root, _ = test_set
-    generator = Generator(ngf=4, nf_part=4, n_blocks1=1, n_blocks2=1).eval()
-    batch = torch.utils.data.default_collate([_dataset(root, tmp_path)[0]])
-    alpha, foreground = E.predict_alpha_and_foreground(generator, batch, "fp32")
-    assert alpha.shape == (1, 1, H, W) and foreground.shape == (1, 3, H, W)
-    assert 0.0 <= float(alpha.min()) and float(alpha.max()) <= 1.0
-    padded = {k: torch.nn.functional.pad(batch[k].float(), (0, 2, 0, 2), mode="replicate")
-              for k in ("image", "background", "segmentation", "motion")}
-    reference, _ = E.predict_alpha_and_foreground(generator, padded, "fp32")
-    torch.testing.assert_close(alpha, reference[..., :H, :W])
+def _tiny_model() -> MattingModel:
+    return MattingModel(Generator(ngf=4, nf_part=4, n_blocks1=1, n_blocks2=1))
 
 
-def test_evaluate_model_scores_and_saves_every_sample(test_set, tmp_path):
+def test_score_model_scores_and_saves_every_sample(test_set, tmp_path):
     root, _ = test_set
     dataset = _dataset(root, tmp_path)
-    generator = Generator(ngf=4, nf_part=4, n_blocks1=1, n_blocks2=1).train()
-    rows = E.evaluate_model(generator, dataset, device="cpu", precision="fp32", save_dir=tmp_path / "pred_out",
-                            save_error_maps=True, progress=False)
-    assert generator.training  # restored
+    model = _tiny_model().train()
+    rows = E.score_model(model, dataset, save_dir=tmp_path / "pred_out", save_error_maps=True)
+    assert model.training  # restored
     assert [r["name"] for r in rows] == ["img0", "img1", "img2"]
     assert E.sample_names(torch.utils.data.Subset(dataset, [2, 0])) == ["img2", "img0"]
-    generator.eval()
     for index, row in enumerate(rows):
         sample = dataset[index]
-        alpha, fg = E.predict_alpha_and_foreground(generator, torch.utils.data.default_collate([sample]), "fp32")
+        alpha, fg = model.predict(torch.utils.data.default_collate([sample]))
+        assert alpha.shape == (1, 1, H, W)  # H x W are not multiples of 4: the model pads and crops back
         gt, trimap = sample["alpha"][0].numpy(), sample["trimap"][0].numpy()
         assert row["sad"] == pytest.approx(M.sad(alpha[0, 0].numpy(), gt, trimap), rel=1e-9)
         assert row["conn"] == pytest.approx(M.conn(alpha[0, 0].numpy(), gt, trimap), rel=1e-9)
@@ -188,26 +178,46 @@ def test_evaluate_model_scores_and_saves_every_sample(test_set, tmp_path):
         assert read_image(tmp_path / "pred_out" / "error" / f"{row['name']}.png").shape == (H, W, 3)
 
 
+def test_evaluate_scores_model_baselines_and_references_and_writes_reports(test_set, tmp_path):
+    """The one evaluation sequence (training's validation and final evaluation, and the evaluate command)."""
+    root, _ = test_set
+    dataset = _dataset(root, tmp_path)
+    model, teacher = _tiny_model(), _tiny_model()
+    result = E.evaluate(model, dataset, baselines=["segmentation"], references={"teacher": teacher}, limit=2,
+                        output_dir=tmp_path / "out", title="Test")
+    assert list(result.summaries) == ["model", "baseline: segmentation", "baseline: teacher"]
+    assert result.rows == E.score_model(model, torch.utils.data.Subset(dataset, [0, 1]))
+    assert result.baselines["teacher"] == E.score_model(teacher, torch.utils.data.Subset(dataset, [0, 1]))
+    assert result.baselines["segmentation"] == E.score_baseline(torch.utils.data.Subset(dataset, [0, 1]), "segmentation")
+    assert result.summaries["model"] == E.summarize(result.rows) and result.summaries["model"]["images"] == 2
+    assert {p.name for p in result.reports.values()} == {"per_image.csv", "per_image_segmentation.csv",
+                                                         "per_image_teacher.csv", "summary.json", "summary.md",
+                                                         "per_image.png"}
+    assert json.loads(result.reports["json"].read_text())["summaries"]["baseline: teacher"]["images"] == 2
+    assert not (tmp_path / "out" / "predictions").exists()
+    in_memory = E.evaluate(model, dataset)  # no output folder: scores only (training's per-epoch validation)
+    assert in_memory.reports == {} and in_memory.summaries["model"]["images"] == 3
+
+
 def test_no_foreground_metrics_without_a_true_foreground(test_set, tmp_path):
     root, _ = test_set
     for f in (root / "foreground").iterdir():
         f.unlink()
     (root / "foreground").rmdir()
-    generator = Generator(ngf=4, nf_part=4, n_blocks1=1, n_blocks2=1)
-    rows = E.evaluate_model(generator, _dataset(root, tmp_path), device="cpu", precision="fp32", progress=False)
+    rows = E.score_model(_tiny_model(), _dataset(root, tmp_path))
     assert "fg_mse" not in rows[0] and rows[0]["sad"] > 0
 
 
 def test_segmentation_baseline(test_set, tmp_path):
     root, _ = test_set
     dataset = _dataset(root, tmp_path)
-    rows = E.baseline_rows(dataset, "segmentation")
+    rows = E.score_baseline(dataset, "segmentation")
     sample = dataset[1]
     seg, gt, trimap = sample["segmentation"][0].numpy(), sample["alpha"][0].numpy(), sample["trimap"][0].numpy()
     assert rows[1]["sad"] == pytest.approx(M.sad(seg, gt, trimap))
     assert rows[1]["mse"] == pytest.approx(M.mse(seg, gt, trimap))
     with pytest.raises(ValueError, match="unknown baseline"):
-        E.baseline_rows(dataset, "oracle")
+        E.score_baseline(dataset, "oracle")
 
 
 def test_folder_set_errors_name_the_file(test_set, tmp_path):
@@ -264,10 +274,7 @@ def test_command_with_a_checkpoint(test_set, checkpoint, tmp_path):
     result = _run_command(tmp_path, f"checkpoint={checkpoint}", f"dataset.root={root}", f"output_dir={out}",
                           "precision=fp32", "save_predictions=true", "baselines=[segmentation]")
     assert result.returncode == 0, result.stderr
-    from bgmatting.models import load_generator
-
-    expected = E.evaluate_model(load_generator(checkpoint), _dataset(root, tmp_path), device="cpu",
-                                precision="fp32", progress=False)
+    expected = E.score_model(load_matting_model(checkpoint), _dataset(root, tmp_path))
     table = _csv_rows(out / "per_image.csv")
     for row in expected:
         for key in ("sad", "mse", "grad", "conn", "fg_mse", "fg_sad"):
@@ -297,7 +304,7 @@ def test_background_difference_baseline(test_set, tmp_path):
 
     root, _ = test_set
     dataset = _dataset(root, tmp_path)
-    rows = E.baseline_rows(dataset, "background_difference")
+    rows = E.score_baseline(dataset, "background_difference")
     sample = dataset[2]
     image, background = (sample[k].permute(1, 2, 0).numpy() for k in ("image", "background"))
     matte = background_difference_matte(image, background)

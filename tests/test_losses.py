@@ -80,9 +80,10 @@ def test_lsgan_losses_hand_values():
     maps = [torch.tensor([[0.5, 0.5]])]
     assert losses.lsgan_loss(maps, True).item() == pytest.approx(0.25)
     assert losses.lsgan_loss(maps, False).item() == pytest.approx(0.25)
-    real, fake = [torch.tensor([1.0, 0.0])], [torch.tensor([1.0, 0.0])]
-    # 0.5 * (MSE(real, 1) = 0.5 + MSE(fake, 0) = 0.5)
-    assert losses.discriminator_lsgan_loss(real, fake).item() == pytest.approx(0.5)
+    real, fake = [torch.tensor([1.0, 0.0])], [torch.tensor([1.0, 1.0])]
+    # 0.5 * (MSE(real, 1) = 0.5 + MSE(fake, 0) = 1.0), with both parts
+    loss = losses.discriminator_lsgan_loss(real, fake)
+    assert (loss.total.item(), loss.real.item(), loss.fake.item()) == pytest.approx((0.75, 0.5, 1.0))
     # two scales average; pix2pixHD feature lists use their last entry
     two_scales = [[torch.zeros(1), torch.tensor([1.0])], [torch.zeros(1), torch.tensor([0.0])]]
     assert losses.lsgan_loss(two_scales, True).item() == pytest.approx(0.5)

@@ -6,8 +6,8 @@
     python -m bgmatting.evaluate pred_dir=results/alpha gt_dir=data/alpha trimap_dir=data/trimap
 
 Writes per_image.csv, summary.json, summary.md and per_image.png into ``output_dir`` (Hydra's run dir by
-default) and prints the summary. Options: configs/evaluate.yaml. The work is done by
-:mod:`bgmatting.evaluation`.
+default) and prints the summary. Options: configs/evaluate.yaml. This module only reads the options; the work is
+done by :func:`bgmatting.evaluation.evaluate` (the function training's evaluation calls too).
 """
 from __future__ import annotations
 
@@ -16,17 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+
+from bgmatting.data.io import DataError
+from bgmatting.evaluation import Evaluation, evaluate, evaluate_predictions, format_summary, open_test_set
+from bgmatting.models import CheckpointError, load_matting_model
+from bgmatting.runtime import resolve_device, resolve_precision
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 
 
 def _output_dir(cfg: DictConfig) -> Path:
-    if cfg.get("output_dir"):
-        return Path(cfg.output_dir)
-    from hydra.core.hydra_config import HydraConfig
-
-    return Path(HydraConfig.get().runtime.output_dir)
+    return Path(cfg.output_dir) if cfg.get("output_dir") else Path(HydraConfig.get().runtime.output_dir)
 
 
 def _options(node: Any) -> dict[str, Any]:
@@ -34,82 +36,55 @@ def _options(node: Any) -> dict[str, Any]:
     return {} if node is None else dict(OmegaConf.to_container(node, resolve=True))
 
 
-def build_dataset(cfg: DictConfig, output_dir: Path):
-    """The test set named by ``cfg.dataset`` (exactly one of manifest, root, synthetic, config)."""
-    from bgmatting.data.io import DataError
-
+def _test_set(cfg: DictConfig, output_dir: Path):
     spec = cfg.dataset
-    given = [k for k in ("manifest", "root", "synthetic", "config") if spec.get(k)]
-    if len(given) != 1:
-        raise DataError("choose exactly one test set: dataset.manifest=PATH, dataset.root=DIR, dataset.synthetic=true "
-                        f"or dataset.config={{_target_: ...}} (got {', '.join(given) or 'none'})")
-    if given[0] == "config":
-        return hydra.utils.instantiate(spec.config)
-    if given[0] == "synthetic":
-        from bgmatting.data.synthetic import synthetic_adobe_dataset
+    return open_test_set(manifest=spec.manifest, root=spec.root, synthetic=bool(spec.synthetic),
+                         synthetic_options=_options(spec.synthetic_options),
+                         dataset=hydra.utils.instantiate(spec.config) if spec.config else None,
+                         segmentation=spec.segmentation, seed=spec.seed, work_dir=output_dir)
 
-        return synthetic_adobe_dataset("val", **_options(spec.synthetic_options))
-    from bgmatting.data.adobe import CompositeSetDataset
-    from bgmatting.evaluation import manifest_from_folder
 
-    manifest = spec.manifest or manifest_from_folder(spec.root, output_dir / "test_set_manifest.csv")
-    segmentation = spec.segmentation
-    if segmentation == "auto":
-        from bgmatting.data.manifest import read_manifest
+def _evaluate_checkpoint(cfg: DictConfig, output_dir: Path, report: dict[str, Any]) -> Evaluation:
+    dataset = _test_set(cfg, output_dir)
+    device = resolve_device(cfg.device)
+    model = load_matting_model(cfg.checkpoint, **_options(cfg.model_overrides)).to(device)
+    model.set_precision(resolve_precision(device, cfg.precision))
+    return evaluate(model, dataset, baselines=list(cfg.baselines), batch_size=cfg.batch_size,
+                    num_workers=cfg.num_workers, save_predictions=cfg.save_predictions,
+                    meta={"checkpoint": str(cfg.checkpoint), **report}, **_report_options(cfg, output_dir))
 
-        segmentation = "file" if "segmentation" in read_manifest(manifest).columns else "from_alpha"
-    return CompositeSetDataset(manifest, segmentation=segmentation, seed=spec.seed)
+
+def _report_options(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+    return dict(output_dir=output_dir, save_error_maps=cfg.save_error_maps, progress=cfg.progress,
+                title=cfg.title, mse_unit=cfg.mse_unit)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate as configured; returns {method: summary}. Raises DataError/CheckpointError/ValueError on bad input."""
-    from bgmatting import evaluation
-    from bgmatting.data.io import DataError
-
     output_dir = _output_dir(cfg)
     model_free = bool(cfg.pred_dir or cfg.gt_dir)
+    report = {"config": OmegaConf.to_container(cfg, resolve=True)}
     if model_free and cfg.checkpoint:
         raise DataError("give either checkpoint=... (model mode) or pred_dir=/gt_dir= (model-free), not both")
-    baselines: dict[str, list] = {}
     if model_free:
         if not (cfg.pred_dir and cfg.gt_dir):
             raise DataError("model-free evaluation needs both pred_dir=DIR and gt_dir=DIR")
-        error_dir = output_dir / "predictions" / "error" if cfg.save_error_maps else None
-        rows = evaluation.evaluate_folders(cfg.pred_dir, cfg.gt_dir, cfg.trimap_dir, progress=cfg.progress,
-                                           error_map_dir=error_dir)
-        method, meta = "predictions", {"pred_dir": str(cfg.pred_dir), "gt_dir": str(cfg.gt_dir),
-                                       "trimap_dir": None if cfg.trimap_dir is None else str(cfg.trimap_dir)}
+        folders = {"pred_dir": str(cfg.pred_dir), "gt_dir": str(cfg.gt_dir),
+                   "trimap_dir": None if cfg.trimap_dir is None else str(cfg.trimap_dir)}
+        result = evaluate_predictions(cfg.pred_dir, cfg.gt_dir, cfg.trimap_dir, meta={**folders, **report},
+                                      **_report_options(cfg, output_dir))
     elif cfg.checkpoint:
-        from bgmatting.models import load_generator
-
-        dataset = build_dataset(cfg, output_dir)
-        generator = load_generator(cfg.checkpoint, **_options(cfg.model_overrides))
-        save_dir = output_dir / "predictions" if (cfg.save_predictions or cfg.save_error_maps) else None
-        rows = evaluation.evaluate_model(generator, dataset, device=cfg.device, precision=cfg.precision,
-                                         batch_size=cfg.batch_size, save_dir=save_dir,
-                                         save_error_maps=cfg.save_error_maps, progress=cfg.progress,
-                                         num_workers=cfg.num_workers)
-        for kind in cfg.baselines:
-            baselines[kind] = evaluation.baseline_rows(dataset, kind, progress=cfg.progress)
-        method, meta = "model", {"checkpoint": str(cfg.checkpoint)}
+        result = _evaluate_checkpoint(cfg, output_dir, report)
     else:
         raise DataError("nothing to evaluate: give checkpoint=PATH with a dataset, or pred_dir=DIR gt_dir=DIR")
-    meta["config"] = OmegaConf.to_container(cfg, resolve=True)
-    paths = evaluation.write_reports(rows, output_dir, baselines=baselines, method=method, mse_unit=cfg.mse_unit,
-                                     title=cfg.title, meta=meta)
-    summaries = {method: evaluation.summarize(rows)}
-    summaries.update({f"baseline: {k}": evaluation.summarize(v) for k, v in baselines.items()})
-    for name, summary in summaries.items():
-        print(evaluation.format_summary(f"{name} ({summary['images']} images)", summary, cfg.mse_unit))
-    print(f"reports: {paths['markdown'].parent}")
-    return summaries
+    for name, summary in result.summaries.items():
+        print(format_summary(f"{name} ({summary['images']} images)", summary, cfg.mse_unit))
+    print(f"reports: {result.reports['markdown'].parent}")
+    return result.summaries
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from bgmatting.data.io import DataError
-    from bgmatting.models import CheckpointError
-
     try:
         run(cfg)
     except (DataError, CheckpointError, FileNotFoundError, ValueError) as error:

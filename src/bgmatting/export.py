@@ -1,228 +1,19 @@
-"""Export a trained generator to ONNX or TorchScript, with a parity check against PyTorch.
+"""``python -m bgmatting.export``: export a trained matting model to ONNX or TorchScript, checked against PyTorch.
 
-``python -m bgmatting.export --checkpoint CKPT --format onnx|torchscript --output PATH [--opset 17]``
+    python -m bgmatting.export --checkpoint CKPT --format onnx|torchscript --output PATH [--opset 17]
 
-The exported graph is :class:`MattingNetwork`: inputs and outputs in image space [0, 1], batch, height and
-width dynamic (height and width multiples of 4):
-
-* inputs ``image`` B x 3 x H x W, ``background`` B x 3 x H x W, ``segmentation`` B x 1 x H x W (already
-  post-processed, see :func:`bgmatting.preprocess.segment.postprocess_segmentation`), ``motion`` B x 4 x H x W;
-* outputs ``alpha`` B x 1 x H x W and ``foreground`` B x 3 x H x W, with F = I where alpha > 0.975.
-
-With the original wiring (``motion_uses_background_feature=True``, the released models) the motion cues
-cannot change the output and the ONNX exporter drops the unused ``motion`` input: feed only the inputs the
-session lists (``session.get_inputs()``). TorchScript keeps all four.
-
-Cropping, the segmentation post-process and the connected-component clean-up stay outside the graph (they
-are in :mod:`bgmatting.inference`). After writing, the file is run (onnxruntime or torch.jit.load) at the
-export resolution and at a second one, and the largest absolute differences to PyTorch are reported; the
-file is moved to its final name only when alpha agrees within ``--tolerance``.
+Reads the options and calls :func:`bgmatting.inference.export.export_model` on the checkpoint's
+:class:`bgmatting.models.MattingModel`; the graph's inputs and outputs (the ONNX contract) are described there
+and in the README.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import warnings
-from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
-
-from bgmatting.models import load_generator, matte_from_raw
-from bgmatting.space import to_network
-
-FORMATS = ("onnx", "torchscript")
-INPUT_NAMES = ("image", "background", "segmentation", "motion")
-OUTPUT_NAMES = ("alpha", "foreground")
-DEFAULT_OPSET = 17
-#: Largest accepted |alpha difference|: a quarter of one 8-bit level. fp32 kernels that sum in another order
-#: (ONNX Runtime, BatchNorm folded into the convolutions) differ by ~1e-6 relative to the pre-tanh activations,
-#: which reach the hundreds in a randomly initialised full-size generator: 6e-4 measured there, < 1e-5 on small ones.
-DEFAULT_TOLERANCE = 1e-3
-
-
-class MattingNetwork(nn.Module):
-    """Generator + the original's F = I rule, in image space: (I, B', S, M) in [0, 1] -> (alpha, F) in [0, 1]."""
-
-    def __init__(self, generator: nn.Module) -> None:
-        super().__init__()
-        self.generator = generator
-
-    def forward(
-        self, image: torch.Tensor, background: torch.Tensor, segmentation: torch.Tensor, motion: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        image_net = to_network(image)
-        alpha_raw, foreground_raw = self.generator(
-            image_net, to_network(background), to_network(segmentation), to_network(motion)
-        )
-        return matte_from_raw(alpha_raw, foreground_raw, image_net)
-
-
-def example_inputs(
-    height: int, width: int, batch: int = 1, motion_frames: int = 4, seed: int = 0
-) -> tuple[torch.Tensor, ...]:
-    """Deterministic inputs in [0, 1]: a smooth image, a background differing from it inside a disc (the
-    "subject"), the disc as segmentation, and 4 x gray(image) as motion cues."""
-    gen = torch.Generator().manual_seed(seed)
-    ys = torch.linspace(0, 1, height).view(1, 1, height, 1)
-    xs = torch.linspace(0, 1, width).view(1, 1, 1, width)
-    background = torch.cat([ys.expand(batch, 1, height, width), xs.expand(batch, 1, height, width),
-                            (0.5 * (ys + xs)).expand(batch, 1, height, width)], dim=1)
-    background = (background + 0.05 * torch.rand(batch, 3, height, width, generator=gen)).clamp(0, 1)
-    disc = (((ys - 0.55) ** 2 + (xs - 0.5) ** 2) < 0.08).float().expand(batch, 1, height, width)
-    subject = torch.rand(batch, 3, 1, 1, generator=gen).expand(batch, 3, height, width)
-    image = disc * subject + (1 - disc) * background
-    gray = (0.299 * image[:, 0:1] + 0.587 * image[:, 1:2] + 0.114 * image[:, 2:3]).expand(batch, motion_frames, -1, -1)
-    return image.contiguous(), background.contiguous(), disc.contiguous(), gray.contiguous()
-
-
-def _partial(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
-
-
-def write_onnx(network: MattingNetwork, path: Path, height: int, width: int, opset: int = DEFAULT_OPSET) -> None:
-    """Trace-based ONNX export (``dynamo=False``) with dynamic batch, height and width."""
-    if opset < 17:
-        raise ValueError(f"opset must be >= 17, got {opset}")
-    motion_frames = getattr(network.generator, "motion_frames", 4)
-    inputs = example_inputs(height, width, motion_frames=motion_frames)
-    dynamic = {name: {0: "batch", 2: "height", 3: "width"} for name in INPUT_NAMES + OUTPUT_NAMES}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks become constants
-        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter announces its age
-        torch.onnx.export(
-            network,
-            inputs,
-            str(path),
-            input_names=list(INPUT_NAMES),
-            output_names=list(OUTPUT_NAMES),
-            dynamic_axes=dynamic,
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-
-
-def write_torchscript(network: MattingNetwork, path: Path, height: int, width: int) -> None:
-    """torch.jit.trace of the network (its control flow does not depend on data, so tracing is exact)."""
-    motion_frames = getattr(network.generator, "motion_frames", 4)
-    inputs = example_inputs(height, width, motion_frames=motion_frames)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message=".*torch.jit", category=FutureWarning)
-        traced = torch.jit.trace(network, inputs, check_trace=False)
-    traced.save(str(path))
-
-
-def _runner(kind: str, path: Path):
-    """A function (inputs) -> (alpha, foreground) numpy, running the exported file."""
-    if kind == "onnx":
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        names = [i.name for i in session.get_inputs()]
-
-        def run(inputs: tuple[torch.Tensor, ...]) -> tuple[np.ndarray, np.ndarray]:
-            feed = {name: tensor.numpy() for name, tensor in zip(INPUT_NAMES, inputs) if name in names}
-            alpha, foreground = session.run(list(OUTPUT_NAMES), feed)
-            return alpha, foreground
-
-        return run
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.jit", category=FutureWarning)
-        module = torch.jit.load(str(path), map_location="cpu")
-
-    def run(inputs: tuple[torch.Tensor, ...]) -> tuple[np.ndarray, np.ndarray]:
-        # The profiling executor's first-call optimisation costs seconds and does not change fp32 numerics.
-        with torch.inference_mode(), torch.jit.optimized_execution(False):
-            alpha, foreground = module(*inputs)
-        return alpha.numpy(), foreground.numpy()
-
-    return run
-
-
-def check_parity(
-    network: MattingNetwork, path: Path, kind: str, sizes: list[tuple[int, int]], batch: int = 1
-) -> list[dict[str, float | int]]:
-    """Run the exported file and PyTorch on :func:`example_inputs` at each (H, W); largest |difference|.
-
-    Returns one row per size: height, width, alpha_max_abs_diff, foreground_max_abs_diff (F over pixels with
-    alpha > 0.01, where it matters), alpha_mean_abs_diff.
-    """
-    run = _runner(kind, path)
-    motion_frames = getattr(network.generator, "motion_frames", 4)
-    rows = []
-    for seed, (height, width) in enumerate(sizes):
-        inputs = example_inputs(height, width, batch=batch, motion_frames=motion_frames, seed=seed + 1)
-        with torch.inference_mode():
-            alpha_ref, fg_ref = (t.numpy() for t in network(*inputs))
-        alpha, foreground = run(inputs)
-        if alpha.shape != alpha_ref.shape or foreground.shape != fg_ref.shape:
-            raise RuntimeError(
-                f"{path}: output shapes {alpha.shape}, {foreground.shape} differ from PyTorch's "
-                f"{alpha_ref.shape}, {fg_ref.shape} at {height}x{width}"
-            )
-        visible = np.broadcast_to(alpha_ref > 0.01, fg_ref.shape)
-        fg_diff = np.abs(foreground - fg_ref)[visible]
-        rows.append(
-            {
-                "height": height,
-                "width": width,
-                "alpha_max_abs_diff": float(np.abs(alpha - alpha_ref).max()),
-                "alpha_mean_abs_diff": float(np.abs(alpha - alpha_ref).mean()),
-                "foreground_max_abs_diff": float(fg_diff.max()) if fg_diff.size else 0.0,
-            }
-        )
-    return rows
-
-
-def export_generator(
-    generator: nn.Module,
-    output: str | os.PathLike,
-    kind: str = "onnx",
-    *,
-    opset: int = DEFAULT_OPSET,
-    size: tuple[int, int] = (256, 256),
-    check_size: tuple[int, int] | None = None,
-    tolerance: float = DEFAULT_TOLERANCE,
-) -> list[dict[str, float | int]]:
-    """Export ``generator`` (eval mode, fp32, CPU) to ``output`` and check parity at ``size`` and ``check_size``
-    (default: a different, non-square size, proving dynamic height and width).
-
-    The file is written under a hidden partial name and renamed only when every alpha difference is within
-    ``tolerance``; otherwise it is deleted and a RuntimeError reports the numbers. Returns the parity rows.
-    """
-    if kind not in FORMATS:
-        raise ValueError(f"unknown format {kind!r}; choose one of {', '.join(FORMATS)}")
-    for h, w in [size] + ([check_size] if check_size else []):
-        if h % 4 or w % 4 or h < 4 or w < 4:
-            raise ValueError(f"export sizes must be positive multiples of 4, got {h}x{w}")
-    if check_size is None:
-        check_size = (max(4, size[0] * 3 // 4 // 4 * 4), max(4, size[1] * 3 // 2 // 4 * 4))  # 256x256 -> 192x384
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    network = MattingNetwork(generator.float().cpu().eval()).eval()
-    network.generator.to(memory_format=torch.contiguous_format)
-    partial = _partial(output)
-    try:
-        if kind == "onnx":
-            write_onnx(network, partial, *size, opset=opset)
-        else:
-            write_torchscript(network, partial, *size)
-        rows = check_parity(network, partial, kind, [size, check_size])
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    worst = max(row["alpha_max_abs_diff"] for row in rows)
-    if not worst <= tolerance:
-        partial.unlink(missing_ok=True)
-        raise RuntimeError(f"{output}: parity check failed, alpha max |diff| {worst:.3g} > {tolerance:g}: {rows}")
-    os.replace(partial, output)
-    return rows
+from bgmatting.inference.export import DEFAULT_OPSET, DEFAULT_TOLERANCE, FORMATS, export_model
+from bgmatting.models import load_matting_model
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -234,7 +25,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bgmatting.export", description="Export a Background Matting generator to ONNX or TorchScript."
+        prog="python -m bgmatting.export", description="Export a Background Matting model to ONNX or TorchScript."
     )
     parser.add_argument("--checkpoint", required=True, help="our checkpoint or an original-release state dict")
     parser.add_argument("--format", choices=FORMATS, default="onnx")
@@ -248,9 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    generator = load_generator(args.checkpoint)
-    rows = export_generator(
-        generator, args.output, args.format, opset=args.opset, size=args.size,
+    rows = export_model(
+        load_matting_model(args.checkpoint), args.output, args.format, opset=args.opset, size=args.size,
         check_size=args.check_size, tolerance=args.tolerance,
     )
     print(f"wrote {args.output} ({args.format}" + (f", opset {args.opset})" if args.format == "onnx" else ")"))

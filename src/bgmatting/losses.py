@@ -13,6 +13,7 @@ the paper's loss weights were tuned with.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -109,6 +110,17 @@ def lsgan_loss(predictions: torch.Tensor | Sequence, target_is_real: bool) -> to
     return sum(F.mse_loss(m, torch.full_like(m, target)) for m in maps) / len(maps)
 
 
-def discriminator_lsgan_loss(real_predictions, fake_predictions) -> torch.Tensor:
-    """0.5 * (MSE(D(real), 1) + MSE(D(fake), 0)), as the public code's discriminator loss."""
-    return 0.5 * (lsgan_loss(real_predictions, True) + lsgan_loss(fake_predictions, False))
+class DiscriminatorLoss(NamedTuple):
+    """The discriminator's objective ``total`` = 0.5 * (``real`` + ``fake``) and its two parts (scalars)."""
+
+    total: torch.Tensor
+    real: torch.Tensor
+    fake: torch.Tensor
+
+
+def discriminator_lsgan_loss(real_predictions: torch.Tensor | Sequence,
+                             fake_predictions: torch.Tensor | Sequence) -> DiscriminatorLoss:
+    """0.5 * (MSE(D(real), 1) + MSE(D(fake), 0)), as the public code's discriminator loss, with its parts."""
+    real = lsgan_loss(real_predictions, True)
+    fake = lsgan_loss(fake_predictions, False)
+    return DiscriminatorLoss(0.5 * (real + fake), real, fake)

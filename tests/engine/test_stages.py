@@ -1,36 +1,41 @@
 """Stage objects: loss terms, the GAN gradient path (fixed vs. public-code bug), discriminator cadence."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import default_collate
 
+from bgmatting import losses
 from bgmatting.engine.adversarial import fake_backgrounds, horizontal_shifts, shifted_composite
 from bgmatting.engine.stages import AdobeStage, RealStage, SupervisionSchedule
-from bgmatting.models import Generator, MultiscaleDiscriminator
+from bgmatting.models import Generator, MattingModel, MultiscaleDiscriminator
+from bgmatting.space import to_network
 
 TINY_G = dict(ngf=4, nf_part=4, n_blocks1=1, n_blocks2=1, motion_uses_background_feature=False)
+
+
+def _model() -> MattingModel:
+    return MattingModel(Generator(**TINY_G))
 
 
 def _batch(dataset_cls, n=2, size=32):
     dataset = dataset_cls(length=n, size=size)
     torch.manual_seed(0)
-    import numpy as np
-
     np.random.seed(0)
     return default_collate([dataset[i] for i in range(n)])
 
 
 def _real_stage(detach: bool, every: int = 5) -> RealStage:
     torch.manual_seed(0)
-    generator, teacher = Generator(**TINY_G), Generator(**TINY_G)
+    model, teacher = _model(), _model()
     discriminator = MultiscaleDiscriminator(ndf=4, n_layers=2)
-    return RealStage(generator, discriminator, teacher, detach_fake_for_generator=detach, discriminator_every=every)
+    return RealStage(model, discriminator, teacher, detach_fake_for_generator=detach, discriminator_every=every)
 
 
 def test_adobe_stage_terms_and_backward(tiny_supervised):
     batch = _batch(tiny_supervised)
-    generator = Generator(**TINY_G)
+    generator = _model()
     stage = AdobeStage(generator)
     updates = list(stage.updates(batch, step=0, epoch=0))
     assert [u.optimizer for u in updates] == ["generator"]
@@ -47,6 +52,19 @@ def test_adobe_stage_terms_and_backward(tiny_supervised):
                                     "alpha_reference", "foreground_pred", "composite_pred"}
 
 
+def test_adobe_stage_scores_the_generator_on_network_space_inputs(tiny_supervised):
+    """The stage runs the generator through its MattingModel: the same raw outputs as on converted inputs."""
+    batch = _batch(tiny_supervised)
+    model = _model().eval()  # fixed BatchNorm statistics: both passes see the same network
+    terms = next(AdobeStage(model).updates(batch, 0, 0)).terms
+    with torch.no_grad():
+        alpha_raw, fg_raw = model.generator(*(to_network(batch[k]) for k in ("image", "background", "segmentation", "motion")))
+    assert torch.equal(terms["alpha"].value.detach(), losses.normalized_l1(alpha_raw, to_network(batch["alpha"])))
+    fg_mask = (batch["alpha"] > 0).float()
+    expected_fg = losses.normalized_l1(fg_raw, to_network(batch["foreground"]), fg_mask)
+    assert torch.equal(terms["foreground"].value.detach(), expected_fg)
+
+
 def test_adobe_composite_uses_the_clean_background(tiny_supervised):
     """With a perfect prediction of alpha and F the compositional loss is 0 only against background_clean."""
     batch = _batch(tiny_supervised)
@@ -55,7 +73,7 @@ def test_adobe_composite_uses_the_clean_background(tiny_supervised):
         def forward(self, image, background, segmentation, motion):
             return batch["alpha"] * 2 - 1, batch["foreground"] * 2 - 1
 
-    stage = AdobeStage(Oracle(), compose_opaque_alpha=None)
+    stage = AdobeStage(MattingModel(Oracle()), compose_opaque_alpha=None)
     terms = next(stage.updates(batch, 0, 0)).terms
     assert terms["composite"].value.item() == pytest.approx(0.0, abs=1e-5)
     assert terms["alpha"].value.item() == pytest.approx(0.0, abs=1e-6)
@@ -131,7 +149,7 @@ def test_real_stage_public_code_masks_change_the_terms(tiny_real):
 
 def test_unknown_loss_term_is_rejected():
     with pytest.raises(ValueError, match="unknown loss term"):
-        AdobeStage(Generator(**TINY_G), losses={"alpha": 1.0, "alpah_gradient": 1.0})
+        AdobeStage(_model(), losses={"alpha": 1.0, "alpah_gradient": 1.0})
 
 
 def test_horizontal_shifts_keep_the_subject_in_frame():

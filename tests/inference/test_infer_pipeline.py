@@ -10,7 +10,7 @@ from torch import nn
 
 from bgmatting.inference import CropBox, Matter, composite_over, crop_resize, subject_box, uncrop
 from bgmatting.inference.postprocess import postprocess_matte
-from bgmatting.models import matte_from_raw
+from bgmatting.models import MattingModel, matte_from_raw
 from bgmatting.preprocess.segment import postprocess_segmentation
 from bgmatting.space import to_network
 
@@ -143,6 +143,18 @@ def test_channels_last_precision_matches_fp32():
     reference = Matter(generator, mode="full", size=0, precision="fp32", device="cpu").matte(image, plate, seg)
     channels_last = Matter(generator, mode="full", size=0, precision="fp32_cl", device="cpu").matte(image, plate, seg)
     np.testing.assert_allclose(channels_last.alpha, reference.alpha, atol=1e-5)
+
+
+def test_a_matting_model_is_used_as_given_and_a_generator_is_wrapped():
+    image = paste_subject(photo("rocket", 48, 64), disc_alpha(48, 64, (24.0, 30.0), 12.0))
+    plate = photo("rocket", 48, 64)
+    seg = (disc_alpha(48, 64, (24.0, 30.0), 12.0) > 0.5).astype(np.float32)
+    generator = tiny_generator()
+    model = MattingModel(generator)
+    given = Matter(model, mode="original", size=32, precision="fp32", device="cpu")
+    wrapped = Matter(generator, mode="original", size=32, precision="fp32", device="cpu")
+    assert given.model is model and isinstance(wrapped.model, MattingModel) and wrapped.model.generator is generator
+    np.testing.assert_array_equal(given.matte(image, plate, seg).alpha, wrapped.matte(image, plate, seg).alpha)
 
 
 def test_segmenter_is_used_when_no_segmentation_is_given():

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import torch
 
-from bgmatting.benchmarks.inputs import make_batch, network_inputs
+from bgmatting.benchmarks.inputs import make_batch
 from bgmatting.benchmarks.memory import PeakMemory, release_free_memory
 from bgmatting.benchmarks.model import (
     KINDS,
     ModeRunner,
-    build_generator,
+    build_model,
     calibrate_batchnorm,
     count_flops,
     make_runner,
@@ -89,9 +89,9 @@ class _Case:
         self.label = f"{kind} {size}x{size} batch {batch}"
         self.flops = count_flops(settings.model_config, kind, batch, size)
         self.data = {key: value.to(self.device) for key, value in make_batch(batch, size).items()}
-        self.base_model = build_generator(settings.model_config, settings.seed, self.device)
+        self.base_model = build_model(settings.model_config, settings.seed, self.device)
         if kind == "infer":
-            calibrate_batchnorm(self.base_model, network_inputs(self.data, self.device))
+            calibrate_batchnorm(self.base_model, self.data)
         self.results: dict[str, dict] = {}
 
     def run(self, modes: list[BenchMode]) -> dict:

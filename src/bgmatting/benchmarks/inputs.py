@@ -1,4 +1,4 @@
-"""Deterministic, photo-based generator inputs for benchmarks (no files, no downloads).
+"""Deterministic, photo-based matting-model inputs for benchmarks (no files, no downloads).
 
 A real photo (scikit-image's astronaut) is composited with a soft elliptical alpha over another photo
 (coffee), so the network sees natural image statistics and the output comparison between modes is made
@@ -10,8 +10,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from skimage import data as skdata
-
-from bgmatting.space import to_network
 
 
 def _photo(name: str, size: int) -> torch.Tensor:
@@ -56,7 +54,8 @@ def make_batch(batch: int, size: int, motion_frames: int = 4) -> dict[str, torch
     return {key: torch.cat([s[key] for s in samples]).contiguous() for key in samples[0]}
 
 
-def network_inputs(batch: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
-    """(image, background, segmentation, motion) moved to ``device`` in network space [-1, 1]."""
-    return tuple(to_network(batch[key]).to(device) for key in ("image", "background", "segmentation", "motion"))
+def model_inputs(batch: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The :class:`bgmatting.models.MattingModel` arguments (image, background, segmentation, motion), in image
+    space [0, 1], on ``device``."""
+    return tuple(batch[key].to(device) for key in ("image", "background", "segmentation", "motion"))
 

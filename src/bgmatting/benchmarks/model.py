@@ -1,8 +1,10 @@
-"""What the model benchmarks run: the generator, its FLOP count, and one mode's training step or inference call.
+"""What the model benchmarks run: the matting model, its FLOP count, and one mode's training step or inference call.
 
-``train`` = forward + the supervised stage's loss + backward + Adam step, in the training loop's order;
-``infer`` = eval-mode forward under inference mode. FLOPs are counted with ``torch.utils.flop_counter``
-on the meta device (no compute): the network's nominal work, the same for every mode.
+Every call goes through :class:`bgmatting.models.MattingModel`, as training and inference do: ``train`` =
+forward + the supervised stage's loss (:class:`bgmatting.engine.stages.AdobeStage`) + backward + Adam step,
+in the training loop's order; ``infer`` = eval-mode forward under inference mode, image space in and out.
+FLOPs are counted with ``torch.utils.flop_counter`` on the meta device (no compute): the network's nominal
+work, the same for every mode.
 """
 from __future__ import annotations
 
@@ -15,12 +17,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from bgmatting.benchmarks.inputs import make_batch, network_inputs
+from bgmatting.benchmarks.inputs import make_batch, model_inputs
 from bgmatting.benchmarks.modes import BenchMode
-from bgmatting.runtime import Precision
 from bgmatting.engine.stages import AdobeStage
-from bgmatting.models.generator import Generator
-from bgmatting.space import from_network
+from bgmatting.models import Generator, MattingModel
+from bgmatting.runtime import Precision
 
 # Generator sizes. "default" is the paper's network (17.9 M parameters); "tiny" is for smoke tests only.
 MODEL_CONFIGS: dict[str, dict] = {
@@ -33,7 +34,8 @@ OPTIMIZER_IMPLEMENTATIONS = ("default", "foreach", "fused", "for-loop")
 
 
 def build_generator(model_config: str, seed: int = 0, device: torch.device | str = "cpu") -> Generator:
-    """A freshly initialised Generator of the named size, seeded, on ``device`` (train mode)."""
+    """A freshly initialised Generator of the named size, seeded, on ``device`` (train mode); benchmarks run it
+    wrapped in a :class:`MattingModel` (:func:`build_model`)."""
     if model_config not in MODEL_CONFIGS:
         raise ValueError(f"unknown model config {model_config!r}; choose from {', '.join(MODEL_CONFIGS)}")
     if torch.device(device).type == "meta":
@@ -41,6 +43,11 @@ def build_generator(model_config: str, seed: int = 0, device: torch.device | str
             return Generator(**MODEL_CONFIGS[model_config])
     rng = torch.Generator(device="cpu").manual_seed(seed)
     return Generator(**MODEL_CONFIGS[model_config], rng=rng).to(device)
+
+
+def build_model(model_config: str, seed: int = 0, device: torch.device | str = "cpu") -> MattingModel:
+    """:func:`build_generator`'s network in a :class:`MattingModel` (image space in and out)."""
+    return MattingModel(build_generator(model_config, seed, device))
 
 
 def adobe_training_loss(stage: AdobeStage, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -78,7 +85,7 @@ def count_flops(model_config: str, kind: str, batch: int, size: int) -> int:
 
 @functools.lru_cache(maxsize=None)
 def _count_flops_direct(model_config: str, kind: str, batch: int, size: int) -> int:
-    model = build_generator(model_config, device="meta")
+    model = build_model(model_config, device="meta")
     shapes = {k: v.shape[1] for k, v in make_batch(1, 8).items()}  # channel counts; values are unused on meta
     meta = {k: torch.empty((batch, channels, size, size), device="meta") for k, channels in shapes.items()}
     counter = FlopCounterMode(display=False)
@@ -88,16 +95,18 @@ def _count_flops_direct(model_config: str, kind: str, batch: int, size: int) -> 
         else:
             model.eval()
             with torch.no_grad():
-                model(*network_inputs(meta, torch.device("meta")))
+                model(*model_inputs(meta, torch.device("meta")))
     return int(counter.get_total_flops())
 
 
-def calibrate_batchnorm(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> nn.Module:
-    """Set every BatchNorm's running statistics to the batch statistics of ``inputs``; leave ``model`` in eval mode.
+def calibrate_batchnorm(model: MattingModel | Generator, batch: dict[str, torch.Tensor]) -> nn.Module:
+    """Set every BatchNorm's running statistics to the batch statistics of the image-space sample dict ``batch``
+    (run through a :class:`MattingModel`; a bare Generator is wrapped); leave ``model`` in eval mode.
 
     Fresh running statistics (mean 0, variance 1) make an untrained network's eval output saturate, which
     would make the comparison between modes meaningless; calibrated statistics keep alpha non-trivial.
     """
+    matting = model if isinstance(model, MattingModel) else MattingModel(model)
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
     for m in norms:
@@ -105,7 +114,7 @@ def calibrate_batchnorm(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> n
         m.momentum = None  # cumulative average: one batch sets the statistics exactly
     model.train()
     with torch.no_grad():
-        model(*inputs)
+        matting(*model_inputs(batch, next(model.parameters()).device))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     return model.eval()
@@ -124,25 +133,26 @@ class ModeRunner:
     memory: dict = field(default_factory=dict)  # peak_memory_mib and memory_method of one timed call
 
 
-def make_runner(kind: str, base_model: nn.Module, mode: BenchMode, batch: dict[str, torch.Tensor],
+def make_runner(kind: str, base_model: MattingModel, mode: BenchMode, batch: dict[str, torch.Tensor],
                 optimizer_impl: str = "default", inference_freezing: bool = True) -> ModeRunner:
     """Copy ``base_model`` into ``mode`` and return its runner.
 
-    ``batch``: image-space sample dict on the device. ``train`` steps run the supervised stage's loss
-    (:class:`AdobeStage`) with the step order of the training loop (autocast forward + loss, then
-    zero_grad, backward, optimiser step); the returned alpha is the stage's (first <= 4 samples).
+    ``base_model``: a :class:`MattingModel`; ``batch``: image-space sample dict on the device. ``infer`` steps
+    return the model's alpha. ``train`` steps run the supervised stage's loss (:class:`AdobeStage`) with the
+    step order of the training loop (autocast forward + loss, then zero_grad, backward, optimiser step); the
+    returned alpha is the stage's (first <= 4 samples).
     ``inference_freezing``: let inductor fold BatchNorm into convolutions and pre-pack weights when
     compiling the inference forward. A compiled mode runs under :func:`inductor_options`.
     """
     precision = mode.precision
-    model = precision.prepare_module(copy.deepcopy(base_model))
-    inputs = tuple(precision.prepare_input(x) for x in network_inputs(batch, next(model.parameters()).device))
+    model = copy.deepcopy(base_model).set_precision(precision)
+    inputs = model_inputs(batch, next(model.parameters()).device)
     network = torch.compile(model, dynamic=False) if mode.compiled else model
 
     def compiled(step: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
         if not mode.compiled:
             return step
-        import torch._inductor.config as inductor_config
+        import torch._inductor.config as inductor_config  # loads inductor (seconds): only for compiled modes
 
         options = inductor_options(kind, precision, inference_freezing)
 
@@ -155,9 +165,9 @@ def make_runner(kind: str, base_model: nn.Module, mode: BenchMode, batch: dict[s
         model.eval()
 
         def infer_step() -> torch.Tensor:
-            with torch.inference_mode(), precision.autocast():
-                alpha_raw, _ = network(*inputs)
-            return from_network(alpha_raw.float())
+            with torch.inference_mode():
+                alpha, _ = network(*inputs)
+            return alpha
 
         return ModeRunner(mode, compiled(infer_step))
 

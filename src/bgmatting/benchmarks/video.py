@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from skimage import data as skdata
 
-from bgmatting.benchmarks.inputs import make_batch, network_inputs
+from bgmatting.benchmarks.inputs import make_batch
 from bgmatting.benchmarks.model import build_generator, calibrate_batchnorm
 from bgmatting.benchmarks.timing import synchronize
 from bgmatting.data.io import write_image
@@ -138,7 +138,7 @@ def bench_video(frames: int = 6, height: int = 1080, width: int = 1920, model_co
     One untimed frame warms the pipeline up first.
     """
     generator = build_generator(model_config)
-    calibrate_batchnorm(generator, network_inputs(make_batch(1, 256), torch.device("cpu")))
+    calibrate_batchnorm(generator, make_batch(1, 256))
     clock = StageClock(device)
     with tempfile.TemporaryDirectory(prefix="bgmatting-bench-video-") as folder:
         folder = Path(folder)
@@ -154,7 +154,7 @@ def bench_video(frames: int = 6, height: int = 1080, width: int = 1920, model_co
         matter.matte(image, warm.for_frame(first, image))
 
         matter.segmenter = clock.wrap(matter.segmenter, "segmentation")
-        clock.time_module(matter.generator, "network")
+        clock.time_module(matter.model, "network")
         plates = BackgroundPlates(captured, alignment)
         plates.for_frame = clock.wrap(plates.for_frame, "alignment")
         writer = ResultWriter(folder / "out", pngs=False, video=(source.fps, "clip"))

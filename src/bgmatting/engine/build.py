@@ -2,8 +2,8 @@
 
 ``run_training(cfg, run_dir)`` is what ``python -m bgmatting.train`` calls: it joins the process group,
 builds data, networks, the stage, optimisers and the loop, resumes when asked, trains, and (rank 0)
-evaluates the result. Each ``build_*`` function turns one config section into objects so it can be used
-and tested alone.
+evaluates the result with :func:`bgmatting.evaluation.evaluate`. Each ``build_*`` function turns one config
+section into objects so it can be used and tested alone.
 """
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import logging
 import math
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm.contrib.logging import logging_redirect_tqdm
 
+from bgmatting.data.io import write_text
 from bgmatting.engine import distributed
 from bgmatting.engine.checkpointing import (
     CHECKPOINT_DIRNAME,
@@ -35,10 +38,12 @@ from bgmatting.engine.checkpointing import (
     run_dir_of,
 )
 from bgmatting.engine.loop import LoopOptions, Trainer
-from bgmatting.runtime import Precision, resolve_precision
 from bgmatting.engine.run_logging import RunLogger
 from bgmatting.engine.sampling import ResumableDistributedSampler, SeededSamples, collate_skipping_none
 from bgmatting.engine.stages import AdobeStage, RealStage, Stage, SupervisionSchedule
+from bgmatting.evaluation import BASELINES, evaluate, markdown_table
+from bgmatting.models import Generator, MattingModel, MultiscaleDiscriminator, load_matting_model
+from bgmatting.runtime import Precision, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +100,11 @@ def build_loader(
 
 
 # ----------------------------------------------------------------------------------------------- networks
-def build_generator(generator_cfg: Mapping[str, Any]) -> nn.Module:
-    from bgmatting.models import Generator
-
+def build_generator(generator_cfg: Mapping[str, Any]) -> Generator:
     return Generator(**dict(generator_cfg))
 
 
-def build_discriminator(discriminator_cfg: Mapping[str, Any]) -> nn.Module:
-    from bgmatting.models import MultiscaleDiscriminator
-
+def build_discriminator(discriminator_cfg: Mapping[str, Any]) -> MultiscaleDiscriminator:
     return MultiscaleDiscriminator(**dict(discriminator_cfg))
 
 
@@ -130,39 +131,66 @@ def resolve_teacher(teacher: str | None, outputs_root: str | os.PathLike) -> Pat
     return path
 
 
-def load_teacher(path: Path) -> nn.Module:
-    from bgmatting.models import load_generator
+@dataclass
+class Networks:
+    """The networks of a stage: the trained ``model``, and for stage real the ``discriminator`` and the frozen
+    ``teacher`` (loaded from ``teacher_path``)."""
 
-    return load_generator(path)
+    model: MattingModel
+    discriminator: nn.Module | None = None
+    teacher: MattingModel | None = None
+    teacher_path: Path | None = None
 
 
-def build_networks(cfg: DictConfig, resume_state: dict | None, outputs_root: Path):
-    """(generator, discriminator, teacher, generator kwargs, teacher path) for the configured stage.
+def build_networks(cfg: DictConfig, resume_state: dict | None, outputs_root: Path) -> Networks:
+    """The configured stage's networks, on the CPU.
 
     Stage real: the teacher comes from ``cfg.teacher`` (``auto``: the newest Adobe run, or the teacher of the run
     being resumed); with ``stage.student_init=teacher`` the student copies the teacher's architecture and weights.
     """
     model_config = dict(to_plain(cfg.model.generator))
     if cfg.stage.name != "real":
-        return build_generator(model_config), None, None, model_config, None
+        return Networks(MattingModel(build_generator(model_config)))
     teacher_option = cfg.teacher
     if resume_state is not None and teacher_option in (None, "auto"):
         teacher_option = resume_state.get("config", {}).get("teacher", teacher_option)
     teacher_path = resolve_teacher(teacher_option, outputs_root)
-    teacher = load_teacher(teacher_path)
+    teacher = load_matting_model(teacher_path)
     log.info("teacher: %s", teacher_path)
     init = cfg.stage.student_init
     if init not in ("teacher", "random"):
         raise ValueError(f"stage.student_init must be 'teacher' or 'random', got {init!r}")
     if init == "teacher":
-        if teacher.config != model_config:
-            log.warning("the student starts from the teacher, so it takes the teacher's architecture %s", teacher.config)
-        model_config = dict(teacher.config)
-    generator = build_generator(model_config)
+        teacher_config = teacher.generator.config
+        if teacher_config != model_config:
+            log.warning("the student starts from the teacher, so it takes the teacher's architecture %s", teacher_config)
+        model_config = teacher_config
+    model = MattingModel(build_generator(model_config))
     if init == "teacher" and resume_state is None:
-        generator.load_state_dict(teacher.state_dict())
+        model.load_checkpoint_state(teacher.checkpoint_state())
     discriminator = build_discriminator(to_plain(cfg.model.discriminator))
-    return generator, discriminator, teacher, model_config, teacher_path
+    return Networks(model, discriminator, teacher, teacher_path)
+
+
+def place_networks(networks: Networks, cfg: DictConfig, ctx: distributed.DistContext, device: torch.device,
+                   precision: Precision) -> tuple[nn.Module, nn.Module | None]:
+    """Move the networks to ``device`` in ``precision`` (the teacher too); return the trained ones, compiled
+    (``cfg.compile``) and DDP-wrapped as configured: (model, discriminator or None)."""
+    networks.model.to(device).set_precision(precision)
+    if networks.discriminator is not None:
+        precision.prepare_module(networks.discriminator.to(device))
+    if networks.teacher is not None:
+        networks.teacher.to(device).set_precision(precision)
+    sync_bn = bool(cfg.distributed.sync_batchnorm)
+    if sync_bn and device.type != "cuda":
+        log.warning("distributed.sync_batchnorm needs CUDA; ignored on %s", device)
+        sync_bn = False
+    model = torch.compile(networks.model) if cfg.compile else networks.model
+    model = distributed.wrap_module(model, ctx, device, sync_batchnorm=sync_bn)
+    discriminator = networks.discriminator
+    if discriminator is not None:
+        discriminator = distributed.wrap_module(discriminator, ctx, device)
+    return model, discriminator
 
 
 # -------------------------------------------------------------------------------------------------- stage
@@ -244,57 +272,35 @@ def build_schedule(optimizer: torch.optim.Optimizer, options: Mapping[str, Any] 
 
 
 # ------------------------------------------------------------------------------------------------ validate
-def _first(dataset: Dataset, limit: int | None) -> Dataset:
-    if limit is None or limit >= len(dataset):
-        return dataset
-    return torch.utils.data.Subset(dataset, list(range(int(limit))))
+def make_validation(dataset: Dataset, batch_size: int, limit: int | None) -> Callable[[MattingModel], dict[str, float]]:
+    """``callable(model) -> {"val/sad": ..., "val/mse": ..., "val/grad": ..., "val/conn": ...}``.
 
-
-def make_validation(dataset: Dataset, device: torch.device, precision: Precision, batch_size: int, limit: int | None):
-    """``callable(generator) -> {"val/sad": ..., "val/mse": ..., "val/grad": ..., "val/conn": ...}``.
-
-    Scores (the first ``limit`` items of) a supervised ``dataset`` with :func:`bgmatting.evaluation.evaluate_model`
-    (Deep Image Matting metrics in the trimap's unknown region when samples carry a trimap).
+    Scores the model where it is on (the first ``limit`` items of) a supervised ``dataset`` with
+    :func:`bgmatting.evaluation.evaluate` (Deep Image Matting metrics in the trimap's unknown region when
+    samples carry a trimap; foreground metrics where the set knows F).
     """
-    from bgmatting.evaluation import evaluate_model, summarize
 
-    subset = _first(dataset, limit)
-
-    def validate(generator: nn.Module) -> dict[str, float]:
-        rows = evaluate_model(generator, subset, device=device, precision=precision, batch_size=batch_size, progress=False)
-        summary = summarize(rows)
+    def validate(model: MattingModel) -> dict[str, float]:
+        summary = evaluate(model, dataset, limit=limit, batch_size=batch_size).summaries["model"]
         return {f"val/{k}": float(v) for k, v in summary.items() if k != "images"}
 
     return validate
 
 
-def evaluate_against_baselines(
-    generator: nn.Module,
-    dataset: Dataset,
-    device: torch.device,
-    precision: Precision,
-    output_dir: Path,
-    limit: int | None = None,
-    title: str = "Evaluation",
-    reference_models: dict[str, nn.Module] | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Score the generator and both baselines (alpha = S; alpha = background-difference matte) on ``dataset``.
-
-    ``reference_models`` (name -> generator, e.g. the real stage's frozen teacher) are scored the same way and
-    reported as further baseline rows. Writes the evaluation reports (CSV, JSON, Markdown, plot) into
-    ``output_dir``; returns method -> summary.
-    """
-    from bgmatting.evaluation import BASELINES, baseline_rows, evaluate_model, summarize, write_reports
-
-    subset = _first(dataset, limit)
-    rows = evaluate_model(generator, subset, device=device, precision=precision, batch_size=1, progress=False)
-    baselines = {kind: baseline_rows(subset, kind) for kind in BASELINES}
-    for name, model in (reference_models or {}).items():
-        baselines[name] = evaluate_model(model, subset, device=device, precision=precision, batch_size=1, progress=False)
-    write_reports(rows, output_dir, baselines=baselines, title=title)
-    summaries = {"model": summarize(rows)}
-    summaries.update({f"baseline: {kind}": summarize(r) for kind, r in baselines.items()})
-    return summaries
+def final_evaluation(cfg: DictConfig, trainer: Trainer, run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Evaluate the trained model, both baselines and (stage real) the teacher on ``cfg.evaluation.dataset``,
+    write the reports to ``run_dir/eval`` and print the table; returns method -> summary."""
+    dataset = build_dataset(cfg.evaluation.dataset, "evaluation.dataset")
+    teacher = getattr(trainer.stage, "teacher", None)  # stage=real: how far the stage moved from its teacher
+    result = evaluate(
+        distributed.unwrap(trainer.model), dataset, baselines=BASELINES, limit=cfg.evaluation.limit,
+        references={"teacher (adobe stage)": teacher} if teacher is not None else None,
+        output_dir=run_dir / "eval", title=f"{cfg.stage.name} stage after {trainer.state.step} steps",
+    )
+    table = markdown_table(result.summaries)
+    images = result.summaries["model"]["images"]
+    print(f"\nHeld-out evaluation ({images} images, DIM metrics, unknown region of the trimap):\n{table}", flush=True)
+    return result.summaries
 
 
 # -------------------------------------------------------------------------------------------------- resume
@@ -324,22 +330,123 @@ def find_resume_checkpoint(resume: Any, run_dir: Path, stage_dir: Path) -> Path 
     return path
 
 
-# --------------------------------------------------------------------------------------------------- main
-def _final_evaluation(cfg: DictConfig, trainer: Trainer, device, precision: Precision, run_dir: Path) -> dict:
-    """Evaluate the final generator and the baselines on ``cfg.evaluation.dataset``; print the table."""
-    from bgmatting.evaluation import markdown_table
+@dataclass
+class Resume:
+    """Where a launch continues: the checkpoint ``path`` and its ``state`` (None for a fresh run), and the run
+    folder it writes to (the resumed run's own folder)."""
 
-    dataset = build_dataset(cfg.evaluation.dataset, "evaluation.dataset")
-    generator = distributed.unwrap(trainer.generator)
-    teacher = getattr(trainer.stage, "teacher", None)  # stage=real: how far the stage moved from its teacher
-    summaries = evaluate_against_baselines(
-        generator, dataset, device, precision, run_dir / "eval", cfg.evaluation.limit,
-        title=f"{cfg.stage.name} stage after {trainer.state.step} steps",
-        reference_models={"teacher (adobe stage)": teacher} if teacher is not None else None,
+    path: Path | None
+    state: dict | None
+    run_dir: Path
+
+
+def resolve_resume(cfg: DictConfig, ctx: distributed.DistContext, run_dir: Path) -> Resume:
+    """Find and load the checkpoint ``cfg.resume`` asks for (rank 0 decides, every rank loads)."""
+    stage_name = cfg.stage.name
+    path = find_resume_checkpoint(cfg.resume, run_dir, Path(cfg.outputs_root) / stage_name) if ctx.is_main else None
+    path = distributed.broadcast_object(path)
+    if path is None:
+        return Resume(None, None, run_dir)
+    state = require_training_checkpoint(load_checkpoint(path), path)
+    if state.get("stage") != stage_name:
+        raise CheckpointError(f"{path} is a {state.get('stage')!r} checkpoint, not {stage_name!r}")
+    if run_dir_of(path) != run_dir.resolve():
+        log.info("resuming the run in %s (this launch's folder %s keeps only its config)", run_dir_of(path), run_dir)
+        run_dir = run_dir_of(path)
+    return Resume(path, state, run_dir)
+
+
+# --------------------------------------------------------------------------------------------------- main
+def configure_process(cfg: DictConfig, ctx: distributed.DistContext, device: torch.device) -> int:
+    """CPU threads, seeds (``cfg.seed`` + rank) and determinism for this process; returns ``cfg.seed``."""
+    if cfg.get("cpu_threads"):
+        torch.set_num_threads(int(cfg.cpu_threads))
+    seed = int(cfg.seed)
+    seed_everything(seed + ctx.rank)
+    torch.use_deterministic_algorithms(bool(cfg.trainer.deterministic), warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not cfg.trainer.deterministic
+    return seed
+
+
+def loop_options(cfg: DictConfig) -> LoopOptions:
+    """The loop's settings from ``trainer``, ``logging`` and ``checkpoint``."""
+    trainer_cfg = cfg.trainer
+    return LoopOptions(
+        epochs=int(trainer_cfg.epochs),
+        max_steps=trainer_cfg.max_steps,
+        grad_clip_norm=trainer_cfg.grad_clip_norm,
+        nonfinite=trainer_cfg.nonfinite,
+        max_skipped_steps=int(trainer_cfg.max_skipped_steps),
+        log_every=int(cfg.logging.log_every),
+        image_every=int(cfg.logging.image_every),
+        checkpoint_every=int(cfg.checkpoint.every_n_steps),
+        validate_every=int(trainer_cfg.validate_every),
+        best_metric=cfg.checkpoint.best_metric,
+        time_limit_minutes=trainer_cfg.get("time_limit_minutes"),
+        fail_at_step=trainer_cfg.get("fail_at_step"),
     )
-    table = markdown_table(summaries)
-    print(f"\nHeld-out evaluation ({summaries['model']['images']} images, DIM metrics, unknown region of the trimap):\n{table}", flush=True)
-    return summaries
+
+
+def _validation(cfg: DictConfig, ctx: distributed.DistContext, val_dataset: Dataset | None):
+    """(validate callable on rank 0 or None, whether validation runs at all)."""
+    enabled = bool(cfg.trainer.validate_every) and (val_dataset is not None or cfg.data.get("val") is not None)
+    if not (ctx.is_main and enabled):
+        return None, enabled
+    val_dataset = val_dataset if val_dataset is not None else build_dataset(cfg.data.val, "val")
+    return make_validation(val_dataset, int(cfg.trainer.batch_size), cfg.trainer.val_limit), enabled
+
+
+def _stage_and_optimisation(cfg: DictConfig, networks: Networks, ctx: distributed.DistContext, device: torch.device,
+                            precision: Precision, seed: int, total_steps: int):
+    """(stage, optimisers, schedulers) around the placed networks."""
+    model, discriminator = place_networks(networks, cfg, ctx, device, precision)
+    stage_seed = seed + 104729 * (ctx.rank + 1)
+    stage = build_stage(to_plain(cfg.stage), model, precision, discriminator, networks.teacher, seed=stage_seed)
+    optimizers = {name: build_optimizer(module, cfg.optim[name]) for name, module in stage.networks.items()}
+    schedule = to_plain(cfg.optim.get("schedule"))
+    schedulers = {name: build_schedule(opt, schedule, total_steps) for name, opt in optimizers.items()}
+    return stage, optimizers, schedulers
+
+
+def build_trainer(cfg: DictConfig, ctx: distributed.DistContext, device: torch.device, precision: Precision,
+                  resume: Resume, seed: int, train_dataset: Dataset | None = None,
+                  val_dataset: Dataset | None = None) -> Trainer:
+    """Data, networks, stage, optimisation, validation and logging as configured, in one :class:`Trainer`
+    (restored from ``resume`` when it holds a checkpoint)."""
+    train_dataset = train_dataset if train_dataset is not None else build_dataset(cfg.data.get("train"), "train")
+    batch_size = int(cfg.trainer.batch_size)
+    loader, sampler = build_loader(train_dataset, ctx, batch_size=batch_size, num_workers=int(cfg.trainer.num_workers),
+                                   seed=seed, on_error=cfg.trainer.data_errors, pin_memory=device.type == "cuda")
+    batch_transform = instantiate(cfg.data.batch_augment) if cfg.data.get("batch_augment") else None
+    resolved = to_plain(cfg)
+    networks = build_networks(cfg, resume.state, Path(cfg.outputs_root))
+    if networks.teacher_path is not None:
+        resolved["teacher"] = str(networks.teacher_path)  # a resumed run keeps its teacher even with teacher=auto
+    options = loop_options(cfg)
+    total_steps = options.epochs * len(loader)
+    if options.max_steps is not None:
+        total_steps = min(total_steps, int(options.max_steps))
+    stage, optimizers, schedulers = _stage_and_optimisation(cfg, networks, ctx, device, precision, seed, total_steps)
+    validate, validation_enabled = _validation(cfg, ctx, val_dataset)
+    logger = RunLogger(resume.run_dir, enabled=ctx.is_main, tensorboard=bool(cfg.logging.tensorboard),
+                       progress=bool(cfg.logging.progress), total_steps=total_steps,
+                       initial_step=int(resume.state["step"]) if resume.state else 0)
+    checkpoints = CheckpointManager(resume.run_dir / CHECKPOINT_DIRNAME, keep_last=int(cfg.checkpoint.keep_last),
+                                    mode=cfg.checkpoint.best_mode)
+    trainer = Trainer(stage, optimizers, loader, sampler, precision, device, resume.run_dir, options, ctx=ctx,
+                      schedulers=schedulers, logger=logger, checkpoints=checkpoints, validate=validate,
+                      config=resolved, batch_transform=batch_transform, seed=seed,
+                      validation_enabled=validation_enabled)
+    if resume.state is not None:
+        trainer.load_state_dict(resume.state)
+        logger.message(f"resumed from {resume.path} at step {trainer.state.step} (epoch {trainer.state.epoch})")
+    logger.message(
+        f"stage {cfg.stage.name}: {len(train_dataset)} training samples, {len(loader)} steps/epoch x {options.epochs} "
+        f"epochs (max {total_steps} steps), batch {batch_size} x {ctx.world_size} process(es), "
+        f"device {device}, precision {precision.name}, run folder {resume.run_dir}"
+    )
+    return trainer
 
 
 def run_training(
@@ -357,143 +464,17 @@ def run_training(
         logging.getLogger().setLevel(logging.WARNING)
     device = distributed.device_for(ctx, cfg.device)
     precision = resolve_precision(device, cfg.precision, purpose="train")
-    stage_name = cfg.stage.name
-    outputs_root = Path(cfg.outputs_root)
-    run_dir = Path(run_dir)
-
-    # Where do we continue from? (rank 0 decides)
-    resume_path = find_resume_checkpoint(cfg.resume, run_dir, outputs_root / stage_name) if ctx.is_main else None
-    resume_path = distributed.broadcast_object(resume_path)
-    resume_state = None
-    if resume_path is not None:
-        resume_state = require_training_checkpoint(load_checkpoint(resume_path), resume_path)
-        if resume_state.get("stage") != stage_name:
-            raise CheckpointError(f"{resume_path} is a {resume_state.get('stage')!r} checkpoint, not {stage_name!r}")
-        if run_dir_of(resume_path) != run_dir.resolve():
-            log.info("resuming the run in %s (this launch's folder %s keeps only its config)", run_dir_of(resume_path), run_dir)
-            run_dir = run_dir_of(resume_path)
-
-    if cfg.get("cpu_threads"):
-        torch.set_num_threads(int(cfg.cpu_threads))
-    seed = int(cfg.seed)
-    seed_everything(seed + ctx.rank)
-    torch.use_deterministic_algorithms(bool(cfg.trainer.deterministic), warn_only=True)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = not cfg.trainer.deterministic
-
-    # Data
-    train_dataset = train_dataset if train_dataset is not None else build_dataset(cfg.data.get("train"), "train")
-    trainer_cfg = cfg.trainer
-    loader, sampler = build_loader(
-        train_dataset,
-        ctx,
-        batch_size=int(trainer_cfg.batch_size),
-        num_workers=int(trainer_cfg.num_workers),
-        seed=seed,
-        on_error=trainer_cfg.data_errors,
-        pin_memory=device.type == "cuda",
-    )
-    batch_transform = instantiate(cfg.data.batch_augment) if cfg.data.get("batch_augment") else None
-
-    # Networks
-    resolved = to_plain(cfg)
-    generator, discriminator, teacher, model_config, teacher_path = build_networks(cfg, resume_state, outputs_root)
-    if teacher_path is not None:
-        resolved["teacher"] = str(teacher_path)  # a resumed run keeps its teacher even with teacher=auto
-
-    for module in (generator, discriminator, teacher):
-        if module is not None:
-            module.to(device)
-            precision.prepare_module(module)
-    sync_bn = bool(cfg.distributed.sync_batchnorm)
-    if sync_bn and device.type != "cuda":
-        log.warning("distributed.sync_batchnorm needs CUDA; ignored on %s", device)
-        sync_bn = False
-    if cfg.compile:
-        generator = torch.compile(generator)
-    generator = distributed.wrap_module(generator, ctx, device, sync_batchnorm=sync_bn)
-    if discriminator is not None:
-        discriminator = distributed.wrap_module(discriminator, ctx, device)
-    stage = build_stage(to_plain(cfg.stage), generator, precision, discriminator, teacher, seed=seed + 104729 * (ctx.rank + 1))
-
-    # Optimisation
-    steps_per_epoch = len(loader)
-    total_steps = int(trainer_cfg.epochs) * steps_per_epoch
-    if trainer_cfg.max_steps is not None:
-        total_steps = min(total_steps, int(trainer_cfg.max_steps))
-    optimizers = {name: build_optimizer(module, cfg.optim[name]) for name, module in stage.networks.items()}
-    schedulers = {name: build_schedule(opt, to_plain(cfg.optim.get("schedule")), total_steps) for name, opt in optimizers.items()}
-
-    # Validation (rank 0)
-    validate = None
-    validation_enabled = bool(cfg.trainer.validate_every) and (val_dataset is not None or cfg.data.get("val") is not None)
-    if ctx.is_main and validation_enabled:
-        val_dataset = val_dataset if val_dataset is not None else build_dataset(cfg.data.val, "val")
-        validate = make_validation(val_dataset, device, precision, int(trainer_cfg.batch_size), cfg.trainer.val_limit)
-
-    options = LoopOptions(
-        epochs=int(trainer_cfg.epochs),
-        max_steps=trainer_cfg.max_steps,
-        grad_clip_norm=trainer_cfg.grad_clip_norm,
-        nonfinite=trainer_cfg.nonfinite,
-        max_skipped_steps=int(trainer_cfg.max_skipped_steps),
-        log_every=int(cfg.logging.log_every),
-        image_every=int(cfg.logging.image_every),
-        checkpoint_every=int(cfg.checkpoint.every_n_steps),
-        validate_every=int(trainer_cfg.validate_every),
-        best_metric=cfg.checkpoint.best_metric,
-        time_limit_minutes=trainer_cfg.get("time_limit_minutes"),
-        fail_at_step=trainer_cfg.get("fail_at_step"),
-    )
-    start_step = int(resume_state["step"]) if resume_state else 0
-    logger = RunLogger(
-        run_dir,
-        enabled=ctx.is_main,
-        tensorboard=bool(cfg.logging.tensorboard),
-        progress=bool(cfg.logging.progress),
-        total_steps=total_steps,
-        initial_step=start_step,
-    )
-    trainer = Trainer(
-        stage,
-        optimizers,
-        loader,
-        sampler,
-        precision,
-        device,
-        run_dir,
-        options,
-        ctx=ctx,
-        schedulers=schedulers,
-        logger=logger,
-        checkpoints=CheckpointManager(run_dir / CHECKPOINT_DIRNAME, keep_last=int(cfg.checkpoint.keep_last), mode=cfg.checkpoint.best_mode),
-        validate=validate,
-        model_config=model_config,
-        config=resolved,
-        batch_transform=batch_transform,
-        seed=seed,
-        validation_enabled=validation_enabled,
-    )
-    if resume_state is not None:
-        trainer.load_state_dict(resume_state)
-        logger.message(f"resumed from {resume_path} at step {trainer.state.step} (epoch {trainer.state.epoch})")
-    logger.message(
-        f"stage {stage_name}: {len(train_dataset)} training samples, {steps_per_epoch} steps/epoch x {options.epochs} "
-        f"epochs (max {total_steps} steps), batch {trainer_cfg.batch_size} x {ctx.world_size} process(es), "
-        f"device {device}, precision {precision.name}, run folder {run_dir}"
-    )
+    resume = resolve_resume(cfg, ctx, Path(run_dir))
+    seed = configure_process(cfg, ctx, device)
+    trainer = build_trainer(cfg, ctx, device, precision, resume, seed, train_dataset, val_dataset)
     try:
-        from tqdm.contrib.logging import logging_redirect_tqdm
-
         with logging_redirect_tqdm():
             summary = trainer.fit()
     finally:
-        logger.close()
-    summary["run_dir"] = str(run_dir)
-    summary["device"] = str(device)
-    summary["precision"] = precision.name
+        trainer.logger.close()
+    summary.update(run_dir=str(resume.run_dir), device=str(device), precision=precision.name)
     if ctx.is_main and cfg.evaluation.enabled:
-        summary["evaluation"] = _final_evaluation(cfg, trainer, device, precision, run_dir)
+        summary["evaluation"] = final_evaluation(cfg, trainer, resume.run_dir)
     if ctx.is_main:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        write_text(resume.run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary

@@ -126,16 +126,6 @@ def all_gather_object(obj: Any) -> list[Any]:
     return gathered
 
 
-def all_reduce_sum(values: dict[str, float], device: torch.device) -> dict[str, float]:
-    """Sum float scalars over all ranks (identity without a process group)."""
-    if not values or not (dist.is_available() and dist.is_initialized()):
-        return dict(values)
-    keys = sorted(values)
-    tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return dict(zip(keys, tensor.tolist()))
-
-
 def wrap_module(
     module: nn.Module, ctx: DistContext, device: torch.device, sync_batchnorm: bool = False
 ) -> nn.Module:

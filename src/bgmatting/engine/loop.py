@@ -69,6 +69,42 @@ class LoopState:
     metrics: dict[str, float] = field(default_factory=dict)  # last validation
 
 
+@dataclass
+class _Meter:
+    """Running sums of one :meth:`Trainer.fit` call: the current logging interval and the totals."""
+
+    start: float = field(default_factory=time.perf_counter)
+    last_log: float = field(default_factory=time.perf_counter)
+    interval: dict[str, float] = field(default_factory=dict)
+    interval_count: int = 0
+    interval_samples: int = 0
+    interval_wait: float = 0.0
+    samples_seen: int = 0
+    skipped: int = 0
+    wait_total: float = 0.0
+    step_time_total: float = 0.0
+
+    def waited(self, seconds: float) -> None:
+        self.wait_total += seconds
+        self.interval_wait += seconds
+
+    def stepped(self, scalars: dict[str, float] | None, samples: int) -> None:
+        """Count a training step of ``samples`` samples (all ranks); ``scalars`` None = a step skipped as
+        non-finite."""
+        self.samples_seen += samples
+        self.interval_samples += samples
+        if scalars is None:
+            self.skipped += 1
+            return
+        for k, v in scalars.items():
+            self.interval[k] = self.interval.get(k, 0.0) + v
+        self.interval_count += 1
+
+    def new_interval(self, now: float) -> None:
+        self.interval, self.interval_count, self.interval_samples, self.interval_wait = {}, 0, 0, 0.0
+        self.last_log = now
+
+
 def move_to_device(batch: dict, device: torch.device) -> dict:
     non_blocking = device.type == "cuda"
     return {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -93,8 +129,8 @@ class Trainer:
         loader / sampler: the training DataLoader and its :class:`ResumableDistributedSampler`.
         precision: autocast/layout mode; a GradScaler is used when it needs one (fp16 on CUDA).
         run_dir: checkpoints go to ``run_dir/checkpoints`` (rank 0 only).
-        validate: optional ``callable(generator) -> {"val/...": value}`` run every ``validate_every`` epochs.
-        model_config: the generator's constructor kwargs, stored as ``model_config`` in checkpoints.
+        validate: optional ``callable(model) -> {"val/...": value}`` run every ``validate_every`` epochs on the
+            bare :class:`~bgmatting.models.MattingModel` (in eval mode, without gradients).
         config: the resolved run configuration (plain dict), stored in checkpoints.
         batch_transform: optional device-side augmentation ``callable(batch, generator) -> batch`` (e.g.
             ``bgmatting.data.batch_augment.BackgroundPerturbation``), applied after the transfer to ``device``.
@@ -118,7 +154,6 @@ class Trainer:
         logger: RunLogger | None = None,
         checkpoints: CheckpointManager | None = None,
         validate: Callable[[nn.Module], dict[str, float]] | None = None,
-        model_config: dict | None = None,
         config: dict | None = None,
         batch_transform: Callable[[dict, torch.Generator], dict] | None = None,
         seed: int = 0,
@@ -138,7 +173,6 @@ class Trainer:
         self.checkpoints = checkpoints or CheckpointManager(self.run_dir / "checkpoints")
         self.validate = validate
         self.validation_enabled = (validate is not None) if validation_enabled is None else validation_enabled
-        self.model_config = model_config or {}
         self.config = config or {}
         self.state = LoopState()
         self.batch_transform = batch_transform
@@ -166,13 +200,21 @@ class Trainer:
         return min(total, self.options.max_steps) if self.options.max_steps is not None else total
 
     @property
-    def generator(self) -> nn.Module:
+    def model(self) -> nn.Module:
+        """The trained :class:`~bgmatting.models.MattingModel` (as the stage holds it: possibly DDP-wrapped)."""
         return self.stage.networks["generator"]
 
     # --------------------------------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict:
-        """Everything needed to continue exactly (see ``engine.checkpointing`` for the keys)."""
-        networks = {name: distributed.unwrap(m).state_dict() for name, m in self.stage.networks.items()}
+        """Everything needed to continue exactly (see ``engine.checkpointing`` for the keys).
+
+        The matting model's entries (``generator``, ``model_config``) come from
+        :meth:`~bgmatting.models.MattingModel.checkpoint_state`, so :func:`bgmatting.models.load_generator` reads
+        the file; the other networks' state dicts go under ``modules``.
+        """
+        networks = {
+            name: distributed.unwrap(m).state_dict() for name, m in self.stage.networks.items() if name != "generator"
+        }
         rng_per_rank = distributed.all_gather_object(
             {**capture_rng_state(), "batch_transform": self.batch_rng.get_state().cpu()}
         )
@@ -184,8 +226,7 @@ class Trainer:
             "epoch": self.state.epoch,
             "batches_done": self.state.batches_done,
             "world_size": self.ctx.world_size,
-            "generator": networks.pop("generator"),
-            "model_config": dict(self.model_config),
+            **distributed.unwrap(self.model).checkpoint_state(),
             "modules": networks,
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
@@ -207,9 +248,10 @@ class Trainer:
         """Restore a checkpoint written by :meth:`state_dict` (same stage and networks)."""
         if state.get("stage") != self.stage.name:
             raise ValueError(f"checkpoint is of stage {state.get('stage')!r}, this run is stage {self.stage.name!r}")
-        networks = {"generator": state["generator"], **state.get("modules", {})}
+        distributed.unwrap(self.model).load_checkpoint_state(state)
         for name, module in self.stage.networks.items():
-            distributed.unwrap(module).load_state_dict(networks[name])
+            if name != "generator":
+                distributed.unwrap(module).load_state_dict(state.get("modules", {})[name])
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         for name, sched in self.schedulers.items():
@@ -333,102 +375,106 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train until ``epochs`` (or ``max_steps``) are done; returns a summary dict (on every rank)."""
-        opts = self.options
-        interval: dict[str, float] = {}
-        interval_count = 0
-        samples_seen = 0
-        skipped = 0
-        wait_total = 0.0
-        step_time_total = 0.0
-        fit_start = time.perf_counter()
+        meter = _Meter()
         start_step = self.state.step
-        last_log_time = time.perf_counter()
-        interval_samples = 0
-        interval_wait = 0.0
         stopped_early = False
-
-        while self.state.epoch < opts.epochs and self.state.step < self.total_steps:
-            self._set_train_mode(True)
-            self.sampler.set_epoch(self.state.epoch)
-            self.sampler.set_start(self.state.batches_done * self.batch_size)
-            batches = iter(self.loader)
-            while self.state.step < self.total_steps:
-                wait_start = time.perf_counter()
-                batch = next(batches, StopIteration)
-                if batch is StopIteration:
-                    break
-                wait = time.perf_counter() - wait_start
-                wait_total += wait
-                interval_wait += wait
-                self.state.batches_done += 1
-                if batch is None:  # every sample of the batch failed to load (on_error=skip)
-                    skipped += 1
-                    self.state.step += 1
-                    continue
-                batch = move_to_device(batch, self.device)
-                if self.batch_transform is not None:
-                    batch = self.batch_transform(batch, self.batch_rng)
-                step_start = time.perf_counter()
-                scalars = self.train_step(batch)
-                step_time_total += time.perf_counter() - step_start
-                self.state.step += 1
-                n = batch["image"].shape[0] * self.ctx.world_size
-                samples_seen += n
-                interval_samples += n
-                if scalars is None:
-                    skipped += 1
-                else:
-                    for k, v in scalars.items():
-                        interval[k] = interval.get(k, 0.0) + v
-                    interval_count += 1
-                self.logger.progress(1, {k.split("/")[-1]: v for k, v in (scalars or {}).items() if k.endswith("_total")})
-
-                if self.state.step % opts.log_every == 0 or self.state.step == self.total_steps:
-                    now = time.perf_counter()
-                    row = {k: v / max(interval_count, 1) for k, v in interval.items()}
-                    row.update({f"lr/{name}": opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()})
-                    row.update({f"stage/{k}": v for k, v in self.stage.scalars(self.state.epoch).items()})
-                    elapsed = max(now - last_log_time, 1e-9)
-                    row["perf/samples_per_s"] = interval_samples / elapsed
-                    row["perf/data_wait_s"] = interval_wait / max(interval_count, 1)
-                    row["perf/data_wait_fraction"] = interval_wait / elapsed
-                    self.logger.scalars(self.state.step, row, epoch=self.state.epoch)
-                    self.history.append({"step": self.state.step, **row})
-                    interval, interval_count, interval_samples, interval_wait = {}, 0, 0, 0.0
-                    last_log_time = now
-                if opts.image_every and self.state.step % opts.image_every == 0:
-                    self.logger.images(self.state.step, "train/grid", self.stage.visuals())
-                if opts.checkpoint_every and self.state.step % opts.checkpoint_every == 0:
-                    self.save_checkpoint()
-                if opts.fail_at_step is not None and self.state.step == opts.fail_at_step:
-                    raise RuntimeError(f"simulated failure after step {self.state.step} (trainer.fail_at_step)")
-                if self._out_of_time(fit_start):
-                    stopped_early = True
-                    break
+        while self.state.epoch < self.options.epochs and self.state.step < self.total_steps:
+            stopped_early = self._train_epoch(meter)
             if stopped_early:
                 self.logger.message(
-                    f"time limit of {opts.time_limit_minutes} min reached after step {self.state.step}; stopping"
+                    f"time limit of {self.options.time_limit_minutes} min reached after step {self.state.step}; stopping"
                 )
                 break
-            epoch_complete = self.state.batches_done >= self.steps_per_epoch
-            if not epoch_complete:
+            if self.state.batches_done < self.steps_per_epoch:
                 break  # max_steps reached mid-epoch
-            self.state.epoch += 1
-            self.state.batches_done = 0
-            if self.validation_enabled and opts.validate_every and self.state.epoch % opts.validate_every == 0:
-                self._run_validation()
-            if not (opts.checkpoint_every and self.state.step % opts.checkpoint_every == 0):
-                self.save_checkpoint()
+            self._end_epoch()
+        self._end_training()
+        return self._summary(meter, start_step, stopped_early)
 
-        if self.validation_enabled and opts.validate_every and self._last_validated_step != self.state.step:
-            self._run_validation()  # so that best.pt also considers the final weights
+    def _train_epoch(self, meter: _Meter) -> bool:
+        """Steps of the current epoch from where it stands; True when the time limit stopped it."""
+        self._set_train_mode(True)
+        self.sampler.set_epoch(self.state.epoch)
+        self.sampler.set_start(self.state.batches_done * self.batch_size)
+        batches = iter(self.loader)
+        while self.state.step < self.total_steps:
+            wait_start = time.perf_counter()
+            batch = next(batches, StopIteration)
+            if batch is StopIteration:
+                break
+            meter.waited(time.perf_counter() - wait_start)
+            self.state.batches_done += 1
+            if batch is None:  # every sample of the batch failed to load (on_error=skip)
+                meter.skipped += 1
+                self.state.step += 1
+                continue
+            self._train_batch(batch, meter)
+            self._after_step(meter)
+            if self._out_of_time(meter.start):
+                return True
+        return False
+
+    def _train_batch(self, batch: dict, meter: _Meter) -> None:
+        """Transfer, batch transform and :meth:`train_step` of one batch, counted in ``meter``."""
+        batch = move_to_device(batch, self.device)
+        if self.batch_transform is not None:
+            batch = self.batch_transform(batch, self.batch_rng)
+        step_start = time.perf_counter()
+        scalars = self.train_step(batch)
+        meter.step_time_total += time.perf_counter() - step_start
+        self.state.step += 1
+        meter.stepped(scalars, batch["image"].shape[0] * self.ctx.world_size)
+        self.logger.progress(1, {k.split("/")[-1]: v for k, v in (scalars or {}).items() if k.endswith("_total")})
+
+    def _after_step(self, meter: _Meter) -> None:
+        """Per-step bookkeeping: logged means, image grid, periodic checkpoint, simulated failure."""
+        opts, step = self.options, self.state.step
+        if step % opts.log_every == 0 or step == self.total_steps:
+            self._log_interval(meter)
+        if opts.image_every and step % opts.image_every == 0:
+            self.logger.images(step, "train/grid", self.stage.visuals())
+        if opts.checkpoint_every and step % opts.checkpoint_every == 0:
+            self.save_checkpoint()
+        if opts.fail_at_step is not None and step == opts.fail_at_step:
+            raise RuntimeError(f"simulated failure after step {step} (trainer.fail_at_step)")
+
+    def _log_interval(self, meter: _Meter) -> None:
+        """Log the means of the interval since the last log (losses, LRs, stage scalars, throughput)."""
+        now = time.perf_counter()
+        row = {k: v / max(meter.interval_count, 1) for k, v in meter.interval.items()}
+        row.update({f"lr/{name}": opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()})
+        row.update({f"stage/{k}": v for k, v in self.stage.scalars(self.state.epoch).items()})
+        elapsed = max(now - meter.last_log, 1e-9)
+        row["perf/samples_per_s"] = meter.interval_samples / elapsed
+        row["perf/data_wait_s"] = meter.interval_wait / max(meter.interval_count, 1)
+        row["perf/data_wait_fraction"] = meter.interval_wait / elapsed
+        self.logger.scalars(self.state.step, row, epoch=self.state.epoch)
+        self.history.append({"step": self.state.step, **row})
+        meter.new_interval(now)
+
+    def _end_epoch(self) -> None:
+        """Count the finished epoch, validate when due, and checkpoint (unless this step already has one)."""
+        opts = self.options
+        self.state.epoch += 1
+        self.state.batches_done = 0
+        if self.validation_enabled and opts.validate_every and self.state.epoch % opts.validate_every == 0:
+            self._run_validation()
+        if not (opts.checkpoint_every and self.state.step % opts.checkpoint_every == 0):
+            self.save_checkpoint()
+
+    def _end_training(self) -> None:
+        """A last validation (so best.pt also considers the final weights) and checkpoint, unless already done."""
+        if self.validation_enabled and self.options.validate_every and self._last_validated_step != self.state.step:
+            self._run_validation()
             self._last_saved_step = None
         if self._last_saved_step != self.state.step:
             self.save_checkpoint()
-        elapsed = time.perf_counter() - fit_start
-        fingerprints = distributed.all_gather_object(parameter_fingerprint(self.generator))
+
+    def _summary(self, meter: _Meter, start_step: int, stopped_early: bool) -> dict[str, Any]:
+        elapsed = time.perf_counter() - meter.start
+        fingerprints = distributed.all_gather_object(parameter_fingerprint(self.model))
         if len(set(fingerprints)) > 1:
-            log.warning("generator weights differ between ranks at the end of training: %s", fingerprints)
+            log.warning("model weights differ between ranks at the end of training: %s", fingerprints)
         self.logger.flush()
         return {
             "stage": self.stage.name,
@@ -436,12 +482,12 @@ class Trainer:
             "steps_this_run": self.state.step - start_step,
             "epochs_completed": self.state.epoch,
             "world_size": self.ctx.world_size,
-            "skipped_steps": skipped,
+            "skipped_steps": meter.skipped,
             "stopped_by_time_limit": stopped_early,
             "seconds": elapsed,
-            "samples_per_s": samples_seen / elapsed if elapsed > 0 else float("nan"),
-            "train_samples_per_s": samples_seen / step_time_total if step_time_total > 0 else float("nan"),
-            "data_wait_fraction": wait_total / elapsed if elapsed > 0 else float("nan"),
+            "samples_per_s": meter.samples_seen / elapsed if elapsed > 0 else float("nan"),
+            "train_samples_per_s": meter.samples_seen / meter.step_time_total if meter.step_time_total > 0 else float("nan"),
+            "data_wait_fraction": meter.wait_total / elapsed if elapsed > 0 else float("nan"),
             "last_losses": self.history[-1] if self.history else {},
             "validation": dict(self.state.metrics),
             "best": self.state.best,
@@ -459,7 +505,7 @@ class Trainer:
     def _run_validation(self) -> None:
         self._set_train_mode(False)
         with torch.no_grad():
-            metrics = self.validate(distributed.unwrap(self.generator)) if self.ctx.is_main and self.validate else {}
+            metrics = self.validate(distributed.unwrap(self.model)) if self.ctx.is_main and self.validate else {}
         metrics = distributed.broadcast_object(metrics)
         self._set_train_mode(True)
         self.state.metrics = dict(metrics)

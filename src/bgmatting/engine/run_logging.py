@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from torchvision.utils import make_grid
+from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +77,12 @@ class RunLogger:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # imports TensorBoard (~1 s): only when asked for
 
             self._writer = SummaryWriter(
                 log_dir=str(self.run_dir / "tensorboard"), purge_step=initial_step if initial_step > 0 else None
             )
         if progress:
-            from tqdm.auto import tqdm
-
             self._bar = tqdm(total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True, desc="train")
 
     def scalars(self, step: int, values: dict[str, float], epoch: int | None = None, record: bool = True) -> None:

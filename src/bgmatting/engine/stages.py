@@ -8,9 +8,10 @@ terms and the optimiser that minimises their sum. The loop (``engine.loop``) run
 * :class:`RealStage`: self-supervised adversarial training on real captures, supervised by a frozen
   teacher (an Adobe-stage generator), with a discriminator updated every ``discriminator_every`` steps.
 
-Batches hold tensors in [0, 1] (see the sample dicts in the data package); stages move them to network
-space [-1, 1] with :func:`bgmatting.space.to_network`. Loss weights are config values; the defaults below
-are the paper's.
+Batches hold tensors in [0, 1] (see the sample dicts in the data package). The trained network and the
+teacher are :class:`bgmatting.models.MattingModel` s, called with ``raw=True`` for their network-space
+outputs; the losses work in network space [-1, 1] (:mod:`bgmatting.losses`), so the targets go there with
+:func:`bgmatting.space.to_network`. Loss weights are config values; the defaults below are the paper's.
 """
 from __future__ import annotations
 
@@ -23,8 +24,12 @@ from torch import nn
 from bgmatting import losses
 from bgmatting.engine.adversarial import fake_backgrounds, horizontal_shifts, shifted_composite
 from bgmatting.engine.distributed import unwrap
+from bgmatting.models import RawMatte
 from bgmatting.runtime import Precision
 from bgmatting.space import from_network, to_network
+
+#: Batch keys of the matting model's inputs, in its argument order (all in [0, 1]).
+MODEL_INPUTS = ("image", "background", "segmentation", "motion")
 
 
 @dataclass
@@ -66,7 +71,12 @@ def _check_weights(weights: Mapping[str, float], allowed: tuple[str, ...], stage
 
 
 class Stage:
-    """Base class: holds ``networks`` (trained, by name), a precision, and the last batch's visuals."""
+    """Base class: holds ``networks`` (trained, by name), a precision, and the last batch's visuals.
+
+    ``networks["generator"]`` is a :class:`bgmatting.models.MattingModel` (possibly DDP-wrapped or compiled),
+    which carries its own precision; ``precision`` is the layout of the other networks' inputs (the
+    discriminator's).
+    """
 
     name = "stage"
 
@@ -100,11 +110,10 @@ class Stage:
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         return self.precision.prepare_input(x) if self.precision is not None else x
 
-    def _generator_inputs(self, batch: dict) -> tuple[torch.Tensor, ...]:
-        """(image, captured background, segmentation, motion) in network space, in the precision's layout."""
-        return tuple(
-            self._prepare(to_network(batch[key])) for key in ("image", "background", "segmentation", "motion")
-        )
+    @staticmethod
+    def _raw_matte(model: nn.Module, batch: dict) -> RawMatte:
+        """``model``'s network-space outputs for the batch's inputs (float32, see :class:`RawMatte`)."""
+        return model(*(batch[key] for key in MODEL_INPUTS), raw=True)
 
     @staticmethod
     def _require(batch: dict, keys: tuple[str, ...], stage: str) -> None:
@@ -120,7 +129,8 @@ class AdobeStage(Stage):
     the clean ``background_clean`` the image was made with (paper and public code).
 
     Args:
-        generator: the network to train (possibly DDP-wrapped).
+        generator: the :class:`~bgmatting.models.MattingModel` to train (possibly DDP-wrapped).
+        precision: unused by this stage (its only network carries its own); kept for a uniform constructor.
         losses: weights of ``alpha``, ``alpha_gradient``, ``foreground``, ``composite`` (paper: 1, 1, 2, 1).
         foreground_mask_alpha: the foreground loss counts pixels with true alpha > this (paper: 0; the
             public code uses alpha > 0.005, i.e. -0.99 in network space).
@@ -148,13 +158,11 @@ class AdobeStage(Stage):
 
     def updates(self, batch: dict, step: int, epoch: int) -> Iterator[Update]:
         self._require(batch, self.BATCH_KEYS, self.name)
-        image, background, segmentation, motion = self._generator_inputs(batch)
-        alpha_raw, fg_raw = self.networks["generator"](image, background, segmentation, motion)
-        alpha_raw, fg_raw = alpha_raw.float(), fg_raw.float()
+        raw = self._raw_matte(self.networks["generator"], batch)
+        alpha_raw, fg_raw, image = raw.alpha, raw.foreground, raw.image
         true_alpha = to_network(batch["alpha"])
         true_fg = to_network(batch["foreground"])
         clean_background = to_network(batch["background_clean"])
-        image = image.float()
 
         fg_mask = (batch["alpha"] > self.foreground_mask_alpha).float()
         fg_for_composite = fg_raw
@@ -208,7 +216,9 @@ class RealStage(Stage):
     no gradient), ``foreground_mask_alpha=0.01`` (F loss only where alpha~ > 0.01),
     ``composite_mask_segmentation=0.95`` (compositional loss only where S > 0.95),
     ``SupervisionSchedule(first_halving=1)``. Student initialisation from the teacher is decided by whoever
-    builds the generator (see ``engine.loop``).
+    builds the generator (see ``engine.build``). ``generator`` and ``teacher`` are
+    :class:`~bgmatting.models.MattingModel` s (the student possibly DDP-wrapped); ``precision`` is the layout of
+    the discriminator's input.
     """
 
     name = "real"
@@ -264,12 +274,12 @@ class RealStage(Stage):
 
     def updates(self, batch: dict, step: int, epoch: int) -> Iterator[Update]:
         self._require(batch, self.BATCH_KEYS, self.name)
-        inputs = self._generator_inputs(batch)
-        image = inputs[0].float()
         background = to_network(batch["background"])
         with torch.no_grad():
-            teacher_alpha, teacher_fg = (t.float() for t in self.teacher(*inputs))
-        alpha_raw, fg_raw = (t.float() for t in self.networks["generator"](*inputs))
+            teacher = self._raw_matte(self.teacher, batch)
+        teacher_alpha, teacher_fg = teacher.alpha, teacher.foreground
+        student = self._raw_matte(self.networks["generator"], batch)
+        alpha_raw, fg_raw, image = student.alpha, student.foreground, student.image
 
         lam = self.supervision(epoch)
         w = self.weights
@@ -300,17 +310,18 @@ class RealStage(Stage):
         yield Update("generator", terms)
 
         if step % self.discriminator_every == 0:
-            pair = self._prepare(torch.cat([image, fake.detach()], dim=0))
-            scores = self.networks["discriminator"](pair)
-            real_scores = [s[: image.shape[0]] for s in losses.score_maps(scores)]
-            fake_scores = [s[image.shape[0] :] for s in losses.score_maps(scores)]
-            real_part = losses.lsgan_loss(real_scores, True)
-            fake_part = losses.lsgan_loss(fake_scores, False)
-            yield Update(
-                "discriminator",
-                {"discriminator": LossTerm(0.5 * (real_part + fake_part), 1.0)},
-                extra={"discriminator_real": float(real_part.detach()), "discriminator_fake": float(fake_part.detach())},
-            )
+            yield self._discriminator_update(image, fake.detach())
+
+    def _discriminator_update(self, image: torch.Tensor, fake: torch.Tensor) -> Update:
+        """D scores real images and fakes in one batch; LSGAN loss (its real and fake parts are logged too)."""
+        scores = losses.score_maps(self.networks["discriminator"](self._prepare(torch.cat([image, fake], dim=0))))
+        count = image.shape[0]
+        loss = losses.discriminator_lsgan_loss([s[:count] for s in scores], [s[count:] for s in scores])
+        return Update(
+            "discriminator",
+            {"discriminator": LossTerm(loss.total, 1.0)},
+            extra={"discriminator_real": float(loss.real.detach()), "discriminator_fake": float(loss.fake.detach())},
+        )
 
     def _fake_images(self, batch: dict, image: torch.Tensor, alpha_raw: torch.Tensor, fg_raw: torch.Tensor) -> torch.Tensor:
         """Shifted composites of the predicted subject (network space, differentiable in alpha and F)."""

@@ -1,6 +1,6 @@
 """Matting your own captures: the per-frame pipeline, its pieces, and whole-input runs.
 
-``Matter(generator, mode=..., size=..., segmenter=..., precision=..., device=...)`` mattes frames given as
+``Matter(model, mode=..., size=..., segmenter=..., precision=..., device=...)`` mattes frames given as
 arrays (``matte`` / ``matte_batch`` -> :class:`MatteResult`); ``composite_over`` puts the subject over a new
 background; ``matte_sequence`` runs a Matter over images or a video and writes the outputs
 (``python -m bgmatting.infer`` is a thin command line over it).

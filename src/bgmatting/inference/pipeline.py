@@ -26,14 +26,13 @@ import numpy as np
 import torch
 
 from bgmatting.data.compositing import composite
-from bgmatting.runtime import Precision, resolve_device, resolve_precision
 from bgmatting.inference.crop import CropBox, crop_resize, paste, processing_size, resize_to_box, subject_box
 from bgmatting.inference.postprocess import foreground_cleanup, postprocess_matte
 from bgmatting.inference.sources import resize_to
-from bgmatting.models import matte_from_raw
+from bgmatting.models import MattingModel
 from bgmatting.preprocess.motion import image_motion_cues
 from bgmatting.preprocess.segment import REFERENCE_CROP_SIDE, postprocess_segmentation, segmentation_crop_scale
-from bgmatting.space import to_network
+from bgmatting.runtime import Precision, resolve_device, resolve_precision
 
 MODES = ("original", "full")
 
@@ -90,10 +89,11 @@ class _Prepared:
 
 
 class Matter:
-    """Background matting of frames with a trained :class:`bgmatting.models.Generator`.
+    """Background matting of frames with a trained network, run through its :class:`bgmatting.models.MattingModel`.
 
     Args:
-        generator: the network (put in eval mode and moved to ``device``).
+        model: a :class:`~bgmatting.models.MattingModel`, or a :class:`~bgmatting.models.Generator` (wrapped in
+            one); put in eval mode, moved to ``device`` and set to ``precision``. Available as ``self.model``.
         mode: ``"original"`` or ``"full"`` (see the module docstring).
         size: network side in original mode (512 as the original); long side of the processing resolution
             in full mode (0 or None: the frame's own size rounded to multiples of 4).
@@ -111,7 +111,7 @@ class Matter:
 
     def __init__(
         self,
-        generator: torch.nn.Module,
+        model: MattingModel | torch.nn.Module,
         *,
         mode: str = "original",
         size: int | None = 512,
@@ -134,13 +134,14 @@ class Matter:
         self.crop_threshold = crop_threshold
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.precision = precision if isinstance(precision, Precision) else resolve_precision(self.device, precision)
-        self.generator = self.precision.prepare_module(generator.eval().to(self.device))
+        model = model if isinstance(model, MattingModel) else MattingModel(model)
+        self.model = model.eval().to(self.device).set_precision(self.precision)
 
     @property
     def uses_motion(self) -> bool:
-        """False when the generator cannot see the motion cues (the original's wiring; then any cues give the
+        """False when the network cannot see the motion cues (the original's wiring; then any cues give the
         same result and callers may skip computing neighbouring-frame cues)."""
-        return not getattr(self.generator, "motion_uses_background_feature", False)
+        return self.model.uses_motion
 
     # ------------------------------------------------------------------------------------------------ API
     def matte(
@@ -236,20 +237,13 @@ class Matter:
             frame_segmentation=segmentation,
         )
 
-    def _to_tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
-        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(self.device)
-        return self.precision.prepare_input(to_network(batch))
-
-    @torch.inference_mode()
     def _run_network(self, prepared: list[_Prepared]) -> tuple[np.ndarray, np.ndarray]:
-        """Network on a batch -> (alpha B x h x w, foreground B x h x w x 3), F = I where alpha > 0.975."""
-        image = self._to_tensor([p.image for p in prepared])
-        background = self._to_tensor([p.background for p in prepared])
-        segmentation = self._to_tensor([p.segmentation for p in prepared])
-        motion = self._to_tensor([p.motion for p in prepared])
-        with self.precision.autocast():
-            alpha_raw, foreground_raw = self.generator(image, background, segmentation, motion)
-        alpha, foreground = matte_from_raw(alpha_raw.float(), foreground_raw.float(), image.float())
+        """The model on a batch -> (alpha B x h x w, foreground B x h x w x 3), F = I where alpha > 0.975."""
+        batch = {
+            key: torch.from_numpy(np.stack([getattr(p, key) for p in prepared])).permute(0, 3, 1, 2)
+            for key in ("image", "background", "segmentation", "motion")
+        }
+        alpha, foreground = self.model.predict(batch)
         alpha = alpha[:, 0].cpu().numpy()
         foreground = foreground.permute(0, 2, 3, 1).cpu().numpy()
         return alpha.astype(np.float32, copy=False), np.ascontiguousarray(foreground, dtype=np.float32)
