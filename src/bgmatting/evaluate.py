@@ -18,8 +18,6 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
-
 
 def _output_dir(cfg: DictConfig) -> Path:
     if cfg.get("output_dir"):
@@ -46,9 +44,7 @@ def build_dataset(cfg: DictConfig, output_dir: Path):
     if given[0] == "config":
         return hydra.utils.instantiate(spec.config)
     if given[0] == "synthetic":
-        from bgmatting.data.synthetic import synthetic_adobe_dataset
-
-        return synthetic_adobe_dataset("val", **_options(spec.synthetic_options))
+        return hydra.utils.instantiate(cfg.data.val, _convert_="all")
     from bgmatting.data.adobe import CompositeSetDataset
     from bgmatting.evaluation import manifest_from_folder
 
@@ -105,7 +101,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return summaries
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="evaluate", version_base="1.3")
+@hydra.main(config_path="pkg://bgmatting.configs", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from bgmatting.data.io import DataError
     from bgmatting.models import CheckpointError
