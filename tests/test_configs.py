@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 from hydra.utils import get_class, get_method
+from omegaconf import OmegaConf
 
 from bgmatting.engine.build import build_discriminator, build_generator, build_optimizer, build_stage, to_plain
 from bgmatting.engine.stages import RealStage, SupervisionSchedule
@@ -91,6 +92,17 @@ def test_recipe_resolves_and_builds_its_stage_networks_and_optimisers(name, comp
     for net_name, module in networks.items():
         optimizer = build_optimizer(module, plain["optim"][net_name])
         assert optimizer.param_groups[0]["lr"] == plain["optim"][net_name]["lr"]
+
+
+@pytest.mark.parametrize("stage", ["adobe", "real"])
+def test_the_tiny_test_run_keeps_the_quickstart_recipe(stage, cfg_train, compose_config, tmp_path):
+    """The tiny runs of the tests shrink model and data, not the stage's losses or optimiser."""
+    tiny, quickstart = cfg_train(stage), compose_config("train", [f"stage={stage}"])
+    assert to_plain(tiny.stage) == to_plain(quickstart.stage) and to_plain(tiny.optim) == to_plain(quickstart.optim)
+    crop = "data.train.augment.output_size" if stage == "adobe" else "data.train.size"
+    assert (OmegaConf.select(tiny, crop), OmegaConf.select(quickstart, crop)) == (32, 96)
+    assert (tiny.model.generator.ngf, quickstart.model.generator.ngf) == (4, 16)
+    assert tiny.outputs_root == str(tmp_path / "outputs") and tiny.data.cache_dir == str(tmp_path / "cache")
 
 
 def test_paper_numbers_and_public_code_options(compose_config):
