@@ -313,23 +313,21 @@ def test_background_difference_baseline(test_set, tmp_path):
     assert rows[2]["grad"] == pytest.approx(M.grad(matte, gt, trimap))
 
 
-def test_run_on_the_synthetic_held_out_set_with_both_baselines(checkpoint, tmp_path):
-    from hydra import compose, initialize_config_dir
+def test_run_on_the_synthetic_held_out_set_with_both_baselines(checkpoint, tmp_path, compose_config):
+    from bgmatting.evaluate import run
 
-    from bgmatting.evaluate import CONFIG_DIR, run
-
-    options = f"{{cache_dir: {tmp_path / 'cache'}, n_fg: 1, n_bg: 1, size: 32, n_test_fg: 1, n_test_bg: 2, test_size: null}}"
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("evaluate", overrides=[f"checkpoint={checkpoint}", "dataset.synthetic=true",
-                                             f"dataset.synthetic_options={options}", f"output_dir={tmp_path / 'out'}",
-                                             "baselines=[segmentation,background_difference]", "progress=false"])
+    data = [f"data.cache_dir={tmp_path / 'cache'}", "data.generation.n_fg=1", "data.generation.n_bg=1",
+            "data.generation.size=32", "data.generation.n_test_fg=1", "data.generation.n_test_bg=2",
+            "data.generation.test_size=null"]
+    cfg = compose_config("evaluate", [f"checkpoint={checkpoint}", "dataset.synthetic=true", *data,
+                                      f"output_dir={tmp_path / 'out'}", "baselines=[segmentation,background_difference]",
+                                      "progress=false"])
     summaries = run(cfg)
     assert set(summaries) == {"model", "baseline: segmentation", "baseline: background_difference"}
     assert all(s["images"] == 2 for s in summaries.values())
     table = (tmp_path / "out" / "summary.md").read_text()
     assert "| baseline: background_difference | 2 |" in table
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        both = compose("evaluate", overrides=[f"checkpoint={checkpoint}", "dataset.synthetic=true",
-                                              f"dataset.root={tmp_path}", f"output_dir={tmp_path / 'out2'}"])
+    both = compose_config("evaluate", [f"checkpoint={checkpoint}", "dataset.synthetic=true", f"dataset.root={tmp_path}",
+                                       f"output_dir={tmp_path / 'out2'}"])
     with pytest.raises(DataError, match="choose exactly one test set"):
         run(both)

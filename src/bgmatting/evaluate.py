@@ -24,8 +24,6 @@ from bgmatting.evaluation import Evaluation, evaluate, evaluate_predictions, for
 from bgmatting.models import CheckpointError, load_matting_model
 from bgmatting.runtime import resolve_device, resolve_precision
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
-
 
 def _output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.output_dir) if cfg.get("output_dir") else Path(HydraConfig.get().runtime.output_dir)
@@ -38,10 +36,12 @@ def _options(node: Any) -> dict[str, Any]:
 
 def _test_set(cfg: DictConfig, output_dir: Path):
     spec = cfg.dataset
-    return open_test_set(manifest=spec.manifest, root=spec.root, synthetic=bool(spec.synthetic),
-                         synthetic_options=_options(spec.synthetic_options),
-                         dataset=hydra.utils.instantiate(spec.config) if spec.config else None,
-                         segmentation=spec.segmentation, seed=spec.seed, work_dir=output_dir)
+    named = spec.config or (cfg.data.val if spec.synthetic else None)
+    if spec.config and spec.synthetic:
+        raise DataError("choose one test set: dataset.synthetic=true or dataset.config={_target_: ...}, not both")
+    dataset = hydra.utils.instantiate(named, _convert_="all") if named else None
+    return open_test_set(manifest=spec.manifest, root=spec.root, dataset=dataset, segmentation=spec.segmentation,
+                         seed=spec.seed, work_dir=output_dir)
 
 
 def _evaluate_checkpoint(cfg: DictConfig, output_dir: Path, report: dict[str, Any]) -> Evaluation:
@@ -83,7 +83,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return result.summaries
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="evaluate", version_base="1.3")
+@hydra.main(config_path="pkg://bgmatting.configs", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg)

@@ -1,13 +1,13 @@
 """``python -m bgmatting.train stage=adobe|real [overrides]``: train one stage (Hydra main; thin).
 
 Multi-process: ``torchrun --nproc_per_node=N -m bgmatting.train ...`` runs DDP; every rank joins the process
-group before Hydra starts, so all ranks share rank 0's run folder. See configs/train.yaml for the options.
+group before Hydra starts, so all ranks share rank 0's run folder. ``--help`` lists the config groups and common
+overrides; the options are in configs/train.yaml (the package ``bgmatting.configs``, shipped inside the wheel).
 """
 from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -16,10 +16,8 @@ from omegaconf import DictConfig
 from bgmatting.engine import distributed
 from bgmatting.engine.build import run_training
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@hydra.main(version_base="1.3", config_path="pkg://bgmatting.configs", config_name="train")
 def main(cfg: DictConfig) -> None:
     run_training(cfg, HydraConfig.get().runtime.output_dir)
 

@@ -173,14 +173,10 @@ def test_bad_inputs_raise_clear_errors(captures, tmp_path):
         ds[len(ds)]
 
 
-def test_real_data_config_reads_a_manifest(captures):
-    from hydra import compose, initialize_config_dir
+def test_real_data_config_reads_a_manifest(captures, compose_config):
     from hydra.utils import instantiate
 
-    config_dir = Path(__file__).resolve().parents[2] / "configs"
-    with initialize_config_dir(config_dir=str(config_dir), version_base=None):
-        cfg = compose(config_name="train", overrides=["stage=real", "data=real", f"data.manifest={captures}",
-                                                      "data.train.size=16"])
+    cfg = compose_config("train", ["stage=real", "data=real", f"data.manifest={captures}", "data.train.size=16"])
     ds = instantiate(cfg.data.train, _convert_="all")
     assert isinstance(ds, RealCaptureDataset) and len(ds) == 10
     assert ds.motion_offsets == (-40, -20, 20, 40) and ds[0]["image"].shape == (3, 16, 16)

@@ -304,13 +304,10 @@ def test_synthetic_real_dataset_samples(tmp_path):
       "data.generation.n_targets=2", "data.train.size=32", "data.val.size=32"],
      "RealCaptureDataset", "RealCaptureDataset"),
 ])
-def test_quickstart_data_configs_instantiate(tmp_path, overrides, train_type, val_type):
-    from hydra import compose, initialize_config_dir
+def test_quickstart_data_configs_instantiate(tmp_path, overrides, train_type, val_type, compose_config):
     from hydra.utils import instantiate
 
-    config_dir = Path(__file__).resolve().parents[2] / "configs"
-    with initialize_config_dir(config_dir=str(config_dir), version_base=None):
-        cfg = compose(config_name="train", overrides=[f"data.cache_dir={tmp_path}", *overrides])
+    cfg = compose_config("train", [f"data.cache_dir={tmp_path}", *overrides])
     train = instantiate(cfg.data.train, _convert_="all")
     val = instantiate(cfg.data.val, _convert_="all")
     assert (type(train).__name__, type(val).__name__) == (train_type, val_type)

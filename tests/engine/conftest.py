@@ -2,15 +2,11 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from torch.utils.data import Dataset
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"  # same as tests/conftest.py's CONFIG_DIR
 
 
 def _soft_disk(size: int, cx: float, cy: float, radius: float, softness: float = 2.0) -> np.ndarray:
@@ -101,12 +97,6 @@ def tiny_real():
     return TinyReal
 
 
-def compose_train(overrides: list[str] | None = None):
-    """The real configs/train.yaml composed with the given overrides (Hydra compose API)."""
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR), job_name="test"):
-        return compose(config_name="train", overrides=list(overrides or []))
-
-
 TINY_OVERRIDES = [
     "model=tiny",
     "logging=quiet",
@@ -117,11 +107,11 @@ TINY_OVERRIDES = [
 
 
 @pytest.fixture
-def tiny_cfg(tmp_path):
+def tiny_cfg(tmp_path, compose_config):
     """Factory: a composed tiny config writing under ``tmp_path/outputs``."""
 
     def make(*overrides: str):
-        return compose_train([*TINY_OVERRIDES, f"outputs_root={tmp_path / 'outputs'}", *overrides])
+        return compose_config("train", [*TINY_OVERRIDES, f"outputs_root={tmp_path / 'outputs'}", *overrides])
 
     return make
 

@@ -7,6 +7,7 @@ section into objects so it can be used and tested alone.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -40,7 +41,7 @@ from bgmatting.engine.checkpointing import (
 from bgmatting.engine.loop import LoopOptions, Trainer
 from bgmatting.engine.run_logging import RunLogger
 from bgmatting.engine.sampling import ResumableDistributedSampler, SeededSamples, collate_skipping_none
-from bgmatting.engine.stages import AdobeStage, RealStage, Stage, SupervisionSchedule
+from bgmatting.engine.stages import Stage
 from bgmatting.evaluation import BASELINES, evaluate, markdown_table
 from bgmatting.models import Generator, MattingModel, MultiscaleDiscriminator, load_matting_model
 from bgmatting.runtime import Precision, resolve_precision
@@ -194,6 +195,11 @@ def place_networks(networks: Networks, cfg: DictConfig, ctx: distributed.DistCon
 
 
 # -------------------------------------------------------------------------------------------------- stage
+# keys of the ``stage`` config section that are not constructor arguments: the run folder's name, and the
+# student's initialisation (read by build_networks, before the stage exists)
+_STAGE_RUN_KEYS = ("name", "student_init")
+
+
 def build_stage(
     stage_cfg: Mapping[str, Any],
     generator: nn.Module,
@@ -202,39 +208,17 @@ def build_stage(
     teacher: nn.Module | None = None,
     seed: int = 0,
 ) -> Stage:
-    """A stage object from the ``stage`` config section (plain dict) and ready networks."""
-    options = dict(stage_cfg)
-    name = options.pop("name")
-    options.pop("data_kind", None)
-    if name == "adobe":
-        return AdobeStage(
-            generator,
-            precision,
-            losses=options.get("losses"),
-            foreground_mask_alpha=options.get("foreground_mask_alpha", 0.0),
-            compose_opaque_alpha=options.get("compose_opaque_alpha", 0.975),
-        )
-    if name == "real":
-        if discriminator is None or teacher is None:
-            raise ValueError("stage real needs a discriminator and a teacher")
-        supervision = options.get("supervision", {})
-        return RealStage(
-            generator,
-            discriminator,
-            teacher,
-            precision,
-            losses=options.get("losses"),
-            supervision=SupervisionSchedule(**supervision),
-            discriminator_every=options.get("discriminator_every", 5),
-            detach_fake_for_generator=options.get("detach_fake_for_generator", False),
-            foreground_mask_alpha=options.get("foreground_mask_alpha"),
-            composite_mask_segmentation=options.get("composite_mask_segmentation"),
-            fake_target_probability=options.get("fake_target_probability", 0.5),
-            shift_margin=options.get("shift_margin", 10),
-            shift_segmentation_threshold=options.get("shift_segmentation_threshold", 0.1),
-            seed=seed,
-        )
-    raise ValueError(f"unknown stage {name!r}; known stages: adobe, real")
+    """The stage object of the ``stage`` config section: its ``_target_`` class (``engine.stages``) called with
+    the section's options and those of generator, discriminator, teacher, precision and seed it takes."""
+    options = {k: v for k, v in stage_cfg.items() if k not in _STAGE_RUN_KEYS}
+    make = instantiate(options, _partial_=True, _convert_="all")  # the class with the config's options bound
+    objects = {"generator": generator, "discriminator": discriminator, "teacher": teacher, "precision": precision,
+               "seed": seed}
+    parameters = inspect.signature(make.func).parameters
+    missing = [k for k in ("discriminator", "teacher") if k in parameters and objects[k] is None]
+    if missing:
+        raise ValueError(f"stage {stage_cfg.get('name')} needs {' and '.join(missing)}")
+    return make(**{k: v for k, v in objects.items() if k in parameters})
 
 
 # ------------------------------------------------------------------------------------------- optimisation

@@ -1,4 +1,4 @@
-"""Which images an evaluation scores: test sets (a manifest, a folder, the synthetic held-out set), the
+"""Which images an evaluation scores: test sets (a manifest, a folder, a ready dataset), the
 first items of a set, per-sample names, and image folders matched by file stem."""
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from torch.utils.data import Dataset, Subset
 from bgmatting.data.adobe import CompositeSetDataset
 from bgmatting.data.io import IMAGE_EXTENSIONS, DataError
 from bgmatting.data.manifest import read_manifest, write_manifest
-from bgmatting.data.synthetic import synthetic_adobe_dataset
 
 PathLike = str | os.PathLike
 
@@ -20,27 +19,23 @@ REQUIRED_FOLDERS = ("image", "background", "alpha", "trimap")
 OPTIONAL_FOLDERS = ("foreground", "segmentation", "background_clean")
 
 
-def open_test_set(*, manifest: PathLike | None = None, root: PathLike | None = None, synthetic: bool = False,
-                  synthetic_options: dict[str, Any] | None = None, dataset: Dataset | None = None,
+def open_test_set(*, manifest: PathLike | None = None, root: PathLike | None = None, dataset: Dataset | None = None,
                   segmentation: str = "auto", seed: int = 0, work_dir: PathLike = ".") -> Dataset:
     """The test set given by exactly one of ``manifest`` (a composite-set manifest), ``root`` (a folder, see
-    :func:`manifest_from_folder`; its manifest is written into ``work_dir``), ``synthetic`` (the embedded
-    held-out set, :func:`bgmatting.data.synthetic.synthetic_adobe_dataset` with ``synthetic_options``) or
-    ``dataset`` (any ready dataset, returned as is).
+    :func:`manifest_from_folder`; its manifest is written into ``work_dir``) or ``dataset`` (any ready dataset,
+    e.g. the configured ``data.val``, returned as is).
 
     ``segmentation`` for manifest and folder sets: ``auto`` (the set's files when it has a segmentation
     column, else ``from_alpha``), ``file`` or ``from_alpha`` (soft S made from the true alpha with ``seed``).
     Raises DataError when not exactly one set is given or a folder is incomplete.
     """
-    given = {"manifest": manifest, "root": root, "synthetic": synthetic, "config": dataset}
+    given = {"manifest": manifest, "root": root, "dataset": dataset}
     chosen = [name for name, value in given.items() if value is not None and value is not False and value != ""]
     if len(chosen) != 1:
         raise DataError("choose exactly one test set: dataset.manifest=PATH, dataset.root=DIR, dataset.synthetic=true "
                         f"or dataset.config={{_target_: ...}} (got {', '.join(chosen) or 'none'})")
     if dataset is not None:
         return dataset
-    if synthetic:
-        return synthetic_adobe_dataset("val", **dict(synthetic_options or {}))
     if not manifest:
         manifest = manifest_from_folder(root, Path(work_dir) / "test_set_manifest.csv")
     if segmentation == "auto":
