@@ -8,24 +8,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from pathlib import Path
+
+from bgmatting.data.io import write_text
 
 SCHEMA = "bgmatting-bench/1"
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _finite(value):
@@ -188,6 +174,6 @@ def write_report(report: dict, json_path: str | os.PathLike | None, markdown_pat
     """Write the JSON and/or Markdown files (atomically); None skips that file."""
     report["schema"] = SCHEMA
     if json_path:
-        write_atomic(json_path, to_json(report))
+        write_text(json_path, to_json(report))
     if markdown_path:
-        write_atomic(markdown_path, to_markdown(report))
+        write_text(markdown_path, to_markdown(report))
