@@ -46,6 +46,7 @@ def capture(tmp_path) -> tuple[Path, Path]:
     writer.release()
     plate = tmp_path / "plate.png"
     write_image(plate, _scene())
+    write_image(tmp_path / "plates" / "walk.png", _scene())
     return video, plate
 
 
@@ -143,6 +144,8 @@ def test_bad_inputs_name_the_file(capture, tmp_path, capsys):
     assert "nowhere: target-background folder does not exist" in run(
         "--video", str(video), "--background", str(plate), "--targets", str(tmp_path / "nowhere"))
     assert "unknown segmenter" in run("--video", str(video), "--background", str(plate), "--segmenter", "magic")
+    assert "plates: is a folder; a clip takes one background photo" in run("--video", str(video), "--background",
+                                                                           str(plate.parent / "plates"))
     assert not (out / "manifest.json").exists() and not (out / "clips").exists()  # nothing written
     with pytest.raises(DataError, match="other aspect ratio"):
         wide = tmp_path / "wide.png"

@@ -98,7 +98,7 @@ def _check_inputs(video: Path, background: Path, segmenter, targets: PathLike | 
     """Fail on bad inputs before anything is written; returns the resolved target-background folder."""
     if not video.exists():
         raise DataError(f"{video}: video file or frame folder does not exist")
-    if not background.is_file():
+    if not background.exists():
         raise DataError(f"{background}: background photo does not exist")
     if isinstance(segmenter, str) and segmenter not in SEGMENTERS:  # the model itself is built when needed
         raise ValueError(f"unknown segmenter {segmenter!r}; available: {', '.join(sorted(SEGMENTERS))}")
@@ -138,7 +138,10 @@ def prepare_clip(video: PathLike, background: PathLike, out: PathLike, *, name: 
     video, background, out = Path(video), Path(background), Path(out)
     targets = _check_inputs(video, background, segmenter, targets)
     frames = open_input(video, every, max_frames)
-    plates = BackgroundPlates(CapturedBackgrounds(background), alignment, align_options)
+    captured = CapturedBackgrounds(background)
+    if not captured.is_single:
+        raise DataError(f"{background}: is a folder; a clip takes one background photo")
+    plates = BackgroundPlates(captured, alignment, align_options)
     name = name or video.stem
     clip_dir = out / "clips" / name
     files = _ClipFiles(clip_dir, plates, _lazy_segmenter(segmenter, segmenter_options), overwrite)
@@ -150,7 +153,7 @@ def prepare_clip(video: PathLike, background: PathLike, out: PathLike, *, name: 
             bar.update(1)
     handheld = alignment == "per_frame"
     if handheld and files.missing(clip_dir / PLATE_NAME):
-        write_image(clip_dir / PLATE_NAME, plates.captured.single)  # as captured (its size may differ)
+        write_image(clip_dir / PLATE_NAME, captured.single)  # as captured (its size may differ)
     clip = Clip(name=name, path=clip_dir, n_frames=count, height=int(files.shape[0]), width=int(files.shape[1]),
                 handheld=handheld, aligned_background=ALIGNED_FOLDER if handheld else None,
                 source=str(video.resolve()))
