@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Build the paper's fixed Adobe composite sets; same options as ``python -m bgmatting.data.compose --help``.
+"""Build the paper's fixed Adobe composite sets; same options as ``python -m bgmatting.compose --help``.
 
 Examples (see data/README.md)::
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from bgmatting.data.compose import main
+from bgmatting.compose import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from bgmatting import losses
+from bgmatting.data.compositing import composite
+from bgmatting.space import from_network
 
 
 def test_normalized_l1_masked_mean_over_mask_area_and_batch():
@@ -48,19 +50,29 @@ def test_alpha_gradient_l1_hand_value():
     assert losses.alpha_gradient_l1(ramp, ramp + 0.5).item() > 0
 
 
-def test_composite_uses_network_space_alpha():
+def test_compose_l1_brings_network_space_alpha_to_0_1():
     fg = torch.full((1, 3, 1, 3), 0.8)
     bg = torch.full((1, 3, 1, 3), -0.6)
     alpha = torch.tensor([-1.0, 0.0, 1.0]).view(1, 1, 1, 3)  # 0, 0.5, 1 in [0, 1]
-    out = losses.composite(alpha, fg, bg)
-    torch.testing.assert_close(out[0, 0, 0], torch.tensor([-0.6, 0.1, 0.8]))
+    image = torch.tensor([-0.6, 0.1, 0.8]).view(1, 1, 1, 3).expand(1, 3, 1, 3)  # alpha F + (1 - alpha) B
+    assert losses.compose_l1(image, alpha, fg, bg).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.compose_l1(image, torch.zeros_like(alpha), fg, bg).item() > 0.1  # raw 0 means alpha 0.5
+
+
+def test_compose_l1_blends_as_f_times_a_plus_1_minus_a_times_b_bit_for_bit():
+    torch.manual_seed(1)
+    fg, bg, image = (torch.rand(2, 3, 5, 5) * 2 - 1 for _ in range(3))
+    alpha, mask = torch.rand(2, 1, 5, 5) * 2 - 1, (torch.rand(2, 1, 5, 5) > 0.3).float()
+    a = (alpha + 1) / 2
+    expected = losses.normalized_l1(fg * a + (1 - a) * bg, image, mask)
+    assert torch.equal(losses.compose_l1(image, alpha, fg, bg, mask), expected)
 
 
 def test_compose_l1_is_zero_for_a_consistent_triplet_and_positive_otherwise():
     torch.manual_seed(0)
     fg, bg = torch.rand(2, 3, 4, 4) * 2 - 1, torch.rand(2, 3, 4, 4) * 2 - 1
     alpha = torch.rand(2, 1, 4, 4) * 2 - 1
-    image = losses.composite(alpha, fg, bg)
+    image = composite(from_network(alpha), fg, bg)
     assert losses.compose_l1(image, alpha, fg, bg).item() == pytest.approx(0.0, abs=1e-6)
     # alpha = 1 everywhere: composite = fg; error |fg - image| summed over channels / pixels
     ones = torch.ones_like(alpha)

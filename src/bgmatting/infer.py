@@ -2,11 +2,13 @@
 
     python -m bgmatting.infer --input clip.mp4 --background plate.png --checkpoint ckpt.pt --output out/
         [--target-background beach.jpg | --target-color 120,255,155] [--mode original|full] [--size 512]
-        [--handheld | --align-once] [--segmenter background_difference|deeplabv3] [--segmentation DIR]
+        [--handheld | --align-once | --no-align] [--segmenter background_difference|deeplabv3] [--segmentation DIR]
         [--batch-size N] [--device auto] [--precision auto] [--png-sequences]
 
 Inputs: an image, a folder of images (each its own still, or ``--sequence`` for consecutive video frames),
-or a video file; a captured background image (or a folder with one per input image, matched by name).
+or a video file; a captured background image (or a folder with one per input image, matched by name),
+aligned to the frames as real-capture preparation does (:mod:`bgmatting.preprocess.capture`: once per plate
+by default, per frame with ``--handheld``, not at all with ``--no-align``).
 Outputs in ``--output`` (see :mod:`bgmatting.inference.sinks`): alpha/, foreground/ (RGBA), composite/ PNGs
 per frame, for videos an encoded composite and alpha video, and summary.json (frames/s) when complete.
 A thin layer over :class:`bgmatting.inference.Matter` and :func:`bgmatting.inference.matte_sequence`.
@@ -19,21 +21,13 @@ from pathlib import Path
 
 from bgmatting.data.io import DataError
 from bgmatting.inference.pipeline import MODES, Matter
-from bgmatting.inference.runner import MOTION_OFFSETS, BackgroundPlates, matte_sequence
+from bgmatting.inference.runner import matte_sequence
 from bgmatting.inference.sinks import DEFAULT_FOURCC, ResultWriter
-from bgmatting.inference.sources import (
-    GREEN_SCREEN,
-    CapturedBackgrounds,
-    Segmentations,
-    TargetBackgrounds,
-    VideoFrames,
-    open_input,
-    parse_colour,
-)
+from bgmatting.inference.sources import GREEN_SCREEN, Segmentations, TargetBackgrounds, parse_colour
 from bgmatting.models import CheckpointError, load_generator
-from bgmatting.preprocess.segment import Segmenter, SegmenterWeightsError, get_segmenter
-
-SEGMENTERS = ("background_difference", "deeplabv3")
+from bgmatting.preprocess.capture import BackgroundPlates, CapturedBackgrounds, VideoFrames, choose_alignment, open_input
+from bgmatting.preprocess.motion import DEFAULT_OFFSETS
+from bgmatting.preprocess.segment import SEGMENTERS, SegmenterWeightsError, get_segmenter
 
 
 def _offsets(text: str) -> tuple[int, ...]:
@@ -68,13 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="original: network side (512); full: long side of the processing size (0: native)")
     align = p.add_mutually_exclusive_group()
     align.add_argument("--handheld", action="store_true", help="align the background to every frame (AKAZE)")
-    align.add_argument("--align-once", action="store_true", help="align the background once (fixed camera)")
-    p.add_argument("--segmenter", choices=SEGMENTERS, default="background_difference",
+    align.add_argument("--align-once", action="store_true",
+                       help="align the background once to the first frame (fixed camera; the default)")
+    align.add_argument("--no-align", action="store_true", help="background already registered: only resize it")
+    p.add_argument("--segmenter", choices=sorted(SEGMENTERS), default="background_difference",
                    help="soft segmentation backend when --segmentation is not given")
     p.add_argument("--segmentation", help="folder of precomputed (raw) soft segmentations, matched by name")
     p.add_argument("--sequence", action="store_true", help="an input folder holds consecutive video frames")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate of the video written for --sequence")
-    p.add_argument("--motion-offsets", type=_offsets, default=MOTION_OFFSETS,
+    p.add_argument("--motion-offsets", type=_offsets, default=DEFAULT_OFFSETS,
                    help="video motion-cue frame offsets (default -40,-20,20,40)")
     p.add_argument("--png-sequences", action="store_true", help="videos: also write per-frame PNGs")
     p.add_argument("--video-codec", default=DEFAULT_FOURCC, help="OpenCV fourcc of the encoded videos")
@@ -85,12 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", help="auto, fp32, fp32_cl, bf16, fp16 (CUDA)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
-
-
-def make_segmenter(name: str, device) -> Segmenter:
-    """The named backend, returning raw masks (the pipeline post-processes them on the network crop)."""
-    options = {"device": str(device)} if name == "deeplabv3" else {}
-    return get_segmenter(name, postprocess=False, **options)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -104,7 +94,7 @@ def run(args: argparse.Namespace) -> dict:
     if not checkpoint.is_file():
         raise DataError(f"{checkpoint}: checkpoint does not exist")
     generator = load_generator(checkpoint)
-    alignment = "per_frame" if args.handheld else "once" if args.align_once else "none"
+    alignment = choose_alignment(handheld=args.handheld, align_once=args.align_once, no_align=args.no_align)
     matter = Matter(
         generator,
         mode=args.mode,
@@ -113,8 +103,8 @@ def run(args: argparse.Namespace) -> dict:
         device=args.device,
         largest_component=not args.no_largest_component,
     )
-    if segmentations is None:
-        matter.segmenter = make_segmenter(args.segmenter, matter.device)
+    if segmentations is None:  # raw masks: the pipeline post-processes them on the network crop
+        matter.segmenter = get_segmenter(args.segmenter, postprocess=False, device=matter.device)
     video = None
     if clip:
         video = (frames.fps if is_video else args.fps, Path(args.input).stem)

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from bgmatting.data.compositing import composite
 from bgmatting.space import from_network
 
 EPS = 1e-6
@@ -60,12 +61,6 @@ def alpha_gradient_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torc
     return normalized_l1(pgx, tgx, mask) + normalized_l1(pgy, tgy, mask)
 
 
-def composite(alpha: torch.Tensor, foreground: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-    """alpha*F + (1-alpha)*B with network-space alpha (B x 1 x H x W in [-1,1]) and network-space F, B."""
-    a = from_network(alpha)
-    return foreground * a + (1.0 - a) * background
-
-
 def compose_l1(
     image: torch.Tensor,
     alpha: torch.Tensor,
@@ -73,8 +68,9 @@ def compose_l1(
     background: torch.Tensor,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """L1 between the image and the re-composite alpha*F + (1-alpha)*B (all network space)."""
-    return normalized_l1(composite(alpha, foreground, background), image, mask)
+    """L1 between the image and the re-composite alpha*F + (1-alpha)*B (all network space; alpha is brought
+    to [0, 1] for the blend, F and B stay in [-1, 1])."""
+    return normalized_l1(composite(from_network(alpha), foreground, background), image, mask)
 
 
 def replace_opaque_foreground(

@@ -96,7 +96,7 @@ def test_motion_cues_are_four_gray_frames(sample, rng):
     still = motion_cues(fg, alpha, bg, rng, translation_std=0, rotation_std=0, scale_std=0, shear_std=0,
                         background_noise=False)
     assert still.shape == (80, 96, 4) and still.dtype == np.float32
-    expected = to_gray(composite(fg, bg, alpha))
+    expected = to_gray(composite(alpha, fg, bg))
     for t in range(4):
         np.testing.assert_allclose(still[..., t], expected, atol=1e-5)
     moving = motion_cues(fg, alpha, bg, rng)
@@ -119,7 +119,7 @@ def test_colour_jitter_identity_and_range(rng):
     assert out.shape == img.shape and out.min() >= 0 and out.max() <= 1 and not np.allclose(out, img)
 
 
-@pytest.mark.parametrize("aug", [AdobeAugment(output_size=64), AdobeAugment.quickstart(output_size=48)])
+@pytest.mark.parametrize("aug", [AdobeAugment(output_size=64), AdobeAugment(output_size=48, background_extras=True, foreground_extras=True)])
 def test_recipe_outputs_and_composite_identity(sample, aug):
     fg, alpha, bg = sample
     out = aug(fg, alpha, bg, np.random.default_rng(3))
@@ -132,14 +132,14 @@ def test_recipe_outputs_and_composite_identity(sample, aug):
             assert v.dtype == np.uint8 and set(np.unique(v)) <= {0, 128, 255}
         else:
             assert v.dtype == np.float32 and v.min() >= 0 and v.max() <= 1, k
-    np.testing.assert_allclose(out["image"], composite(out["foreground"], out["background_clean"], out["alpha"]),
+    np.testing.assert_allclose(out["image"], composite(out["alpha"], out["foreground"], out["background_clean"]),
                                atol=1e-5)
     assert not np.allclose(out["background"], out["background_clean"])  # B' is perturbed
 
 
 def test_recipe_is_deterministic_from_the_generator(sample):
     fg, alpha, bg = sample
-    aug = AdobeAugment.quickstart(output_size=32)
+    aug = AdobeAugment(output_size=32, background_extras=True, foreground_extras=True)
     a = aug(fg, alpha, bg, np.random.default_rng(11))
     b = aug(fg, alpha, bg, np.random.default_rng(11))
     c = aug(fg, alpha, bg, np.random.default_rng(12))
@@ -161,7 +161,7 @@ def _batch(n=3, size=32, seed=0):
     alpha = ((size / 3 - torch.hypot(yy - size / 2, xx - size / 2)) / 3 + 0.5).clamp(0, 1).float()
     alpha = alpha.expand(n, 1, size, size).clone()
     fg, bg = torch.rand(n, 3, size, size, generator=g), torch.rand(n, 3, size, size, generator=g)
-    image = composite(fg, bg, alpha)
+    image = composite(alpha, fg, bg)
     return {"image": image, "background": bg.clone(), "background_clean": bg, "foreground": fg, "alpha": alpha,
             "motion": to_gray(image).repeat(1, 4, 1, 1)}
 
@@ -173,7 +173,7 @@ def test_batch_background_perturbation_shadow_only_touches_the_composite():
     assert torch.equal(out["background"], batch["background"])  # the capture has no shadow
     assert torch.all(out["background_clean"] <= batch["background_clean"] + 1e-6)
     assert (out["background_clean"] < batch["background_clean"] - 1e-4).any()
-    torch.testing.assert_close(out["image"], composite(out["foreground"], out["background_clean"], out["alpha"]))
+    torch.testing.assert_close(out["image"], composite(out["alpha"], out["foreground"], out["background_clean"]))
     assert torch.all(out["motion"] <= batch["motion"] + 1e-6)
 
 

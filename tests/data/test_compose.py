@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from bgmatting.data.check import check_manifest
-from bgmatting.data.compose import assign_backgrounds, build_composite_set, main
+from bgmatting.compose import main
+from bgmatting.data.compose import assign_backgrounds, build_composite_set
 from bgmatting.data.io import read_alpha, read_image, read_trimap, write_alpha, write_image
 
 
@@ -94,4 +95,4 @@ def test_cli_test_preset_and_errors(tmp_path, capsys):
     (tmp_path / "none").mkdir()
     code = main(["--fg-dir", str(tmp_path / "none"), "--alpha-dir", str(tmp_path / "none"), "--bg-dir",
                  str(tmp_path / "in/bg"), "--out", str(tmp_path / "x")])
-    assert code == 1 and "none: folder contains no images" in capsys.readouterr().err
+    assert code == 2 and "none: folder contains no images" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from bgmatting.data.compositing import composite, fit_background, odd, to_gray, trimap_from_alpha
+from bgmatting.data.compositing import composite, cut_and_resize, fit_background, odd, to_gray, trimap_from_alpha
 
 
 @pytest.fixture
@@ -18,22 +18,40 @@ def arrays(rng):
 
 def test_composite_identities(arrays):
     fg, bg, alpha = arrays
-    np.testing.assert_allclose(composite(fg, bg, np.ones_like(alpha)), fg, atol=1e-6)
-    np.testing.assert_allclose(composite(fg, bg, np.zeros_like(alpha)), bg, atol=1e-6)
-    out = composite(fg, bg, alpha)
+    np.testing.assert_allclose(composite(np.ones_like(alpha), fg, bg), fg, atol=1e-6)
+    np.testing.assert_allclose(composite(np.zeros_like(alpha), fg, bg), bg, atol=1e-6)
+    out = composite(alpha, fg, bg)
     np.testing.assert_allclose(out, alpha[..., None] * fg + (1 - alpha[..., None]) * bg, atol=1e-6)
-    np.testing.assert_allclose(composite(fg, bg, alpha[..., None]), out, atol=1e-6)
+    np.testing.assert_allclose(composite(alpha[..., None], fg, bg), out, atol=1e-6)
     assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
     # F == B gives B whatever alpha is
-    np.testing.assert_allclose(composite(bg, bg, alpha), bg, atol=1e-6)
+    np.testing.assert_allclose(composite(alpha, bg, bg), bg, atol=1e-6)
+    # a colour background broadcasts over the image
+    green = np.float32([0.0, 1.0, 0.0])
+    np.testing.assert_allclose(composite(alpha, fg, green), composite(alpha, fg, np.broadcast_to(green, fg.shape)))
 
 
 def test_composite_torch_matches_numpy_and_broadcasts(arrays):
     fg, bg, alpha = arrays
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]  # noqa: E731
-    out = composite(t(fg), t(bg), t(alpha[..., None]))
+    out = composite(t(alpha[..., None]), t(fg), t(bg))
     assert out.shape == (1, 3, 9, 11)
-    np.testing.assert_allclose(out[0].numpy().transpose(1, 2, 0), composite(fg, bg, alpha), atol=1e-6)
+    np.testing.assert_allclose(out[0].numpy().transpose(1, 2, 0), composite(alpha, fg, bg), atol=1e-6)
+
+
+def test_cut_and_resize_pads_past_the_border_and_picks_the_interpolation(rng):
+    image = rng.random((10, 12, 3), dtype=np.float32)
+    np.testing.assert_array_equal(cut_and_resize(image, (2, 3, 4, 5), (4, 5)), image[2:6, 3:8])  # no resize
+    padded = cut_and_resize(image, (6, 8, 8, 8), (8, 8))  # runs past the bottom and right: zeros there
+    np.testing.assert_array_equal(padded[:4, :4], image[6:, 8:])
+    assert not padded[4:].any() and not padded[:, 4:].any()
+    trimap = np.repeat(np.uint8([0, 128, 255]), 4)[None].repeat(12, axis=0)  # 12 x 12
+    small = cut_and_resize(trimap, (0, 0, 12, 12), (6, 6), nearest=True)
+    assert small.dtype == np.uint8 and set(np.unique(small)) == {0, 128, 255}
+    halved = cut_and_resize(image, (0, 0, 10, 12), (5, 6))  # shrinking both sides: area = 2 x 2 means
+    np.testing.assert_allclose(halved[0, 0], image[:2, :2].mean(axis=(0, 1)), atol=1e-6)
+    single = cut_and_resize(image[:, :, :1], (0, 0, 10, 12), (20, 24))
+    assert single.shape == (20, 24, 1)
 
 
 def test_to_gray_numpy_and_torch_agree(arrays):

@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from bgmatting.data.io import (DataError, list_images, read_alpha, read_image, read_rgba, read_trimap, write_alpha,
-                               write_image)
+from bgmatting.data.io import (DataError, atomic_path, list_images, read_alpha, read_image, read_rgba, read_trimap,
+                               temporary_prefix, to_float, to_uint8, write_alpha, write_image, write_text)
 
 
 def test_write_read_round_trip_keeps_rgb_order(tmp_path):
@@ -106,3 +106,59 @@ def test_float_tiff_out_of_range_is_an_error_not_clipped(tmp_path):
     ok = tmp_path / "ok.tiff"
     cv2.imwrite(str(ok), np.full((4, 5, 3), 0.25, np.float32))
     assert np.allclose(read_image(ok), 0.25)
+
+
+def test_atomic_path_renames_on_success_and_deletes_on_failure(tmp_path):
+    target = tmp_path / "sub" / "notes.txt"
+    write_text(target, "old")
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            assert tmp.parent == target.parent and tmp.name.startswith(".notes.txt.") and tmp.suffix == ".tmp"
+            raise RuntimeError("boom")
+    assert target.read_text() == "old" and sorted(p.name for p in target.parent.iterdir()) == ["notes.txt"]
+    with atomic_path(target, fsync=True) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and len(list(target.parent.iterdir())) == 1
+
+
+def test_atomic_path_keeps_the_extension_and_writes_whole_folders(tmp_path):
+    with atomic_path(tmp_path / "clip.mp4", keep_extension=True) as tmp:
+        assert tmp.name.endswith(".tmp.mp4")  # encoders pick the container from the name
+        tmp.write_bytes(b"video")
+    assert (tmp_path / "clip.mp4").read_bytes() == b"video"
+    folder = tmp_path / "set"
+    with pytest.raises(KeyError):
+        with atomic_path(folder, directory=True, owner="host-12") as tmp:
+            assert tmp.is_dir() and tmp.name.startswith(temporary_prefix(folder, "host-12"))
+            (tmp / "a.txt").write_text("a")
+            raise KeyError("interrupted")
+    assert not folder.exists() and not list(tmp_path.glob(".set.*"))
+    with atomic_path(folder, directory=True) as tmp:
+        (tmp / "a.txt").write_text("a")
+    assert (folder / "a.txt").read_text() == "a"
+    with pytest.raises(OSError):  # a complete folder is never replaced
+        with atomic_path(folder, directory=True) as tmp:
+            (tmp / "b.txt").write_text("b")
+    assert sorted(p.name for p in folder.iterdir()) == ["a.txt"] and not list(tmp_path.glob(".set.*"))
+
+
+def test_to_float_is_the_inverse_of_to_uint8():
+    values = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    as_float = to_float(values)
+    assert as_float.dtype == np.float32 and np.array_equal(to_uint8(as_float), values)
+    np.testing.assert_array_equal(as_float, values.astype(np.float32) / 255.0)  # division, not a reciprocal
+    with pytest.raises(DataError, match="frame 3: float image values must lie in"):
+        to_float(np.full((2, 2), 1.5, np.float32), "frame 3")
+
+
+def test_atomic_files_get_the_permissions_of_a_plain_write(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    write_text(tmp_path / "atomic.txt", "x")
+    with atomic_path(tmp_path / "folder", directory=True) as tmp:
+        (tmp / "f").write_text("x")
+    (tmp_path / "plain_folder").mkdir()
+    mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
+    assert mode(tmp_path / "atomic.txt") == mode(plain)  # shared datasets stay readable by the group
+    assert mode(tmp_path / "folder") == mode(tmp_path / "plain_folder")

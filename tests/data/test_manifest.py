@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from bgmatting.data.check import check_manifest, main
+from bgmatting.check_data import main
+from bgmatting.data.check import check_manifest
 from bgmatting.data.io import DataError, write_alpha, write_image
 from bgmatting.data.manifest import read_manifest, write_manifest
 
@@ -81,6 +82,7 @@ def test_check_reports_each_bad_row_with_path_and_reason(tmp_path, capsys):
     assert "8 rows checked, 2 good, 6 bad" in out
 
 
-def test_check_of_a_missing_manifest_fails(tmp_path, capsys):
-    assert main([str(tmp_path / "gone.csv"), "--no-progress"]) == 1
-    assert "manifest does not exist" in capsys.readouterr().out
+def test_check_of_a_missing_manifest_is_bad_input(tmp_path, capsys):
+    assert main([str(tmp_path / "gone.csv"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "gone.csv" in err and "does not exist" in err

@@ -12,7 +12,8 @@ import pytest
 import skimage.data
 
 from bgmatting.data.io import DataError, read_alpha, read_image, write_image
-from bgmatting.data.prepare_real import main, prepare_clip
+from bgmatting.data.prepare_real import prepare_clip
+from bgmatting.prepare_real import main
 from bgmatting.data.real import RealCaptureDataset, frame_name, read_real_manifest
 
 pytestmark = pytest.mark.filterwarnings("ignore::bgmatting.preprocess.align.AlignmentWarning")  # tiny frames
@@ -45,6 +46,7 @@ def capture(tmp_path) -> tuple[Path, Path]:
     writer.release()
     plate = tmp_path / "plate.png"
     write_image(plate, _scene())
+    write_image(tmp_path / "plates" / "walk.png", _scene())
     return video, plate
 
 
@@ -84,17 +86,17 @@ def test_resume_skips_finished_files(capture, tmp_path):
     video, plate = capture
     out = tmp_path / "data"
     seg = CountingSegmenter()
-    prepare_clip(video, plate, out, segmenter=seg, max_frames=3, progress=False, align=False)
+    prepare_clip(video, plate, out, segmenter=seg, max_frames=3, progress=False, alignment="none")
     assert seg.calls == 3
     frames = out / "clips" / "walk" / "frames"
     stamps = {p.name: p.stat().st_mtime_ns for p in frames.iterdir()}
     (out / "clips" / "walk" / "segmentation" / frame_name(1)).unlink()  # e.g. lost to a crash
-    prepare_clip(video, plate, out, segmenter=seg, max_frames=6, progress=False, align=False)
+    prepare_clip(video, plate, out, segmenter=seg, max_frames=6, progress=False, alignment="none")
     assert seg.calls == 3 + 1 + 3  # frame 1 again, frames 3..5 new
     for name, stamp in stamps.items():
         assert (frames / name).stat().st_mtime_ns == stamp  # not rewritten
     assert read_real_manifest(out).clips[0].n_frames == 6
-    prepare_clip(video, plate, out, segmenter=seg, max_frames=6, progress=False, align=False, overwrite=True)
+    prepare_clip(video, plate, out, segmenter=seg, max_frames=6, progress=False, alignment="none", overwrite=True)
     assert seg.calls == 13
 
 
@@ -104,7 +106,7 @@ def test_handheld_frame_folder_every_other_frame(capture, tmp_path):
     for i, f in enumerate(_frames()):
         write_image(folder / f"img_{i:03d}.png", f)
     out = tmp_path / "data"
-    prepare_clip(folder, plate, out, name="hand", handheld=True, every=2, segmenter=CountingSegmenter(),
+    prepare_clip(folder, plate, out, name="hand", alignment="per_frame", every=2, segmenter=CountingSegmenter(),
                  progress=False)
     (clip,) = read_real_manifest(out).clips
     assert clip.n_frames == 4 and clip.handheld and clip.aligned_background == "aligned_background"
@@ -122,7 +124,7 @@ def test_bad_inputs_name_the_file(capture, tmp_path, capsys):
     out = tmp_path / "data"
 
     def run(*args: str) -> str:
-        assert main([*args, "--out", str(out), "--quiet"]) == 1
+        assert main([*args, "--out", str(out), "--quiet"]) == 2
         return capsys.readouterr().err
 
     assert "nope.mp4: video file or frame folder does not exist" in run("--video", str(tmp_path / "nope.mp4"),
@@ -142,11 +144,13 @@ def test_bad_inputs_name_the_file(capture, tmp_path, capsys):
     assert "nowhere: target-background folder does not exist" in run(
         "--video", str(video), "--background", str(plate), "--targets", str(tmp_path / "nowhere"))
     assert "unknown segmenter" in run("--video", str(video), "--background", str(plate), "--segmenter", "magic")
+    assert "plates: is a folder; a clip takes one background photo" in run("--video", str(video), "--background",
+                                                                           str(plate.parent / "plates"))
     assert not (out / "manifest.json").exists() and not (out / "clips").exists()  # nothing written
     with pytest.raises(DataError, match="other aspect ratio"):
         wide = tmp_path / "wide.png"
         write_image(wide, np.zeros((50, 200, 3), np.float32))
-        prepare_clip(video, wide, out, align=False, segmenter=CountingSegmenter(), progress=False)
+        prepare_clip(video, wide, out, alignment="none", segmenter=CountingSegmenter(), progress=False)
 
 
 def test_script_wrapper_runs(capture, tmp_path, monkeypatch):

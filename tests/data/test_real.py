@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from bgmatting.check_data import main
+from bgmatting.data.check import check_manifest
 from bgmatting.data.io import DataError, write_alpha, write_image
 from bgmatting.data.real import (
     SAMPLE_KEYS, Clip, RealCaptureDataset, frame_name, read_real_manifest, subject_window, upsert_clip,
@@ -183,8 +185,6 @@ def test_real_data_config_reads_a_manifest(captures, compose_config):
 
 
 def test_check_cli_validates_a_real_captures_manifest(captures, capsys):
-    from bgmatting.data.check import check_manifest, main
-
     assert check_manifest(captures).ok and check_manifest(captures.parent).rows == 10
     clip_b = captures.parent / "clips" / "b"
     (clip_b / "segmentation" / frame_name(2)).write_bytes(b"not a png")

@@ -191,8 +191,8 @@ def test_interrupted_generation_is_never_taken_as_complete(tmp_path, monkeypatch
     expected = _files(key_folder)
     (key_folder / cache.MARKER).unlink()
     (key_folder / "fg" / "fg_0000.png").unlink()  # looks like a half-written set
-    stale = base / f".tmp-{key_folder.name}@{socket.gethostname()}-999999999-deadbeef"  # pid not running
-    elsewhere = base / f".tmp-{key_folder.name}@another-host-999999999-deadbeef"  # maybe running there
+    stale = base / f".{key_folder.name}.{socket.gethostname()}-999999999.deadbeef.tmp"  # pid not running
+    elsewhere = base / f".{key_folder.name}.another-host-999999999.deadbeef.tmp"  # maybe running there
     elsewhere.mkdir()
     (stale / "fg").mkdir(parents=True)
     assert not cache.is_complete(key_folder)
@@ -271,7 +271,7 @@ def test_synthetic_captures_are_deterministic_and_cached(tmp_path, monkeypatch):
     m3 = ensure_synthetic_real(tmp_path / "c", seed=2, **TINY_REAL)
     f1, f2, f3 = (_files(m.parent) for m in (m1, m2, m3))
     assert f1 == f2
-    assert not [p for p in (tmp_path / "a" / "synthetic_real").iterdir() if p.name.startswith(".tmp-")]
+    assert not [p for p in (tmp_path / "a" / "synthetic_real").iterdir() if p.name.startswith(".")]
     assert f1["clips/clip_000/frames/000000.png"] != f3["clips/clip_000/frames/000000.png"]
     from bgmatting.data.synthetic import clips
 

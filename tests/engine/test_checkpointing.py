@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from bgmatting import models
 from bgmatting.engine.checkpointing import (
     CheckpointError,
     CheckpointManager,
@@ -59,6 +60,7 @@ def test_load_checkpoint_errors_name_the_file(tmp_path):
         load_checkpoint(bad)
     with pytest.raises(CheckpointError, match="not a bgmatting training checkpoint"):
         require_training_checkpoint({"generator": {}}, bad)
+    assert CheckpointError is models.CheckpointError  # one error type for every checkpoint problem
 
 
 def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):

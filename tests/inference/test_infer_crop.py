@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bgmatting.inference.crop import CropBox, crop_resize, processing_size, subject_box, uncrop
+from bgmatting.inference.crop import CropBox, crop_to_network, processing_size, subject_box, uncrop
 
 
 def _mask(height, width, rows, cols):
@@ -50,7 +50,7 @@ def test_threshold_and_empty_segmentation():
 def test_crop_uncrop_round_trip_without_resize_is_exact(rng):
     image = rng.random((40, 50, 3)).astype(np.float32)
     box = CropBox(5, 7, 20, 24)
-    patch = crop_resize(image, box, (20, 24))
+    patch = crop_to_network(image, box, (20, 24))
     np.testing.assert_array_equal(patch, image[5:25, 7:31])
     back = uncrop(patch, box, (40, 50))
     np.testing.assert_array_equal(back[5:25, 7:31], image[5:25, 7:31])
@@ -63,7 +63,7 @@ def test_crop_uncrop_round_trip_through_network_size_on_smooth_content():
     ys, xs = np.mgrid[0:60, 0:80].astype(np.float32)
     alpha = 0.5 + 0.5 * np.sin(xs / 9.0) * np.cos(ys / 7.0)
     box = CropBox(10, 20, 37, 41)
-    net = crop_resize(alpha, box, 64)
+    net = crop_to_network(alpha, box, 64)
     assert net.shape == (64, 64)
     back = uncrop(net, box, alpha.shape)
     rows, cols = box.slices
@@ -73,9 +73,9 @@ def test_crop_uncrop_round_trip_through_network_size_on_smooth_content():
 
 def test_crop_keeps_channels():
     cues = np.ones((30, 30, 4), np.float32)
-    assert crop_resize(cues, CropBox(0, 0, 30, 30), 16).shape == (16, 16, 4)
+    assert crop_to_network(cues, CropBox(0, 0, 30, 30), 16).shape == (16, 16, 4)
     single = np.ones((30, 30, 1), np.float32)
-    assert crop_resize(single, CropBox(0, 0, 30, 30), 16).shape == (16, 16, 1)
+    assert crop_to_network(single, CropBox(0, 0, 30, 30), 16).shape == (16, 16, 1)
     assert uncrop(np.ones((16, 16, 1), np.float32), CropBox(2, 2, 10, 10), (30, 30)).shape == (30, 30, 1)
 
 

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 from infer_helpers import photo
 
-from bgmatting import infer
+from bgmatting import infer, prepare_real
 from bgmatting.data.io import read_alpha, read_image, read_rgba, write_image
 from bgmatting.inference.crop import subject_box
 from bgmatting.inference.sinks import SUMMARY_NAME
 from bgmatting.inference.sources import GREEN_SCREEN, resize_to
+from bgmatting.preprocess.capture import DEFAULT_ALIGNMENT
 
 ROUNDING = 2.0 / 255 + 1e-6  # alpha, F and the composite are each rounded to uint8
 
@@ -58,6 +59,7 @@ def test_video_clip_end_to_end(tmp_path, capsys, synthetic_clip, tiny_checkpoint
     code, log = _run(
         capsys, "--input", synthetic_clip["video"], "--background", synthetic_clip["plate"],
         "--checkpoint", tiny_checkpoint, "--output", out, "--size", 64, "--batch-size", 3, "--png-sequences",
+        "--no-align",  # the tiny synthetic clip has too few features to align; its plate is registered
     )
     assert code == 0, log
     assert "8 frames" in log and "frames/s" in log
@@ -84,7 +86,7 @@ def test_clip_with_motion_cues_full_mode_and_a_target_image(tmp_path, capsys, sy
         capsys, "--input", synthetic_clip["video"], "--background", synthetic_clip["plate"],
         "--checkpoint", tiny_motion_checkpoint, "--output", out, "--mode", "full", "--size", 0,
         "--target-background", tmp_path / "target.png", "--png-sequences", "--motion-offsets=-2,-1,1,2",
-        "--video-extension", ".avi", "--video-codec", "MJPG",
+        "--video-extension", ".avi", "--video-codec", "MJPG", "--no-align",
     )
     assert code == 0, log
     height, width = synthetic_clip["size"]
@@ -99,7 +101,7 @@ def test_photos_end_to_end_original_mode_respects_the_crop_box(tmp_path, capsys,
     code, log = _run(
         capsys, "--input", photo_folder["images"], "--background", photo_folder["plates"],
         "--segmentation", photo_folder["masks"], "--checkpoint", tiny_checkpoint, "--output", out,
-        "--size", 64, "--target-color", "0,0,255", "--batch-size", 2,
+        "--size", 64, "--target-color", "0,0,255", "--batch-size", 2, "--no-align",  # registered plates
     )
     assert code == 0, log
     blue = np.array([0, 0, 1], np.float32)
@@ -114,19 +116,36 @@ def test_photos_end_to_end_original_mode_respects_the_crop_box(tmp_path, capsys,
     assert not list(out.glob("*.mp4"))  # stills: no video
 
 
+@pytest.mark.filterwarnings("ignore::bgmatting.preprocess.align.AlignmentWarning")  # 128 x 96: too few features
 def test_photos_with_the_default_segmenter_and_handheld_alignment(tmp_path, capsys, photo_folder, tiny_checkpoint):
     image = photo_folder["images"] / "coffee.png"
     big_plate = resize_to(read_image(photo_folder["plates"] / "coffee.png"), 120, 160)
     write_image(tmp_path / "big_plate.png", big_plate)
     out = tmp_path / "out"
-    with pytest.warns(UserWarning, match="big_plate.png: captured background is 160x120 but the frames are 128x96"):
-        code, log = _run(
-            capsys, "--input", image, "--background", tmp_path / "big_plate.png", "--checkpoint", tiny_checkpoint,
-            "--output", out, "--size", 64, "--handheld",
-        )
+    code, log = _run(  # the plate is aligned at its own size
+        capsys, "--input", image, "--background", tmp_path / "big_plate.png", "--checkpoint", tiny_checkpoint,
+        "--output", out, "--size", 64, "--handheld",
+    )
     assert code == 0, log
     _check_frame(out, "coffee", np.asarray(GREEN_SCREEN, np.float32) / 255, photo_folder["size"])
     assert json.loads((out / SUMMARY_NAME).read_text())["alignment"] == "per_frame"
+    with pytest.warns(UserWarning, match="big_plate.png: captured background is 160x120 but the frames are 128x96"):
+        code, log = _run(
+            capsys, "--input", image, "--background", tmp_path / "big_plate.png", "--checkpoint", tiny_checkpoint,
+            "--output", tmp_path / "unaligned", "--size", 64, "--no-align",
+        )
+    assert code == 0, log
+    assert json.loads((tmp_path / "unaligned" / SUMMARY_NAME).read_text())["alignment"] == "none"
+
+
+@pytest.mark.filterwarnings("ignore::bgmatting.preprocess.align.AlignmentWarning")  # 128 x 96: too few features
+def test_the_default_alignment_is_the_one_of_real_capture_preparation(tmp_path, capsys, photo_folder, tiny_checkpoint):
+    code, log = _run(capsys, "--input", photo_folder["images"] / "chelsea.png", "--background",
+                     photo_folder["plates"], "--segmentation", photo_folder["masks"], "--checkpoint", tiny_checkpoint,
+                     "--output", tmp_path / "out", "--size", 32)
+    assert code == 0, log
+    assert json.loads((tmp_path / "out" / SUMMARY_NAME).read_text())["alignment"] == DEFAULT_ALIGNMENT == "once"
+    assert prepare_real.build_parser().get_default("no_align") is False  # prepare_real also aligns by default
 
 
 def test_bad_input_errors_name_the_file(tmp_path, capsys, photo_folder, synthetic_clip, tiny_checkpoint):
@@ -149,6 +168,7 @@ def test_a_failure_mid_run_leaves_no_complete_looking_output(tmp_path, capsys, p
     code, log = _run(
         capsys, "--input", photo_folder["images"], "--background", photo_folder["plates"],
         "--segmentation", photo_folder["masks"], "--checkpoint", tiny_checkpoint, "--output", out, "--size", 64,
+        "--no-align",
     )
     assert code == 2 and "no segmentation for frame 'rocket'" in log
     assert not (out / SUMMARY_NAME).exists()
@@ -168,6 +188,7 @@ def test_folder_of_frames_as_a_sequence_with_segmentations_in_order(tmp_path, ca
     code, log = _run(
         capsys, "--input", tmp_path / "frames", "--sequence", "--fps", 5, "--background", synthetic_clip["plate"],
         "--segmentation", tmp_path / "masks", "--checkpoint", tiny_checkpoint, "--output", out, "--size", 32,
+        "--no-align",
     )
     assert code == 0, log
     assert len(_read_video(out / "frames_composite.mp4")) == 8
@@ -197,7 +218,7 @@ def test_original_release_checkpoint_gives_the_same_outputs(tmp_path, capsys, ph
     torch.save(released, tmp_path / "netG_epoch_12.pth")
     image = photo_folder["images"] / "chelsea.png"
     common = ["--input", image, "--background", photo_folder["plates"], "--segmentation", photo_folder["masks"],
-              "--size", 32]
+              "--size", 32, "--no-align"]
     for name, checkpoint in [("ours", tiny_checkpoint), ("released", tmp_path / "netG_epoch_12.pth")]:
         code, log = _run(capsys, *common, "--checkpoint", checkpoint, "--output", tmp_path / name)
         assert code == 0, log

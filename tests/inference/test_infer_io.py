@@ -10,18 +10,18 @@ import pytest
 from infer_helpers import photo
 
 from bgmatting.data.io import DataError, read_image, write_image
-from bgmatting.inference.runner import BackgroundPlates, frames_with_motion
+from bgmatting.inference.runner import frames_with_motion
 from bgmatting.inference.sinks import SUMMARY_NAME, AtomicVideoWriter, ResultWriter
-from bgmatting.inference.sources import (
+from bgmatting.inference.sources import Segmentations, TargetBackgrounds, parse_colour, resize_to
+from bgmatting.preprocess.capture import (
+    DEFAULT_ALIGNMENT,
+    BackgroundPlates,
     CapturedBackgrounds,
     Frame,
     ImageFrames,
-    Segmentations,
-    TargetBackgrounds,
     VideoFrames,
+    choose_alignment,
     open_input,
-    parse_colour,
-    resize_to,
 )
 from bgmatting.preprocess.motion import video_motion_cues
 
@@ -99,14 +99,42 @@ def test_background_plates_resize_with_a_warning_and_align_once(tmp_path):
     write_image(tmp_path / "plate.png", plate)
     frame = Frame(0, "00000", (photo("astronaut", 30, 40) * 255).astype(np.uint8))
     image = frame.image.astype(np.float32) / 255
-    plates = BackgroundPlates(CapturedBackgrounds(tmp_path / "plate.png"))
+    plates = BackgroundPlates(CapturedBackgrounds(tmp_path / "plate.png"), alignment="none")
     with pytest.warns(UserWarning, match=r"plate.png: captured background is 80x60 but the frames are 40x30"):
         assert plates.for_frame(frame, image).shape == (30, 40, 3)
-    once = BackgroundPlates(CapturedBackgrounds(tmp_path / "plate.png"), alignment="once")
-    with pytest.warns(UserWarning):
+    write_image(tmp_path / "wide.png", photo("astronaut", 30, 80))
+    with pytest.raises(DataError, match=r"wide.png: background is 80x30 but the frames are 40x30 \(other aspect"):
+        BackgroundPlates(CapturedBackgrounds(tmp_path / "wide.png"), alignment="none").for_frame(frame, image)
+    once = BackgroundPlates(CapturedBackgrounds(tmp_path / "plate.png"))
+    assert once.alignment == DEFAULT_ALIGNMENT == "once"
+    with pytest.warns(UserWarning):  # alignment falls back on so small a frame
         first = once.for_frame(frame, image)
+    assert first.shape == (30, 40, 3)
     second = once.for_frame(Frame(1, "00001", frame.image), image)
     assert second is first and len(once.reports) == 1
+
+
+def test_one_alignment_choice_for_every_command():
+    assert choose_alignment() == DEFAULT_ALIGNMENT
+    assert choose_alignment(handheld=True) == "per_frame"
+    assert choose_alignment(align_once=True) == "once"
+    assert choose_alignment(no_align=True) == "none"
+    with pytest.raises(ValueError, match="at most one"):
+        choose_alignment(handheld=True, no_align=True)
+
+
+def test_frame_selection_every_and_max_frames(tmp_path, synthetic_clip):
+    video = open_input(synthetic_clip["video"], every=3, max_frames=2)
+    frames = list(video)
+    assert len(video) == 2 and [f.name for f in frames] == ["00000", "00001"]
+    everything = list(open_input(synthetic_clip["video"]))
+    np.testing.assert_array_equal(frames[1].image, everything[3].image)
+    for i in range(5):
+        write_image(tmp_path / "seq" / f"f{i}.png", np.full((4, 4, 3), i / 8, np.float32))
+    assert [f.name for f in open_input(tmp_path / "seq", every=2)] == ["f0", "f2", "f4"]
+    assert len(open_input(tmp_path / "seq", every=2, max_frames=1)) == 1
+    with pytest.raises(ValueError, match="every"):
+        open_input(tmp_path / "seq", every=0)
 
 
 def test_target_backgrounds(tmp_path):
@@ -200,8 +228,7 @@ def test_handheld_plates_are_aligned_to_each_frame(tmp_path):
     shift = np.float32([[1, 0, 6], [0, 1, 4]])
     image = cv2.warpAffine(frame_scene, shift, (320, 240), borderMode=cv2.BORDER_REFLECT)
     plates = BackgroundPlates(CapturedBackgrounds(tmp_path / "plate.png"), alignment="per_frame")
-    with pytest.warns(UserWarning, match="resizing it"):
-        aligned = plates.for_frame(Frame(0, "00000", image), image)
+    aligned = plates.for_frame(Frame(0, "00000", image), image)  # the 400 x 300 plate, aligned at its own size
     report = plates.reports[0]
     assert not report.fell_back
     assert report.homography[0, 2] == pytest.approx(6, abs=1.0) and report.homography[1, 2] == pytest.approx(4, abs=1.0)

@@ -8,7 +8,7 @@ import torch
 from infer_helpers import disc_alpha, paste_subject, photo, tiny_generator
 from torch import nn
 
-from bgmatting.inference import CropBox, Matter, composite_over, crop_resize, subject_box, uncrop
+from bgmatting.inference import CropBox, Matter, composite_over, crop_to_network, subject_box, uncrop
 from bgmatting.inference.postprocess import postprocess_matte
 from bgmatting.models import MattingModel, matte_from_raw
 from bgmatting.preprocess.segment import postprocess_segmentation
@@ -50,9 +50,9 @@ def test_original_mode_crops_the_documented_box_and_uncrops_into_zeros():
     call = probe.calls[0]
     assert call["image"].shape == (1, 3, 32, 32) and call["motion"].shape == (1, 4, 32, 32)
     # The network saw the box resized to 32 x 32, in network space, and the post-processed segmentation.
-    expected_image = crop_resize(image, result.box, 32)
+    expected_image = crop_to_network(image, result.box, 32)
     np.testing.assert_allclose(call["image"][0].permute(1, 2, 0).numpy(), expected_image * 2 - 1, atol=1e-6)
-    expected_seg = postprocess_segmentation(crop_resize(segmentation, result.box, 32), scale=32 / 512)
+    expected_seg = postprocess_segmentation(crop_to_network(segmentation, result.box, 32), scale=32 / 512)
     np.testing.assert_allclose(call["segmentation"][0, 0].numpy(), expected_seg * 2 - 1, atol=1e-6)
     # Default motion cues: 4 x gray(I).
     gray = 0.299 * expected_image[..., 0] + 0.587 * expected_image[..., 1] + 0.114 * expected_image[..., 2]
@@ -78,8 +78,8 @@ def test_original_mode_equals_the_documented_steps_with_a_real_generator(rng):
     )
     # The steps written out by hand.
     box = subject_box(segmentation, 0.2)
-    crops = [crop_resize(a, box, 64) for a in (image, plate)]
-    seg = postprocess_segmentation(crop_resize(segmentation, box, 64), scale=64 / 512)  # size / 512
+    crops = [crop_to_network(a, box, 64) for a in (image, plate)]
+    seg = postprocess_segmentation(crop_to_network(segmentation, box, 64), scale=64 / 512)  # size / 512
     gray = 0.299 * crops[0][..., 0] + 0.587 * crops[0][..., 1] + 0.114 * crops[0][..., 2]
 
     def net(x):

@@ -277,3 +277,23 @@ def test_deeplab_bad_weight_files_name_the_file(tmp_path):
     torch.save({"conv.weight": torch.zeros(3, 3, 1, 1)}, wrong)
     with pytest.raises(SegmenterWeightsError, match="wrong.pth: not a DeepLabV3-mobilenet_v3_large state dict"):
         DeepLabSegmenter(weights_path=wrong, arch="mobilenet_v3_large")
+
+
+def test_get_segmenter_gives_the_device_only_to_backends_that_run_a_network(monkeypatch):
+    # background difference has no network: the device is ignored instead of failing as an unknown option
+    assert isinstance(get_segmenter("background_difference", device="cuda:7"), BackgroundDifferenceSegmenter)
+    seen = {}
+
+    class Probe(segment_module.Segmenter):
+        runs_on_device = True
+
+        def __init__(self, device: str = "auto") -> None:
+            seen["device"] = device
+
+        def segment(self, image, background=None):
+            return np.zeros(image.shape[:2], np.float32)
+
+    monkeypatch.setitem(segment_module.SEGMENTERS, "probe", Probe)
+    get_segmenter("probe", device=torch.device("cpu"))
+    assert seen["device"] == "cpu"
+    assert DeepLabSegmenter.runs_on_device

@@ -16,13 +16,16 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from bgmatting.benchmarks.environment import describe_environment
 from bgmatting.benchmarks.cases import CaseSettings, bench_case, skipped_entry
+from bgmatting.benchmarks.data import bench_data
+from bgmatting.benchmarks.environment import describe_environment
+from bgmatting.benchmarks.metrics import bench_metrics
 from bgmatting.benchmarks.optim import time_optimizer_step
 from bgmatting.benchmarks.peak import measure_peak, merge_peaks, ratios_to_peak
 from bgmatting.benchmarks.modes import BASELINE_MODE, BenchMode, default_mode_names, resolve_modes
 from bgmatting.benchmarks.report import write_report
 from bgmatting.benchmarks.scaling import scaling_table
+from bgmatting.benchmarks.video import bench_video
 from bgmatting.runtime import resolve_device, resolve_precision
 
 SUITES = ("peak", "model", "scaling", "data", "metrics", "video")
@@ -99,99 +102,110 @@ def _run(config: BenchConfig, progress: Callable[[str], None]) -> dict:
     device = resolve_device(config.device)
     mode_names = config.modes or default_mode_names(device)
     modes = resolve_modes(mode_names, device)  # validates names before anything runs
-    report: dict = {
-        "command": config.command,
-        "started": datetime.datetime.now().isoformat(timespec="seconds"),
-        "environment": describe_environment(device),
-        "settings": {**asdict(config), "modes": [m.name for m in modes]},
-        "errors": {},
-    }
-    save = lambda: write_report(report, config.json_path, config.markdown_path)  # noqa: E731
-    history: dict[str, float] = {}
-    save()
+    return _BenchRun(config, device, modes, progress).run()
 
-    def suite(name: str, body: Callable[[], None]) -> None:
-        if name not in config.suites:
+
+class _BenchRun:
+    """One run of the configured suites: the report dict, rewritten to its files after every measurement."""
+
+    def __init__(self, config: BenchConfig, device: torch.device, modes: list[BenchMode],
+                 progress: Callable[[str], None]) -> None:
+        self.config, self.device, self.modes, self.progress = config, device, modes, progress
+        self.history: dict[str, float] = {}
+        self.report: dict = {
+            "command": config.command,
+            "started": datetime.datetime.now().isoformat(timespec="seconds"),
+            "environment": describe_environment(device),
+            "settings": {**asdict(config), "modes": [m.name for m in modes]},
+            "errors": {},
+        }
+
+    def save(self) -> None:
+        write_report(self.report, self.config.json_path, self.config.markdown_path)
+
+    def run(self) -> dict:
+        self.save()
+        for name, body in (("peak", self.run_peak), ("model", self.run_model), ("scaling", self.run_scaling),
+                           ("data", self.run_data), ("metrics", self.run_metrics), ("video", self.run_video)):
+            self.suite(name, body)
+        if self.report.get("peak") and self.report.get("model"):
+            self.suite("peak", self.run_peak_again)
+        self.report["summary"] = summarize(self.report, self.device)
+        self.report["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+        self.save()
+        return self.report
+
+    def suite(self, name: str, body: Callable[[], None]) -> None:
+        """Run one configured suite, timing it; a broken suite is reported and the others still run."""
+        if name not in self.config.suites:
             return
-        progress(f"== {name} ==")
+        self.progress(f"== {name} ==")
         start = time.perf_counter()
         try:
             body()
-        except Exception as error:  # a broken suite is reported; the others still run
-            report["errors"][name] = f"{type(error).__name__}: {error}"
-            progress(traceback.format_exc())
-        seconds = report.setdefault("suite_seconds", {})
+        except Exception as error:
+            self.report["errors"][name] = f"{type(error).__name__}: {error}"
+            self.progress(traceback.format_exc())
+        seconds = self.report.setdefault("suite_seconds", {})
         seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
-        save()
+        self.save()
 
-    def run_peak() -> None:
-        report["peak"] = measure_peak(device, progress=progress)
+    def run_peak(self) -> None:
+        self.report["peak"] = measure_peak(self.device, progress=self.progress)
 
-    def run_model() -> None:
+    def run_model(self) -> None:
+        config, report = self.config, self.report
         report["model"] = {"cases": []}
-        settings = _settings(config, device)
+        settings = _settings(config, self.device)
         for kind in config.kinds:
-            kind_modes = [m for m in modes if not m.compiled or kind in config.compile_kinds]
+            kind_modes = [m for m in self.modes if not m.compiled or kind in config.compile_kinds]
             for size in config.sizes:
                 for batch in config.batches:
-                    case = bench_case(kind, size, batch, kind_modes, settings, report.get("peak"), history,
-                                      progress)
-                    for mode in modes:
+                    case = bench_case(kind, size, batch, kind_modes, settings, report.get("peak"), self.history,
+                                      self.progress)
+                    for mode in self.modes:
                         if mode.compiled and mode.name not in case["modes"]:
                             reason = f"not run for {kind} (--compile-kinds {','.join(config.compile_kinds)})"
                             case["modes"][mode.name] = skipped_entry(mode, reason)
                     report["model"]["cases"].append(case)
-                    save()
-        report["model"]["optimizer"] = time_optimizer_step(config.model_config, device, progress=progress)
+                    self.save()
+        report["model"]["optimizer"] = time_optimizer_step(config.model_config, self.device, progress=self.progress)
 
-    def run_scaling() -> None:
-        mode_name = resolve_precision(device, config.scaling_mode).name
-        mode = BenchMode(mode_name, resolve_precision(device, mode_name))
-        points = _reuse_train_points(report, mode_name)
-        settings = _settings(config, device)
+    def run_scaling(self) -> None:
+        mode_name = resolve_precision(self.device, self.config.scaling_mode).name
+        mode = BenchMode(mode_name, resolve_precision(self.device, mode_name))
+        points = _reuse_train_points(self.report, mode_name)
+        settings = _settings(self.config, self.device)
         settings.measure_memory = False
-        for size in config.scaling_sizes:
+        for size in self.config.scaling_sizes:
             if any(p["size"] == size for p in points):
                 continue
-            case = bench_case("train", size, 1, [mode], settings, report.get("peak"), history, progress)
+            case = bench_case("train", size, 1, [mode], settings, self.report.get("peak"), self.history, self.progress)
             entry = case["modes"][mode_name]
             if entry["status"] == "ok":
                 points.append({"size": size, "batch": 1, "median_s": entry["median_s"]})
-        report["scaling"] = {"mode": mode_name, **scaling_table(points)}
+        self.report["scaling"] = {"mode": mode_name, **scaling_table(points)}
 
-    # data, metrics and video import OpenCV, kornia and the inference package: only when they run
-    def run_data() -> None:
-        from bgmatting.benchmarks.data import bench_data
+    def run_data(self) -> None:
+        config = self.config
+        self.report["data"] = bench_data(config.data_size, tuple(config.data_workers), config.data_samples,
+                                         self.device, self.progress)
 
-        report["data"] = bench_data(config.data_size, tuple(config.data_workers), config.data_samples, device, progress)
+    def run_metrics(self) -> None:
+        self.report["metrics"] = bench_metrics(repeats=self.config.metrics_repeats, progress=self.progress)
 
-    def run_metrics() -> None:
-        from bgmatting.benchmarks.metrics import bench_metrics
+    def run_video(self) -> None:
+        config = self.config
+        self.report["video"] = bench_video(config.video_frames, model_config=config.model_config,
+                                           precision=config.video_precision, device=self.device,
+                                           progress=self.progress)
 
-        report["metrics"] = bench_metrics(repeats=config.metrics_repeats, progress=progress)
-
-    def run_video() -> None:
-        from bgmatting.benchmarks.video import bench_video
-
-        report["video"] = bench_video(config.video_frames, model_config=config.model_config,
-                                      precision=config.video_precision, device=device, progress=progress)
-
-    def run_peak_again() -> None:
+    def run_peak_again(self) -> None:
         """Measure the peak again at the end and keep the larger values: load during one measurement only
         lowers it, and a too-low peak would overstate every ratio."""
-        report["peak_runs"] = [report["peak"], measure_peak(device, progress=progress)]
-        report["peak"] = merge_peaks(*report["peak_runs"])
-        _update_peak_ratios(report)
-
-    for name, body in (("peak", run_peak), ("model", run_model), ("scaling", run_scaling),
-                       ("data", run_data), ("metrics", run_metrics), ("video", run_video)):
-        suite(name, body)
-    if report.get("peak") and report.get("model"):
-        suite("peak", run_peak_again)
-    report["summary"] = summarize(report, device)
-    report["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
-    save()
-    return report
+        self.report["peak_runs"] = [self.report["peak"], measure_peak(self.device, progress=self.progress)]
+        self.report["peak"] = merge_peaks(*self.report["peak_runs"])
+        _update_peak_ratios(self.report)
 
 
 def _update_peak_ratios(report: dict) -> None:

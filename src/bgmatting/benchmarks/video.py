@@ -1,7 +1,7 @@
 """Inference end to end on a full-HD video: decode, alignment, segmentation, network, post-process, encode.
 
-It runs the library path of ``python -m bgmatting.infer`` (:class:`bgmatting.inference.Matter` and
-:func:`bgmatting.inference.matte_sequence`) on a synthetic hand-held clip written from scikit-image photos:
+It runs the library path behind ``python -m bgmatting.infer`` (:class:`bgmatting.inference.Matter`,
+:class:`bgmatting.preprocess.capture.BackgroundPlates` and :func:`bgmatting.inference.matte_sequence`) on a synthetic hand-held clip written from scikit-image photos:
 a textured background that shifts a few pixels per frame (so AKAZE alignment has work to do) and a
 subject moving across it, plus the captured plate. Stage times come from wrapping the pipeline's own
 callables (frame iterator, plate alignment, segmenter, generator forward, result writer); "other" is the
@@ -23,17 +23,10 @@ from skimage import data as skdata
 from bgmatting.benchmarks.inputs import make_batch
 from bgmatting.benchmarks.model import build_generator, calibrate_batchnorm
 from bgmatting.benchmarks.timing import synchronize
-from bgmatting.data.io import write_image
-from bgmatting.infer import make_segmenter
-from bgmatting.inference import (
-    BackgroundPlates,
-    CapturedBackgrounds,
-    Matter,
-    ResultWriter,
-    TargetBackgrounds,
-    VideoFrames,
-    matte_sequence,
-)
+from bgmatting.data.io import to_float, write_image
+from bgmatting.inference import Matter, ResultWriter, TargetBackgrounds, matte_sequence
+from bgmatting.preprocess.capture import BackgroundPlates, CapturedBackgrounds, VideoFrames
+from bgmatting.preprocess.segment import get_segmenter
 
 SUBJECT_SIDE_FRACTION = 0.8  # subject height relative to the frame height
 
@@ -144,13 +137,13 @@ def bench_video(frames: int = 6, height: int = 1080, width: int = 1920, model_co
         folder = Path(folder)
         video_path, plate_path = write_handheld_clip(folder, frames + 1, height, width)
         matter = Matter(generator, mode=mode, size=size, precision=precision, device=device)
-        matter.segmenter = make_segmenter(segmenter, matter.device)
+        matter.segmenter = get_segmenter(segmenter, postprocess=False, device=matter.device)
         captured = CapturedBackgrounds(plate_path, by_order=True)
         source = VideoFrames(video_path)
 
         warm = BackgroundPlates(captured, alignment)
         first = next(iter(source))
-        image = first.image.astype(np.float32) / 255.0
+        image = to_float(first.image)
         matter.matte(image, warm.for_frame(first, image))
 
         matter.segmenter = clock.wrap(matter.segmenter, "segmentation")

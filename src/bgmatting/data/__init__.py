@@ -2,13 +2,16 @@
 
 Submodules: ``io`` (files <-> float arrays), ``compositing`` (I = aF + (1-a)B, trimaps, background fitting),
 ``augment`` (per-sample numpy recipe ``AdobeAugment``), ``batch_augment`` (device-side ``BackgroundPerturbation``),
-``adobe`` (``AdobeCompositeDataset``, ``CompositeSetDataset``), ``compose`` (fixed composite sets, CLI),
-``manifest`` (CSV manifests) and ``check`` (manifest check CLI). Other helpers add ``synthetic`` and ``real``.
+``adobe`` (``AdobeCompositeDataset``, ``CompositeSetDataset``), ``compose`` (fixed composite sets),
+``manifest`` (CSV manifests), ``check`` (manifest checks), ``real`` (real captures: layout, manifest, dataset),
+``prepare_real`` (a capture -> the real-captures layout) and ``synthetic`` (embedded generated data). Library
+only: the commands are ``python -m bgmatting.compose``, ``bgmatting.check_data`` and ``bgmatting.prepare_real``.
 """
 from __future__ import annotations
 
 from bgmatting.data.adobe import AdobeCompositeDataset, CompositeSetDataset
 from bgmatting.data.augment import AdobeAugment
+from bgmatting.data.compose import build_composite_set
 from bgmatting.data.compositing import composite, fit_background, trimap_from_alpha
 from bgmatting.data.io import DataError, read_alpha, read_image, read_trimap, write_alpha, write_image
 from bgmatting.data.manifest import read_manifest, write_manifest
@@ -19,11 +22,3 @@ __all__ = [
     "write_image", "write_manifest",
 ]
 
-
-def __getattr__(name: str):
-    # imported lazily so that ``python -m bgmatting.data.compose`` does not import itself twice
-    if name == "build_composite_set":
-        from bgmatting.data.compose import build_composite_set
-
-        return build_composite_set
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,8 +19,8 @@ gathers their parameters as plain config values and runs the whole recipe:
 9. motion cues: 4 grayscale composites of F under small random affine warps over B with fresh noise.
 
 Sizes. Numbers are the public code's at ``reference_size = 512``. With another ``output_size`` (e.g. the
-128 px quickstart) and ``scale_pixel_parameters=True``, every pixel-valued parameter is multiplied by
-s = output_size / 512: resize 800*s, crop sides 576*s..800*s (step 32*s), S erode/dilate iteration counts
+96 px quickstart of configs/data/synthetic.yaml) and ``scale_pixel_parameters=True``, every pixel-valued
+parameter is multiplied by s = output_size / 512: resize 800*s, crop sides 576*s..800*s (step 32*s), S erode/dilate iteration counts
 (kept >= 1), hole sizes, blur kernel sizes (nearest odd), motion translation sigma, shadow blur and fg blur
 radii. The trimap K is scaled by resize_size / 800 (the trimap is made at the resize resolution). Angles,
 scales, probabilities, relative translations and intensity parameters do not depend on size.
@@ -42,12 +42,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
 
-from bgmatting.data.compositing import LUMA_WEIGHTS, composite, ellipse_kernel, odd, resize, to_gray, trimap_from_alpha
+from bgmatting.data.compositing import (LUMA_WEIGHTS, composite, cut_and_resize, ellipse_kernel, odd, resize, to_gray,
+                                        trimap_from_alpha)
 
 Rng = np.random.Generator
 
@@ -112,16 +113,6 @@ def crop_window(trimap: np.ndarray, crop: int, rng: Rng) -> tuple[int, int]:
         i = int(rng.integers(len(ys)))
         return int(ys[i]), int(xs[i])
     return int(rng.integers(max(h - crop, 0) + 1)), int(rng.integers(max(w - crop, 0) + 1))
-
-
-def crop_resize(image: np.ndarray, y: int, x: int, crop: int, out: int, nearest: bool = False) -> np.ndarray:
-    """Crop ``crop`` x ``crop`` at (y, x) (zero-padded past the border) and resize to ``out`` x ``out``."""
-    patch = image[y:y + crop, x:x + crop]
-    if patch.shape[:2] != (crop, crop):
-        padded = np.zeros((crop, crop) + image.shape[2:], image.dtype)
-        padded[:patch.shape[0], :patch.shape[1]] = patch
-        patch = padded
-    return resize(patch, out, out, nearest=nearest)
 
 
 # ----------------------------------------------------------------------------------------------- background B'
@@ -335,7 +326,7 @@ class AdobeAugment:
     motion_shear_p: float = 0.5
     motion_background_noise: bool = True         # public code adds fresh noise to B per frame
     motion_elementwise_matrix: bool = False      # True reproduces the public code's element-wise matrix product
-    # BGMv2 background extras (off in the paper preset)
+    # BGMv2 background extras (off by default, as in the public code)
     background_extras: bool = False
     shadow_p: float = 0.3                        # BGMv2
     shadow_strength_max: float = 0.3             # BGMv2: alpha * 0.3 * U(0, 1)
@@ -347,7 +338,7 @@ class AdobeAugment:
     misalign_p: float = 0.3                      # BGMv2
     misalign_degrees: float = 1.0                # BGMv2
     misalign_translate: float = 0.01             # BGMv2 (fraction of size: 5 px at 512)
-    # BGMv2 foreground extras (off in the paper preset)
+    # BGMv2 foreground extras (off by default, as in the public code)
     foreground_extras: bool = False
     fg_affine_p: float = 0.5
     fg_degrees: float = 5.0                      # BGMv2
@@ -367,17 +358,6 @@ class AdobeAugment:
                 setattr(self, f.name, _tuple(v))  # Hydra ListConfig / lists -> tuples
         if self.output_size < 16:
             raise ValueError(f"output_size must be >= 16, got {self.output_size}")
-
-    # -- presets
-    @classmethod
-    def paper(cls, output_size: int = 512, **overrides) -> AdobeAugment:
-        """The public code's recipe (BGMv2 extras off)."""
-        return cls(output_size=output_size, **overrides)
-
-    @classmethod
-    def quickstart(cls, output_size: int = 128, **overrides) -> AdobeAugment:
-        """The public code's recipe plus BGMv2 background and foreground extras."""
-        return cls(output_size=output_size, background_extras=True, foreground_extras=True, **overrides)
 
     # -- scaled sizes
     @property
@@ -421,9 +401,6 @@ class AdobeAugment:
                     background_noise=self.motion_background_noise, noise_mean_range=self.noise_mean_range,
                     noise_sigma_range=self.noise_sigma_range, elementwise=self.motion_elementwise_matrix)
 
-    def with_output_size(self, output_size: int) -> AdobeAugment:
-        return replace(self, output_size=output_size)
-
     # -- the recipe
     def __call__(self, foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray,
                  rng: Rng) -> dict[str, np.ndarray]:
@@ -443,10 +420,11 @@ class AdobeAugment:
         y, x = crop_window(trimap, crop, rng)
         out = self.output_size
         # linear / area interpolation is a convex combination: values stay in [0, 1] without clipping
-        fg = crop_resize(fg, y, x, crop, out)
-        a = crop_resize(a, y, x, crop, out)
-        bg = crop_resize(bg, y, x, crop, out)
-        trimap = crop_resize(trimap, y, x, crop, out, nearest=True)
+        window, out_hw = (y, x, crop, crop), (out, out)
+        fg = cut_and_resize(fg, window, out_hw)
+        a = cut_and_resize(a, window, out_hw)
+        bg = cut_and_resize(bg, window, out_hw)
+        trimap = cut_and_resize(trimap, window, out_hw, nearest=True)
         if self.foreground_extras and rng.random() < self.fg_jitter_p:
             fg = colour_jitter(fg, rng, *self.fg_jitter)
         return self.finish(fg, a, bg, trimap, rng)
@@ -470,7 +448,7 @@ class AdobeAugment:
             if rng.random() < self.misalign_p:
                 m = random_affine(rng, h, w, self.misalign_degrees, self.misalign_translate)
                 captured = np.clip(warp(captured, m, cv2.BORDER_REFLECT), 0.0, 1.0)
-        image = composite(fg, clean, a)
+        image = composite(a, fg, clean)
         seg = soft_segmentation_from_alpha(a, trimap, rng, **self.segmentation_parameters())
         motion = motion_cues(fg, a, clean, rng, **self.motion_parameters())
 

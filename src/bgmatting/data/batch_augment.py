@@ -80,7 +80,7 @@ class BackgroundPerturbation:
             clean = batch["background_clean"].clone()
             clean[shadow_idx] = (clean[shadow_idx] - shadow).clamp(0, 1)
             out["background_clean"] = clean
-            out["image"] = composite(batch["foreground"], clean, alpha).clamp(0, 1)
+            out["image"] = composite(alpha, batch["foreground"], clean).clamp(0, 1)
             if "motion" in batch:
                 motion = batch["motion"].clone()
                 motion[shadow_idx] = (motion[shadow_idx] - shadow * (1 - alpha[shadow_idx])).clamp(0, 1)

@@ -1,4 +1,4 @@
-"""Manifest check: ``python -m bgmatting.data.check MANIFEST [MANIFEST ...]``.
+"""Manifest check (command line: ``python -m bgmatting.check_data MANIFEST [MANIFEST ...]``).
 
 A ``.json`` manifest (or a folder holding ``manifest.json``) is a real-captures manifest
 (:mod:`bgmatting.data.real`): every clip's plate, frames, segmentations and aligned plates must exist, decode and
@@ -6,13 +6,10 @@ share the clip's frame size (segmentations single-channel); problems name the cl
 A CSV composite manifest is checked row by row. For every row: each referenced file exists and decodes;
 single-channel columns (alpha, trimap, segmentation, mask) hold one channel (or identical colour channels, the documented conversion); all files
 of a row share one size (except columns with their own size, e.g. target_background); the row has as many
-cells as the header. Each bad row is printed with its line, column, path and reason; a summary line
-follows. Exit code 0 when every row is good, 1 otherwise (also when the manifest itself is unreadable).
+cells as the header. Each problem names its line (or clip and frame), column, path and reason.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +19,7 @@ from tqdm import tqdm
 
 from bgmatting.data.io import DataError, read_alpha, read_image
 from bgmatting.data.manifest import Manifest, is_path_cell, read_manifest
+from bgmatting.data.real import manifest_path, read_real_manifest
 
 SINGLE_CHANNEL_COLUMNS = ("alpha", "trimap", "segmentation", "mask")
 INDEPENDENT_SIZE_COLUMNS = ("target_background",)
@@ -46,9 +44,13 @@ class Problem:
 
 @dataclass
 class CheckReport:
+    """What a check found. ``readable`` is False when the manifest itself could not be read (its one problem
+    says why); ``ok`` when it was read, holds rows and has no problem."""
+
     manifest: Path
     rows: int = 0
     problems: list[Problem] = field(default_factory=list)
+    readable: bool = True
 
     @property
     def bad_lines(self) -> list[int]:
@@ -118,13 +120,12 @@ def _check_clip_file(clip_name: str, what: str, path: Path, single_channel: bool
 def check_real_manifest(path: str | Path, workers: int = 4, progress: bool = False) -> CheckReport:
     """Check a real-captures manifest: per clip the plate and, per frame, the frame, its segmentation and (if
     any) its aligned plate exist, decode and share the first frame's size. ``rows`` counts frames."""
-    from bgmatting.data.real import manifest_path, read_real_manifest
-
     report = CheckReport(manifest_path(path))
     try:
         manifest = read_real_manifest(path)
     except DataError as err:
         report.problems.append(Problem(-1, None, None, str(err)))
+        report.readable = False
         return report
     first: dict[str, tuple[int, int] | None] = {}  # clip name -> frame 0's size, the reference for its files
     jobs = []
@@ -160,6 +161,7 @@ def check_manifest(path: str | Path, workers: int = 4, progress: bool = False) -
         manifest = read_manifest(path)
     except DataError as err:
         report.problems.append(Problem(0, None, None, str(err)))
+        report.readable = False
         return report
     report.rows = len(manifest)
     with ThreadPoolExecutor(max(1, workers)) as pool:
@@ -167,24 +169,3 @@ def check_manifest(path: str | Path, workers: int = 4, progress: bool = False) -
         for problems in tqdm(results, total=len(manifest), desc="check", disable=not progress, unit="row"):
             report.problems.extend(problems)
     return report
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bgmatting.data.check", description=__doc__.split("\n\n")[1])
-    parser.add_argument("manifests", nargs="+", type=Path,
-                        help="composite manifest CSV(s) or real-captures manifest.json (or its folder)")
-    parser.add_argument("--workers", type=int, default=4, help="threads decoding images (default 4)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    args = parser.parse_args(argv)
-    all_ok = True
-    for path in args.manifests:
-        report = check_manifest(path, args.workers, progress=not args.no_progress and sys.stderr.isatty())
-        for problem in report.problems:
-            print(f"{path}: {problem}")
-        print(report.summary())
-        all_ok &= report.ok
-    return 0 if all_ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Build fixed composite sets (the paper's protocol): ``python -m bgmatting.data.compose --help``.
+"""Build fixed composite sets (the paper's protocol); command line: ``python -m bgmatting.compose --help``.
 
 Each foreground is composited over ``per_fg`` backgrounds: the training set uses 100 per fg at the fg's
 own resolution (the public compose.py), the test set 11 fg x 20 bg = 220 composites at 512 x 512.
@@ -16,15 +16,15 @@ Output folder::
     manifest.csv              image, background, alpha, trimap, foreground, fg_name, bg_name (relative paths)
 
 Existing output files are kept (a stopped run resumes); pass ``overwrite=True`` / ``--overwrite`` to redo.
+``PRESETS`` are the paper's two sets (per_fg and size).
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -88,51 +88,80 @@ def build_composite_set(fg_paths: Sequence[PathLike], alpha_paths: Sequence[Path
     if len(bg_paths) < len(fg_paths) * per_fg:
         warnings.warn(f"{len(bg_paths)} backgrounds for {len(fg_paths)} x {per_fg} composites: backgrounds repeat",
                       stacklevel=2)
-    assignment = assign_backgrounds(len(fg_paths), len(bg_paths), per_fg, seed, shuffle_backgrounds)
     stems = _unique_stems(fg_paths)
-    bar = tqdm(total=len(fg_paths) * per_fg, desc=f"compose {out.name}", unit="img", disable=not progress)
+    with tqdm(total=len(fg_paths) * per_fg, desc=f"compose {out.name}", unit="img", disable=not progress) as bar:
+        writer = _SetWriter(out, bg_paths, assign_backgrounds(len(fg_paths), len(bg_paths), per_fg, seed,
+                                                                shuffle_backgrounds),
+                            size, fit, trimap_k, overwrite, bar)
 
-    def one_foreground(i: int) -> list[dict]:
-        stem = stems[i]
-        files = {k: out / k / f"{stem}.png" for k in ("alpha", "foreground", "trimap")}
-        todo = [(k, out / "image" / f"{stem}_{i * per_fg + k:06d}.png",
-                 out / "background" / f"{stem}_{i * per_fg + k:06d}.png") for k in range(per_fg)]
-        need = overwrite or not all(p.exists() for p in files.values()) or not all(
-            a.exists() and b.exists() for _, a, b in todo)
-        rows = []
-        if need:
-            fg_full, alpha_full = load_foreground(fg_paths[i], alpha_paths[i])
-            fg = np.clip(fit_to_size(fg_full, size, fit), 0.0, 1.0)
-            alpha = np.clip(fit_to_size(alpha_full, size, fit), 0.0, 1.0)
-            if trimap_paths is not None:
-                trimap = read_trimap(trimap_paths[i])
-                if trimap.shape != alpha_full.shape:
-                    raise DataError(f"{trimap_paths[i]}: trimap size {trimap.shape[::-1]} differs from alpha "
-                                    f"{alpha_paths[i]} {alpha_full.shape[::-1]}")
-                trimap = fit_to_size(trimap, size, fit, nearest=True)
-            else:
-                trimap = trimap_from_alpha(alpha, trimap_k)
-            write_alpha(files["alpha"], alpha)
-            write_image(files["foreground"], fg)
-            write_alpha(files["trimap"], trimap)
-        for k, image_path, back_path in todo:
-            bg_path = Path(bg_paths[int(assignment[i, k])])
-            if overwrite or not (image_path.exists() and back_path.exists()):
-                h, w = alpha_full.shape
-                bg = np.clip(fit_to_size(fit_background(read_image(bg_path), h, w), size, fit), 0.0, 1.0)
-                write_image(back_path, bg)
-                write_image(image_path, composite(fg, bg, alpha))
-            rows.append({"image": image_path, "background": back_path, **files,
-                         "fg_name": Path(fg_paths[i]).name, "bg_name": bg_path.name})
-            bar.update(1)
-        return rows
+        def one_foreground(i: int) -> list[dict]:
+            trimap = trimap_paths[i] if trimap_paths is not None else None
+            return writer.foreground(i, stems[i], fg_paths[i], alpha_paths[i], trimap)
 
-    try:
         with ThreadPoolExecutor(max(1, workers)) as pool:
             rows = [row for block in pool.map(one_foreground, range(len(fg_paths))) for row in block]
-    finally:
-        bar.close()
     return write_manifest(out / "manifest.csv", rows, COLUMNS)
+
+
+@dataclass
+class _SetWriter:
+    """Writes one foreground's files and its composites into a set folder (resuming: present files are kept)."""
+
+    out: Path
+    bg_paths: Sequence[PathLike]
+    assignment: np.ndarray  # (n_fg, per_fg) indices into bg_paths
+    size: int | None
+    fit: str
+    trimap_k: int
+    overwrite: bool
+    bar: tqdm
+
+    def foreground(self, i: int, stem: str, fg_path: PathLike, alpha_path: PathLike,
+                   trimap_path: PathLike | None) -> list[dict]:
+        """Manifest rows of foreground ``i``, writing whatever is missing."""
+        files = {k: self.out / k / f"{stem}.png" for k in ("alpha", "foreground", "trimap")}
+        per_fg = self.assignment.shape[1]
+        todo = [(k, self.out / "image" / f"{stem}_{i * per_fg + k:06d}.png",
+                 self.out / "background" / f"{stem}_{i * per_fg + k:06d}.png") for k in range(per_fg)]
+        need = self.overwrite or not all(p.exists() for p in files.values()) or not all(
+            a.exists() and b.exists() for _, a, b in todo)
+        layers = self._write_layers(files, fg_path, alpha_path, trimap_path) if need else None
+        rows = []
+        for k, image_path, back_path in todo:
+            bg_path = Path(self.bg_paths[int(self.assignment[i, k])])
+            if self.overwrite or not (image_path.exists() and back_path.exists()):
+                self._write_composite(layers, bg_path, image_path, back_path)
+            rows.append({"image": image_path, "background": back_path, **files,
+                         "fg_name": Path(fg_path).name, "bg_name": bg_path.name})
+            self.bar.update(1)
+        return rows
+
+    def _write_layers(self, files: dict[str, Path], fg_path: PathLike, alpha_path: PathLike,
+                      trimap_path: PathLike | None) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """Write F, alpha and the trimap at the output size; returns (F, alpha, the foreground's own size)."""
+        fg_full, alpha_full = load_foreground(fg_path, alpha_path)
+        fg = np.clip(fit_to_size(fg_full, self.size, self.fit), 0.0, 1.0)
+        alpha = np.clip(fit_to_size(alpha_full, self.size, self.fit), 0.0, 1.0)
+        if trimap_path is not None:
+            trimap = read_trimap(trimap_path)
+            if trimap.shape != alpha_full.shape:
+                raise DataError(f"{trimap_path}: trimap size {trimap.shape[::-1]} differs from alpha "
+                                f"{alpha_path} {alpha_full.shape[::-1]}")
+            trimap = fit_to_size(trimap, self.size, self.fit, nearest=True)
+        else:
+            trimap = trimap_from_alpha(alpha, self.trimap_k)
+        write_alpha(files["alpha"], alpha)
+        write_image(files["foreground"], fg)
+        write_alpha(files["trimap"], trimap)
+        return fg, alpha, alpha_full.shape
+
+    def _write_composite(self, layers: tuple[np.ndarray, np.ndarray, tuple[int, int]], bg_path: Path,
+                         image_path: Path, back_path: Path) -> None:
+        """B fitted to the foreground's own size (then to the output size) and I = aF + (1-a)B."""
+        fg, alpha, (h, w) = layers
+        bg = np.clip(fit_to_size(fit_background(read_image(bg_path), h, w), self.size, self.fit), 0.0, 1.0)
+        write_image(back_path, bg)
+        write_image(image_path, composite(alpha, fg, bg))
 
 
 def _unique_stems(paths: Sequence[PathLike]) -> list[str]:
@@ -163,41 +192,3 @@ def build_from_folders(fg_dir: PathLike | Sequence[PathLike], alpha_dir: PathLik
     kwargs.setdefault("shuffle_backgrounds", bg_list is None)
     backgrounds = resolve_backgrounds(bg_dir, bg_list)
     return build_composite_set(fgs, alphas, backgrounds, out_dir, trimap_paths=trimaps, **kwargs)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bgmatting.data.compose",
-                                     description="Composite Adobe-style foregrounds over backgrounds into a fixed set.")
-    parser.add_argument("--fg-dir", nargs="+", required=True, help="foreground folder(s)")
-    parser.add_argument("--alpha-dir", nargs="+", required=True, help="alpha folder(s), paired in order with --fg-dir")
-    parser.add_argument("--bg-dir", nargs="+", required=True, help="background folder(s) (COCO folder or VOC root)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--fg-list", help="foreground name list (e.g. training_fg_names.txt)")
-    parser.add_argument("--bg-list", help="background name list (e.g. training_bg_names.txt); keeps its order")
-    parser.add_argument("--trimap-dir", help="trimaps named like the foregrounds (e.g. the Adobe test trimaps)")
-    parser.add_argument("--preset", choices=sorted(PRESETS),
-                        help="train: 100 bg per fg, own size (default); test: 20 bg per fg, 512")
-    parser.add_argument("--per-fg", type=int, help="backgrounds per foreground (train 100, test 20)")
-    parser.add_argument("--size", type=int, help="output size (square); default: keep the fg size (test preset: 512)")
-    parser.add_argument("--fit", choices=("stretch", "center_crop"), default="stretch")
-    parser.add_argument("--max-fg", type=int, help="use only the first N foregrounds")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2, help="threads (default 2)")
-    parser.add_argument("--overwrite", action="store_true", help="rewrite existing outputs instead of resuming")
-    args = parser.parse_args(argv)
-    preset = PRESETS[args.preset or "train"]
-    per_fg = args.per_fg if args.per_fg is not None else preset["per_fg"]
-    size = args.size if args.size is not None else preset["size"]
-    try:
-        manifest = build_from_folders(args.fg_dir, args.alpha_dir, args.bg_dir, args.out, args.fg_list, args.bg_list,
-                                      args.trimap_dir, args.max_fg, per_fg=per_fg, size=size, seed=args.seed,
-                                      fit=args.fit, workers=args.workers, overwrite=args.overwrite)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"wrote {manifest}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

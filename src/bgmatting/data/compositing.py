@@ -23,11 +23,12 @@ ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, torch.Tensor)
 TRIMAP_K = 5
 
 
-def composite(foreground: ArrayOrTensor, background: ArrayOrTensor, alpha: ArrayOrTensor) -> ArrayOrTensor:
-    """I = alpha * F + (1 - alpha) * B in linear float.
+def composite(alpha: ArrayOrTensor, foreground: ArrayOrTensor, background: ArrayOrTensor) -> ArrayOrTensor:
+    """I = alpha * F + (1 - alpha) * B in linear float: the project's one composite (argument order alpha, F, B).
 
-    numpy: F, B H x W x 3, alpha H x W or H x W x 1. torch: F, B (B x)3 x H x W, alpha (B x)1 x H x W.
-    Values are not clipped (inputs in [0, 1] give outputs in [0, 1]).
+    numpy: F H x W x 3, alpha H x W or H x W x 1, B H x W x 3 or a colour (3,); returns float32.
+    torch: F, B (B x)C x H x W, alpha (B x)1 x H x W (broadcast). Values are not clipped (inputs in [0, 1]
+    give outputs in [0, 1]). The caller brings alpha to [0, 1] first (network-space alpha: ``space.from_network``).
     """
     if isinstance(foreground, torch.Tensor):
         return alpha * foreground + (1.0 - alpha) * background
@@ -98,6 +99,20 @@ def resize(image: np.ndarray, height: int, width: int, nearest: bool = False) ->
     if image.ndim == 3 and out.ndim == 2:
         out = out[:, :, None]
     return out
+
+
+def cut_and_resize(image: np.ndarray, window: tuple[int, int, int, int], out_hw: tuple[int, int],
+                   nearest: bool = False) -> np.ndarray:
+    """Cut ``window`` = (y, x, h, w) out of an H x W (x C) array, zero-padded where it runs past the bottom or
+    right border, and :func:`resize` it to ``out_hw`` = (height, width) (area when shrinking, linear when
+    enlarging, or nearest). Keeps the dtype; a window already of the output size comes back unresized."""
+    y, x, h, w = window
+    patch = image[y:y + h, x:x + w]
+    if patch.shape[:2] != (h, w):
+        padded = np.zeros((h, w) + image.shape[2:], image.dtype)
+        padded[:patch.shape[0], :patch.shape[1]] = patch
+        patch = padded
+    return resize(patch, out_hw[0], out_hw[1], nearest=nearest)
 
 
 def odd(value: float, minimum: int = 1) -> int:

@@ -12,10 +12,14 @@ Conversions (documented, not errors):
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
-import tempfile
-from collections.abc import Iterator
+import secrets
+import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -42,7 +46,12 @@ def _read_raw(path: str | os.PathLike) -> np.ndarray:
     return img
 
 
-def _to_float(img: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+def to_float(img: np.ndarray, source: str | os.PathLike = "image") -> np.ndarray:
+    """uint8 / uint16 / float pixels -> float32 in [0, 1] (the inverse of :func:`to_uint8` up to rounding).
+
+    uint8 is divided by 255 and uint16 by 65535 (in float32); float values must lie in [0, 1] (a DataError
+    naming ``source`` otherwise). The one integer -> float rule of the project.
+    """
     if img.dtype == np.uint8:
         return np.divide(img, np.float32(255.0), dtype=np.float32)  # one pass, same values as astype / 255
     if img.dtype == np.uint16:
@@ -51,15 +60,15 @@ def _to_float(img: np.ndarray, path: str | os.PathLike) -> np.ndarray:
         f = img.astype(np.float32)
         lo, hi = float(np.nanmin(f)), float(np.nanmax(f))
         if not (np.isfinite(lo) and np.isfinite(hi)) or lo < -1e-6 or hi > 1.0 + 1e-6:
-            raise DataError(f"{path}: float image values must lie in [0, 1], found [{lo:g}, {hi:g}]")
+            raise DataError(f"{source}: float image values must lie in [0, 1], found [{lo:g}, {hi:g}]")
         return np.clip(f, 0.0, 1.0)
-    raise DataError(f"{path}: unsupported pixel type {img.dtype}")
+    raise DataError(f"{source}: unsupported pixel type {img.dtype}")
 
 
 def read_rgba(path: str | os.PathLike) -> np.ndarray:
     """Read an image as float32 H x W x 4 in [0, 1]; images without alpha get an opaque channel."""
     img = _read_raw(path)
-    f = _to_float(img, path)
+    f = to_float(img, path)
     if f.ndim == 2:
         f = np.repeat(f[:, :, None], 3, axis=2)
     if f.shape[2] == 3:
@@ -84,8 +93,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     else:
         raise DataError(f"{path}: unsupported channel count {img.shape[2]}")
     if img.dtype in (np.uint8, np.uint16, np.float32):
-        return _to_float(cv2.cvtColor(img, code), path)  # channel order fixed before the float conversion
-    f = _to_float(img, path)
+        return to_float(cv2.cvtColor(img, code), path)  # channel order fixed before the float conversion
+    f = to_float(img, path)
     if f.ndim == 2:
         return np.ascontiguousarray(np.repeat(f[:, :, None], 3, axis=2))
     return np.ascontiguousarray(f[:, :, 2::-1])
@@ -98,7 +107,7 @@ def read_alpha(path: str | os.PathLike) -> np.ndarray:
     when its colour planes are constant, otherwise its (identical) colour planes.
     """
     img = _read_raw(path)
-    f = _to_float(img, path)
+    f = to_float(img, path)
     if f.ndim == 2:
         return f
     if f.shape[2] == 1:
@@ -120,28 +129,60 @@ def read_trimap(path: str | os.PathLike) -> np.ndarray:
     return t
 
 
-#: Temporary files of :func:`atomic_path` are named ``.<final name>.<random>.tmp`` next to the final file.
+#: Temporaries of :func:`atomic_path` are named ``.<final name>.<random>.tmp`` next to the final path
+#: (``.<final name>.<owner>.<random>.tmp`` with an ``owner`` tag; ``.tmp<extension>`` with ``keep_extension``).
 TEMP_SUFFIX = ".tmp"
 
 
+def temporary_prefix(path: str | os.PathLike, owner: str | None = None) -> str:
+    """Name prefix of :func:`atomic_path`'s temporaries for ``path`` (and ``owner``), e.g. to find stale ones."""
+    name = Path(path).name
+    return f".{name}." if owner is None else f".{name}.{owner}."
+
+
+def _new_temporary(folder: Path, prefix: str, suffix: str, directory: bool) -> Path:
+    """Create a new empty file (or folder) ``<prefix><random><suffix>`` in ``folder`` with the permissions a
+    plain write gets (0o666 / 0o777 less the umask; ``tempfile`` would make it private to the user)."""
+    for _ in range(100):
+        tmp = folder / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            if directory:
+                tmp.mkdir()
+            else:
+                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{folder}: no free temporary name {prefix}*{suffix}")
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, fsync: bool = False, *, directory: bool = False,
+                keep_extension: bool = False, owner: str | None = None) -> Iterator[Path]:
     """The one way files are written: yields a temporary path in ``path``'s folder (created if needed); when
     the block ends without an exception the temporary file is renamed over ``path`` (after an fsync when
-    asked), otherwise it is deleted. Readers never see a partial file."""
+    asked), otherwise it is deleted. Readers never see a partial file.
+
+    ``directory``: the temporary is an (empty, created) folder, renamed into place as a whole; the rename
+    fails with OSError when ``path`` is a non-empty folder. ``keep_extension``: the temporary ends with
+    ``path``'s extension too (for writers that pick the format from the name, e.g. video encoders).
+    ``owner``: a tag in the temporary's name (e.g. host and process) so that stale ones can be recognised.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _new_temporary(path.parent, temporary_prefix(path, owner),
+                         TEMP_SUFFIX + (path.suffix if keep_extension else ""), directory)
     try:
         yield tmp
-        if fsync:
+        if fsync and not directory:
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if directory:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
         raise
 
 
@@ -150,6 +191,29 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return _json_safe(value.item())
+    return value
+
+
+def json_text(value: Any) -> str:
+    """``value`` as indented JSON text: NaN and infinities become null, numpy scalars plain numbers, anything else
+    JSON lacks (paths, devices ...) its ``str``."""
+    return json.dumps(_json_safe(value), indent=2, default=str) + "\n"
+
+
+def write_json(path: str | os.PathLike, value: Any) -> Path:
+    """Write :func:`json_text` of ``value`` atomically; returns the path."""
+    return write_text(path, json_text(value))
 
 
 def _encode(path: Path, arr: np.ndarray) -> None:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from bgmatting.data.io import IMAGE_EXTENSIONS, DataError
+from bgmatting.data.io import IMAGE_EXTENSIONS, DataError, write_text
 
 PathLike = str | os.PathLike
 
@@ -120,7 +120,4 @@ def write_manifest(path: PathLike, rows: Sequence[Mapping[str, object]], columns
     writer.writerow(columns)
     for row in rows:
         writer.writerow([cell(row.get(c)) for c in columns])
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, buf.getvalue())

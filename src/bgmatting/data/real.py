@@ -1,6 +1,6 @@
 """Unlabeled real captures: on-disk layout, manifest, and the dataset of the self-supervised stage.
 
-Layout (what ``python -m bgmatting.data.prepare_real`` writes; the synthetic captures use it too)::
+Layout (what ``python -m bgmatting.prepare_real`` writes; the synthetic captures use it too)::
 
     <root>/manifest.json
     <root>/clips/<name>/frames/000000.png ...          video frames (RGB), numbered from 0
@@ -36,8 +36,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from bgmatting.data.compositing import TRIMAP_K, hwc_to_chw, trimap_from_alpha
-from bgmatting.data.io import DataError, list_images, read_alpha, read_image
+from bgmatting.data.compositing import TRIMAP_K, cut_and_resize, hwc_to_chw, trimap_from_alpha
+from bgmatting.data.io import DataError, list_images, read_alpha, read_image, write_json
+from bgmatting.preprocess.motion import BOUNDARIES, DEFAULT_OFFSETS, video_motion_cues
 
 PathLike = str | os.PathLike
 MANIFEST_NAME = "manifest.json"
@@ -191,10 +192,7 @@ def write_real_manifest(path: PathLike, clips: Sequence[Clip], target_background
         targets = None
     data = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "target_backgrounds": targets,
             "clips": [clip_entry(c, root) for c in clips]}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_json(path, data)
 
 
 def upsert_clip(path: PathLike, clip: Clip, target_backgrounds=None) -> Path:
@@ -256,18 +254,6 @@ def center_window(hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[int, in
     return (H - h) // 2, (W - w) // 2, h, w
 
 
-def crop_resize(image: np.ndarray, window: tuple[int, int, int, int], out_hw: tuple[int, int]) -> np.ndarray:
-    y, x, h, w = window
-    crop = image[y:y + h, x:x + w]
-    if (h, w) == out_hw:
-        return np.ascontiguousarray(crop)
-    interp = cv2.INTER_AREA if (h > out_hw[0] and w > out_hw[1]) else cv2.INTER_LINEAR
-    out = cv2.resize(np.ascontiguousarray(crop), (out_hw[1], out_hw[0]), interpolation=interp)
-    if crop.ndim == 3 and out.ndim == 2:
-        out = out[:, :, None]
-    return out
-
-
 def fit_cover(image: np.ndarray, out_hw: tuple[int, int], position: tuple[float, float]) -> np.ndarray:
     """Scale ``image`` to cover out_hw (aspect kept) and crop a window at relative ``position`` (y, x)."""
     H, W = image.shape[:2]
@@ -301,12 +287,10 @@ class RealCaptureDataset(Dataset):
     """
 
     def __init__(self, manifest: PathLike, *, size: int | Sequence[int] | None = None,
-                 motion_offsets: Sequence[int] = (-40, -20, 20, 40), boundary: str = "clamp",
+                 motion_offsets: Sequence[int] = DEFAULT_OFFSETS, boundary: str = "clamp",
                  target_backgrounds: PathLike | Sequence[PathLike] | None = None, seed: int = 0,
                  crop: str = "subject", subject_margin: Sequence[float] = (0.1, 0.4), hflip: float = 0.5,
                  clips: Sequence[str] | None = None, ground_truth: bool = False) -> None:
-        from bgmatting.preprocess.motion import BOUNDARIES
-
         self.manifest = read_real_manifest(manifest)
         self.clips = self.manifest.clips
         if clips is not None:
@@ -366,8 +350,6 @@ class RealCaptureDataset(Dataset):
         return arr
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        from bgmatting.preprocess.motion import video_motion_cues
-
         if torch.utils.data.get_worker_info() is not None and cv2.getNumThreads() != 1:
             cv2.setNumThreads(1)
         c, t = self.locate(index)
@@ -404,7 +386,7 @@ class RealCaptureDataset(Dataset):
             maps["alpha"] = self._read_same_size(read_alpha, clip.ground_truth_path("alpha", t), shape, frame_path)
             maps["foreground"] = self._read_same_size(read_image, clip.ground_truth_path("foreground", t), shape,
                                                       frame_path)
-        maps = {k: crop_resize(v, window, out_hw) for k, v in maps.items()}
+        maps = {k: cut_and_resize(v, window, out_hw) for k, v in maps.items()}
         maps["target_background"] = fit_cover(target, out_hw, (rng.random(), rng.random()))
         if rng.random() < self.hflip:
             maps = {k: v[:, ::-1] for k, v in maps.items()}

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from bgmatting.losses import composite
+from bgmatting.data.compositing import composite
+from bgmatting.space import from_network
 
 
 def horizontal_shifts(
@@ -58,4 +59,4 @@ def shifted_composite(
     """
     rolled_alpha = torch.stack([torch.roll(a, s, dims=-1) for a, s in zip(alpha, shifts)])
     rolled_fg = torch.stack([torch.roll(f, s, dims=-1) for f, s in zip(foreground, shifts)])
-    return composite(rolled_alpha, rolled_fg, background)
+    return composite(from_network(rolled_alpha), rolled_fg, background)

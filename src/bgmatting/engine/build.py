@@ -8,7 +8,6 @@ section into objects so it can be used and tested alone.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import math
 import os
@@ -26,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from bgmatting.data.io import write_text
+from bgmatting.data.io import write_json
 from bgmatting.engine import distributed
 from bgmatting.engine.checkpointing import (
     CHECKPOINT_DIRNAME,
@@ -460,5 +459,5 @@ def run_training(
     if ctx.is_main and cfg.evaluation.enabled:
         summary["evaluation"] = final_evaluation(cfg, trainer, resume.run_dir)
     if ctx.is_main:
-        write_text(resume.run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+        write_json(resume.run_dir / "summary.json", summary)
     return summary

@@ -15,12 +15,14 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from bgmatting.data.io import atomic_path
+from bgmatting.models.checkpoints import CheckpointError  # one error type for every checkpoint problem
 
 CHECKPOINT_FORMAT = "bgmatting.train/1"
 CHECKPOINT_DIRNAME = "checkpoints"
@@ -28,26 +30,11 @@ _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 BEST_NAME = "best.pt"
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, unreadable, or not a training checkpoint."""
-
-
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-    return path
+    with atomic_path(path, fsync=True) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -152,14 +139,12 @@ class CheckpointManager:
         return path
 
     def _publish_best(self, path: Path) -> None:
-        fd, tmp_name = tempfile.mkstemp(prefix=".best.", suffix=".tmp", dir=self.directory)
-        os.close(fd)
-        os.unlink(tmp_name)
-        try:
-            os.link(path, tmp_name)  # same bytes, no copy
-        except OSError:
-            shutil.copyfile(path, tmp_name)
-        os.replace(tmp_name, self.best_path)
+        with atomic_path(self.best_path) as tmp:
+            tmp.unlink()
+            try:
+                os.link(path, tmp)  # same bytes, no copy
+            except OSError:
+                shutil.copyfile(path, tmp)
 
     def step_files(self) -> list[tuple[int, Path]]:
         """(step, path) of every step checkpoint, oldest first."""

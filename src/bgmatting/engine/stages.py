@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from bgmatting import losses
+from bgmatting.data.compositing import composite
 from bgmatting.engine.adversarial import fake_backgrounds, horizontal_shifts, shifted_composite
 from bgmatting.engine.distributed import unwrap
 from bgmatting.models import RawMatte
@@ -179,8 +180,8 @@ class AdobeStage(Stage):
                 losses.compose_l1(image, alpha_raw, fg_for_composite, clean_background), w["composite"]
             ),
         }
-        composite = from_network(losses.composite(alpha_raw.detach(), fg_raw.detach(), clean_background))
-        self._visuals = _visuals(batch, alpha_raw, fg_raw, batch["alpha"], composite)
+        recomposite = from_network(composite(from_network(alpha_raw.detach()), fg_raw.detach(), clean_background))
+        self._visuals = _visuals(batch, alpha_raw, fg_raw, batch["alpha"], recomposite)
         yield Update("generator", terms)
 
 

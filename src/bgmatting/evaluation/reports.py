@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -20,7 +19,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bgmatting.data.io import atomic_path, write_alpha, write_image, write_text
+from bgmatting.data.io import atomic_path, write_alpha, write_image, write_json, write_text
 from bgmatting.evaluation.summary import METRIC_UNITS, METRICS, Row, summaries_of
 
 PathLike = str | os.PathLike
@@ -53,23 +52,6 @@ def save_prediction(save_dir: PathLike, name: str, alpha: np.ndarray, foreground
 
 
 # ----------------------------------------------------------------------------------------------- tables
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return _json_safe(value.item())
-    return value
-
-
-def json_text(value: Any) -> str:
-    """``value`` as indented JSON text: NaN and infinities become null, numpy scalars plain numbers."""
-    return json.dumps(_json_safe(value), indent=2) + "\n"
-
-
 def write_rows_csv(rows: Sequence[Row], path: PathLike) -> Path:
     """Per-image CSV (one row per image, columns in report order; NaN written as 'nan')."""
     columns = list(dict.fromkeys(["name", "height", "width", "unknown_pixels", *METRICS, *(k for r in rows for k in r)]))
@@ -92,7 +74,7 @@ def write_summary_json(summaries: Mapping[str, Mapping[str, Any]], path: PathLik
                        meta: Mapping[str, Any] | None = None) -> Path:
     """JSON with ``summaries`` (method -> summary), the metric units, and free-form ``meta``; NaN -> null."""
     payload = {"summaries": summaries, "units": METRIC_UNITS, "meta": dict(meta or {})}
-    return write_text(path, json_text(payload))
+    return write_json(path, payload)
 
 
 def metric_headers(mse_unit: float = 1e-3) -> dict[str, str]:

@@ -3,21 +3,22 @@
 ``Matter(model, mode=..., size=..., segmenter=..., precision=..., device=...)`` mattes frames given as
 arrays (``matte`` / ``matte_batch`` -> :class:`MatteResult`); ``composite_over`` puts the subject over a new
 background; ``matte_sequence`` runs a Matter over images or a video and writes the outputs
-(``python -m bgmatting.infer`` is a thin command line over it).
+(``python -m bgmatting.infer`` is a thin command line over it). Frames and plates come from
+:mod:`bgmatting.preprocess.capture` (re-exported here).
 """
 from __future__ import annotations
 
-from bgmatting.inference.crop import CropBox, crop_resize, processing_size, subject_box, uncrop
+from bgmatting.inference.crop import CropBox, crop_to_network, processing_size, subject_box, uncrop
 from bgmatting.inference.pipeline import MODES, Matter, MatteResult, composite_over
 from bgmatting.inference.postprocess import foreground_cleanup, keep_largest_component, postprocess_matte
-from bgmatting.inference.runner import BackgroundPlates, frames_with_motion, matte_sequence
+from bgmatting.inference.runner import frames_with_motion, matte_sequence
 from bgmatting.inference.sinks import AtomicVideoWriter, ResultWriter
-from bgmatting.inference.sources import (
+from bgmatting.inference.sources import Segmentations, TargetBackgrounds
+from bgmatting.preprocess.capture import (  # the capture reader, shared with real-capture preparation
+    BackgroundPlates,
     CapturedBackgrounds,
     Frame,
     ImageFrames,
-    Segmentations,
-    TargetBackgrounds,
     VideoFrames,
     open_input,
 )
@@ -37,7 +38,7 @@ __all__ = [
     "TargetBackgrounds",
     "VideoFrames",
     "composite_over",
-    "crop_resize",
+    "crop_to_network",
     "foreground_cleanup",
     "frames_with_motion",
     "keep_largest_component",

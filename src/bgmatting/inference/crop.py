@@ -72,31 +72,29 @@ def subject_box(
     return CropBox(t, l, h, w)
 
 
-def crop_resize(array: np.ndarray, box: CropBox, size: int | tuple[int, int]) -> np.ndarray:
-    """Cut ``box`` out of ``array`` (H x W or H x W x C) and resize it bilinearly to ``size`` (side, or (h, w)).
+def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of an H x W (x C) array to ``height x width`` (no-op when already that size; a single
+    trailing channel is kept). The dtype is kept."""
+    if image.shape[:2] == (height, width):
+        return image
+    resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    if image.ndim == 3 and resized.ndim == 2:  # cv2 drops a single trailing channel
+        resized = resized[:, :, None]
+    return resized
 
-    Returns float32 (h x w or h x w x C).
+
+def crop_to_network(array: np.ndarray, box: CropBox, size: int | tuple[int, int]) -> np.ndarray:
+    """The network's input crop: cut ``box`` out of ``array`` (H x W or H x W x C) and resize it bilinearly (as
+    the original, whatever the scale) to ``size`` (side, or (h, w)). Returns float32 (h x w or h x w x C).
     """
     out_h, out_w = (size, size) if isinstance(size, int) else size
     rows, cols = box.slices
-    patch = np.ascontiguousarray(array[rows, cols], dtype=np.float32)
-    if patch.shape[:2] == (out_h, out_w):
-        return patch
-    resized = cv2.resize(patch, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
-    if patch.ndim == 3 and resized.ndim == 2:  # cv2 drops a single trailing channel
-        resized = resized[:, :, None]
-    return resized
+    return resize_to(np.ascontiguousarray(array[rows, cols], dtype=np.float32), out_h, out_w)
 
 
 def resize_to_box(array: np.ndarray, box: CropBox) -> np.ndarray:
     """Resize an h x w (x C) network-size array bilinearly to the box's size. Returns float32."""
-    array = np.asarray(array, dtype=np.float32)
-    if array.shape[:2] == (box.height, box.width):
-        return array
-    resized = cv2.resize(array, (box.width, box.height), interpolation=cv2.INTER_LINEAR)
-    if array.ndim == 3 and resized.ndim == 2:
-        resized = resized[:, :, None]
-    return resized
+    return resize_to(np.asarray(array, dtype=np.float32), box.height, box.width)
 
 
 def paste(array: np.ndarray, box: CropBox, frame_shape: tuple[int, int]) -> np.ndarray:
@@ -111,7 +109,7 @@ def paste(array: np.ndarray, box: CropBox, frame_shape: tuple[int, int]) -> np.n
 
 
 def uncrop(array: np.ndarray, box: CropBox, frame_shape: tuple[int, int]) -> np.ndarray:
-    """Inverse of :func:`crop_resize`: resize ``array`` (h x w [x C]) to the box and paste it into zeros.
+    """Inverse of :func:`crop_to_network`: resize ``array`` (h x w [x C]) to the box and paste it into zeros.
 
     ``frame_shape`` is (H, W) of the frame; pixels outside the box are 0. Returns float32.
     """

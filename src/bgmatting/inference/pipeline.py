@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from bgmatting.data.compositing import composite
-from bgmatting.inference.crop import CropBox, crop_resize, paste, processing_size, resize_to_box, subject_box
+from bgmatting.inference.crop import CropBox, crop_to_network, paste, processing_size, resize_to_box, subject_box
 from bgmatting.inference.postprocess import foreground_cleanup, postprocess_matte
 from bgmatting.inference.sources import resize_to
 from bgmatting.models import MattingModel
@@ -75,7 +75,7 @@ def composite_over(alpha: np.ndarray, foreground: np.ndarray, target: np.ndarray
         target = np.broadcast_to(target, (height, width, 3))
     else:
         target = resize_to(target, height, width)
-    return np.clip(composite(foreground, target, alpha), 0.0, 1.0)
+    return np.clip(composite(alpha, foreground, target), 0.0, 1.0)
 
 
 @dataclass
@@ -221,7 +221,7 @@ class Matter:
         else:
             box = CropBox.full_frame(height, width)
             net_size = processing_size(height, width, self.size)
-        net_segmentation = crop_resize(segmentation, box, net_size)
+        net_segmentation = crop_to_network(segmentation, box, net_size)
         # The original post-processes S on its 512 x 512 crop; other sizes scale the iterations and blur.
         if self.mode == "original":
             scale = self.size / REFERENCE_CROP_SIDE
@@ -229,10 +229,10 @@ class Matter:
             scale = segmentation_crop_scale(net_segmentation, threshold=self.crop_threshold)
         net_segmentation = np.asarray(postprocess_segmentation(net_segmentation, scale=scale), dtype=np.float32)
         return _Prepared(
-            image=crop_resize(image, box, net_size),
-            background=crop_resize(background, box, net_size),
+            image=crop_to_network(image, box, net_size),
+            background=crop_to_network(background, box, net_size),
             segmentation=net_segmentation[:, :, None],
-            motion=crop_resize(np.moveaxis(motion, 0, -1), box, net_size),
+            motion=crop_to_network(np.moveaxis(motion, 0, -1), box, net_size),
             box=box,
             frame_segmentation=segmentation,
         )

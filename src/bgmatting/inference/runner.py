@@ -6,89 +6,22 @@ backgrounds, target backgrounds, a writer), not command-line options.
 from __future__ import annotations
 
 import time
-import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bgmatting.data.io import DataError
+from bgmatting.data.io import DataError, to_float
 from bgmatting.inference.pipeline import Matter
 from bgmatting.inference.sinks import ResultWriter
-from bgmatting.inference.sources import (
-    CapturedBackgrounds,
-    Frame,
-    Segmentations,
-    TargetBackgrounds,
-    as_float,
-    resize_to,
-)
-from bgmatting.preprocess.align import align_background
-from bgmatting.preprocess.motion import video_motion_cues
-
-ALIGNMENTS = ("none", "per_frame", "once")
-
-#: The original's motion-cue frames for video: i - 40, i - 20, i + 20, i + 40.
-MOTION_OFFSETS = (-40, -20, 20, 40)
-
-
-class BackgroundPlates:
-    """The captured background for each frame, at the frame's size, optionally aligned to it.
-
-    ``alignment``: ``"none"`` (fixed camera, plate already registered), ``"per_frame"`` (hand-held: AKAZE +
-    RANSAC homography to every frame) or ``"once"`` (fixed camera: align each plate to the first frame that
-    uses it, then reuse). A plate of another size than the frames is resized to the frame size first, with a
-    warning (alignment, when on, then corrects the remaining misregistration).
-    """
-
-    def __init__(self, captured: CapturedBackgrounds, alignment: str = "none") -> None:
-        if alignment not in ALIGNMENTS:
-            raise ValueError(f"unknown alignment {alignment!r}; choose one of {', '.join(ALIGNMENTS)}")
-        self.captured = captured
-        self.alignment = alignment
-        self._aligned: dict[Path, np.ndarray] = {}
-        self._warned: set[Path] = set()
-        self.reports: list[Any] = []
-
-    def for_frame(self, frame: Frame, image: np.ndarray, subject_mask: np.ndarray | None = None) -> np.ndarray:
-        """Background H x W x 3 float32 for ``frame`` (``image`` is its float RGB). ``subject_mask`` (H x W, e.g. a
-        precomputed segmentation) keeps the subject's features out of the alignment."""
-        background, path = self.captured.for_frame(frame)
-        if self.alignment == "once" and path in self._aligned:
-            return self._aligned[path]
-        height, width = image.shape[:2]
-        if background.shape[:2] != (height, width):
-            if path not in self._warned:
-                self._warned.add(path)
-                warnings.warn(
-                    f"{path}: captured background is {background.shape[1]}x{background.shape[0]} but the frames "
-                    f"are {width}x{height}; resizing it"
-                    + ("" if self.alignment != "none" else " (use --handheld or --align-once to also align it)"),
-                    stacklevel=2,
-                )
-            background = resize_to(background, height, width)
-        if self.alignment != "none":
-            aligned, report = align_background(image, background, subject_mask=subject_mask)
-            self.reports.append(report)
-            background = as_float(np.asarray(aligned))
-        if self.alignment == "once":
-            self._aligned[path] = background
-        return background
-
-
-def _gray(image: np.ndarray) -> np.ndarray:
-    """RGB -> gray, keeping uint8 frames uint8 (as the original computes it) to keep the buffer small."""
-    if image.dtype == np.uint8:
-        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    return cv2.cvtColor(np.ascontiguousarray(image, dtype=np.float32), cv2.COLOR_RGB2GRAY)
-
+from bgmatting.inference.sources import Segmentations, TargetBackgrounds
+from bgmatting.preprocess.capture import BackgroundPlates, Frame
+from bgmatting.preprocess.motion import DEFAULT_OFFSETS, to_gray, video_motion_cues
 
 def frames_with_motion(
-    frames: Iterable[Frame], offsets: Sequence[int] = MOTION_OFFSETS
+    frames: Iterable[Frame], offsets: Sequence[int] = DEFAULT_OFFSETS
 ) -> Iterator[tuple[Frame, np.ndarray]]:
     """Yield (frame, motion cues K x H x W float32 in [0, 1]) in order, cue k being the gray frame at
     ``index + offsets[k]`` clamped to the clip (:func:`bgmatting.preprocess.motion.video_motion_cues`).
@@ -109,7 +42,7 @@ def frames_with_motion(
 
     count = 0
     for frame in frames:
-        gray[frame.index] = _gray(frame.image)
+        gray[frame.index] = to_gray(frame.image, keep_uint8=True)  # uint8 as the original; a small buffer
         pending.append(frame)
         count = frame.index + 1
         while pending and pending[0].index + ahead < count:
@@ -131,6 +64,23 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
+def _matte_batch(matter: Matter, batch: list[tuple[Frame, np.ndarray | None]], plates: BackgroundPlates,
+                 targets: TargetBackgrounds, writer: ResultWriter, segmentations: Segmentations | None,
+                 source_name: str) -> float:
+    """Matte one batch of (frame, motion cues) and write each frame's outputs; returns the matting seconds."""
+    images = [to_float(frame.image, frame.path or source_name) for frame, _ in batch]
+    masks = [segmentations.for_frame(frame) if segmentations else None for frame, _ in batch]
+    backgrounds = [plates.for_frame(frame, image, mask) for (frame, _), image, mask in zip(batch, images, masks)]
+    tick = time.perf_counter()
+    results = matter.matte_batch(images, backgrounds, masks, [motion for _, motion in batch])
+    seconds = time.perf_counter() - tick
+    for (frame, _), result in zip(batch, results):
+        height, width = frame.shape
+        composite = result.composite(targets.for_frame(frame.index, height, width))
+        writer.write(frame.name, result.alpha, result.foreground, composite)
+    return seconds
+
+
 def matte_sequence(
     matter: Matter,
     frames: Iterable[Frame],
@@ -140,7 +90,7 @@ def matte_sequence(
     *,
     segmentations: Segmentations | None = None,
     clip: bool = False,
-    motion_offsets: Sequence[int] = MOTION_OFFSETS,
+    motion_offsets: Sequence[int] = DEFAULT_OFFSETS,
     batch_size: int = 1,
     total: int | None = None,
     progress: bool = True,
@@ -164,22 +114,10 @@ def matte_sequence(
     network_seconds = 0.0
     with writer:
         for batch in _batches(stream, batch_size):
-            images = [as_float(frame.image) for frame, _ in batch]
-            masks = [segmentations.for_frame(frame) if segmentations else None for frame, _ in batch]
-            backgrounds = [
-                plates.for_frame(frame, image, mask) for (frame, _), image, mask in zip(batch, images, masks)
-            ]
-            tick = time.perf_counter()
-            results = matter.matte_batch(images, backgrounds, masks, [motion for _, motion in batch])
-            network_seconds += time.perf_counter() - tick
-            for (frame, _), result in zip(batch, results):
-                height, width = frame.shape
-                composite = result.composite(targets.for_frame(frame.index, height, width))
-                writer.write(frame.name, result.alpha, result.foreground, composite)
+            network_seconds += _matte_batch(matter, batch, plates, targets, writer, segmentations, source_name)
             done += len(batch)
-            elapsed = time.perf_counter() - start
             bar.update(len(batch))
-            bar.set_postfix(fps=f"{done / elapsed:.2f}")
+            bar.set_postfix(fps=f"{done / (time.perf_counter() - start):.2f}")
         bar.close()
         targets.close()
         if done == 0:

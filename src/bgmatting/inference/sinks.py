@@ -1,9 +1,9 @@
 """Where results go: per-frame PNGs (alpha, foreground RGBA, composite) and encoded composite videos.
 
-Nothing partial ever looks complete: every PNG is written to a temporary name and renamed when complete
-(:func:`bgmatting.data.io.write_image`); a video is encoded under a hidden ``.partial`` name and renamed
-by :meth:`AtomicVideoWriter.close` (an interrupted run deletes it); ``summary.json`` is written last, so a
-folder without it is an unfinished run.
+Nothing partial ever looks complete: every file goes through :func:`bgmatting.data.io.atomic_path` (a
+hidden temporary name, renamed when complete): PNGs through :func:`bgmatting.data.io.write_image`, a video
+is renamed by :meth:`AtomicVideoWriter.close` (an interrupted run deletes it); ``summary.json`` is written
+last, so a folder without it is an unfinished run.
 
 Layout of an output folder::
 
@@ -16,7 +16,6 @@ Layout of an output folder::
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -24,19 +23,19 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bgmatting.data.io import write_alpha, write_image
+from bgmatting.data.io import atomic_path, to_uint8, write_alpha, write_image, write_json
 
 SUMMARY_NAME = "summary.json"
 DEFAULT_FOURCC = "mp4v"
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """float [0, 1] -> uint8 with rounding (the same rule as bgmatting.data.io)."""
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+class _Aborted(Exception):
+    """Thrown into the atomic path of an aborted video so that it deletes the temporary file."""
 
 
 class AtomicVideoWriter:
-    """cv2.VideoWriter that writes ``.<name>.partial<ext>`` and renames it to ``path`` on :meth:`close`.
+    """cv2.VideoWriter that encodes into a hidden temporary file (:func:`bgmatting.data.io.atomic_path`, with
+    the video's extension) and renames it to ``path`` on :meth:`close`.
 
     Frames: RGB H x W x 3 (uint8, or float in [0, 1]) or gray H x W; all of the size given at construction.
     Used as a context manager, an exception inside the block deletes the partial file instead.
@@ -44,16 +43,15 @@ class AtomicVideoWriter:
 
     def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int], fourcc: str = DEFAULT_FOURCC):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self._target = atomic_path(self.path, keep_extension=True)
+        self.partial = self._target.__enter__()
         self.height, self.width = size
         self.frames = 0
         self._writer = cv2.VideoWriter(
             str(self.partial), cv2.VideoWriter_fourcc(*fourcc), float(fps), (self.width, self.height)
         )
         if not self._writer.isOpened():
-            self._writer.release()
-            self.partial.unlink(missing_ok=True)
+            self.abort()
             raise RuntimeError(
                 f"{self.path}: OpenCV cannot encode fourcc {fourcc!r} into {self.path.suffix!r}; "
                 "try --video-codec MJPG with an .avi name"
@@ -79,14 +77,15 @@ class AtomicVideoWriter:
             return
         self._writer.release()
         self._writer = None
-        os.replace(self.partial, self.path)
+        self._target.__exit__(None, None, None)
 
     def abort(self) -> None:
         """Stop and delete the partial file."""
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-        self.partial.unlink(missing_ok=True)
+        if self._writer is None:
+            return
+        self._writer.release()
+        self._writer = None
+        self._target.__exit__(_Aborted, _Aborted(), None)
 
     def __enter__(self) -> AtomicVideoWriter:
         return self
@@ -153,11 +152,7 @@ class ResultWriter:
         if self.pngs:
             self.outputs += ["alpha/", "foreground/", "composite/"]
         summary = dict(summary, frames=self.frames, outputs=self.outputs)
-        path = self.output_dir / SUMMARY_NAME
-        partial = path.with_name(f".{SUMMARY_NAME}.partial")
-        partial.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(partial, path)
-        return path
+        return write_json(self.output_dir / SUMMARY_NAME, summary)
 
     def abort(self) -> None:
         """Delete partial videos (finished PNGs stay; there is no summary.json)."""

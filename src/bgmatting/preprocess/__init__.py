@@ -1,13 +1,16 @@
 """Preprocessors turning captures into network inputs: background alignment, soft segmentation, motion cues.
 
-* ``align_background(image, background, ...) -> (aligned, AlignmentReport)``: AKAZE + RANSAC homography.
+* ``align_background(image, background, **options) -> (aligned, AlignmentReport)``: AKAZE + RANSAC homography
+  (options: the fields of ``AlignOptions``).
 * ``get_segmenter(name, **options).segment(image, background) -> S``: "background_difference" (no weights)
   or "deeplabv3" (torchvision); ``postprocess_segmentation`` is the public code's erode/dilate/blur of S.
 * ``image_motion_cues`` / ``video_motion_cues`` / ``motion_frame_indices``: motion cues M (4 x H x W).
+* ``capture``: input frames (images, folders, videos) and captured plates aligned to them (``BackgroundPlates``),
+  shared by inference and real-capture preparation.
 """
 from __future__ import annotations
 
-from bgmatting.preprocess.align import AlignmentReport, AlignmentWarning, align_background, fit_gain_bias
+from bgmatting.preprocess.align import AlignmentReport, AlignmentWarning, AlignOptions, align_background, fit_gain_bias
 from bgmatting.preprocess.motion import (
     image_motion_cues,
     motion_frame_indices,
@@ -26,6 +29,7 @@ from bgmatting.preprocess.segment import (
 )
 
 __all__ = [
+    "AlignOptions",
     "AlignmentReport",
     "AlignmentWarning",
     "BackgroundDifferenceSegmenter",

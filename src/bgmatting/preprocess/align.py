@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -77,37 +77,10 @@ class AlignmentReport:
         return {k: plain(v) for k, v in self.__dict__.items() if k != "valid_mask"}
 
 
-def align_background(
-    image: np.ndarray,
-    background: np.ndarray,
-    *,
-    subject_mask: np.ndarray | None = None,
-    match_fraction: float = 0.15,
-    ransac_threshold: float = 3.0,
-    min_matches: int = 10,
-    min_inliers: int = 10,
-    min_inlier_ratio: float = 0.2,
-    max_side: int | None = 960,
-    akaze_threshold: float = 0.001,
-    min_keypoints: int = 300,
-    refit_all_matches: bool = True,
-    refit_threshold: float = 1.0,
-    mask_features: bool = True,
-    photometric: bool = False,
-    ecc_refine: bool = False,
-    ecc_max_side: int = 960,
-    ecc_levels: int = 2,
-    ecc_iterations: int = 30,
-    fill: str = "image",
-    max_scale: float = 3.0,
-    max_perspective: float = 2.0,
-    min_coverage: float = 0.25,
-    subject_margin: int | None = None,
-) -> tuple[np.ndarray, AlignmentReport]:
-    """Warp ``background`` into ``image``'s frame.
+@dataclass(frozen=True)
+class AlignOptions:
+    """Options of :func:`align_background` (defaults: the public code's recipe plus the additions above).
 
-    image: H x W x 3 RGB, uint8 or float in [0, 1]. background: h x w x 3 RGB (any size), same kinds.
-    subject_mask: optional H x W (bool, or numbers where > 0.5 means subject), e.g. a segmentation.
     match_fraction: share of matches kept, best first (public code: 0.15).
     ransac_threshold: RANSAC inlier distance in full-resolution image px (OpenCV's default 3).
     min_matches / min_inliers / min_inlier_ratio: below these (kept matches, RANSAC inliers, inliers per kept
@@ -118,164 +91,296 @@ def align_background(
     refit_all_matches / refit_threshold: after RANSAC on the kept matches, refit the homography by least
       squares on *all* matches within ``refit_threshold`` full-resolution px of it (twice): more, better
       spread correspondences (corner error on 1920x1080 pairs measured 0.2 instead of 0.5 px).
-    mask_features: ignore the image's features on the subject (needs subject_mask).
+    mask_features: ignore the image's features on the subject (needs a subject mask).
     photometric: correct B' per channel with a gain and bias fitted to I outside the subject.
-    ecc_refine: refine the homography with ECC on a gray pyramid whose finest level has ``ecc_max_side``.
+    ecc_refine: refine the homography with ECC on a gray pyramid whose finest level has ``ecc_max_side``
+      (``ecc_levels`` levels, ``ecc_iterations`` per level).
     fill: pixels outside the warped B': "image" (the public code: taken from I, and from the unaligned B'
       under the subject), "unaligned" (the unaligned B'), "replicate" (B's border), "zeros".
     max_scale / max_perspective / min_coverage: degeneracy limits on the warped B' (linear scale change
       against I's size, ratio of the projective divisor over B's corners, share of I covered).
     subject_margin: px the subject mask is dilated by before it masks features and photometric pixels
       (default 1 % of I's longest side, at least 3).
+    """
+
+    match_fraction: float = 0.15
+    ransac_threshold: float = 3.0
+    min_matches: int = 10
+    min_inliers: int = 10
+    min_inlier_ratio: float = 0.2
+    max_side: int | None = 960
+    akaze_threshold: float = 0.001
+    min_keypoints: int = 300
+    refit_all_matches: bool = True
+    refit_threshold: float = 1.0
+    mask_features: bool = True
+    photometric: bool = False
+    ecc_refine: bool = False
+    ecc_max_side: int = 960
+    ecc_levels: int = 2
+    ecc_iterations: int = 30
+    fill: str = "image"
+    max_scale: float = 3.0
+    max_perspective: float = 2.0
+    min_coverage: float = 0.25
+    subject_margin: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.fill not in FILL_MODES:
+            raise ValueError(f"unknown fill {self.fill!r}; choose one of {', '.join(FILL_MODES)}")
+        if not 0.0 < self.match_fraction <= 1.0:
+            raise ValueError(f"match_fraction must be in (0, 1], got {self.match_fraction}")
+
+
+class _FallBack(Exception):
+    """Raised by an alignment step that cannot go on; the message says why."""
+
+
+@dataclass
+class _Pair:
+    """The image and background of one alignment, as float32 [0, 1], with the subject's masks in I's frame."""
+
+    image: np.ndarray  # H x W x 3
+    background: np.ndarray  # h x w x 3
+    dtype: np.dtype  # the background's input dtype (the result's)
+    subject: np.ndarray | None  # H x W bool
+    outside_subject: np.ndarray | None  # H x W bool: outside the dilated subject
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.image.shape[0], self.image.shape[1]
+
+    def unaligned(self) -> np.ndarray:
+        return _resize(self.background, self.shape)
+
+
+@dataclass
+class _Features:
+    """AKAZE keypoints and descriptors of both images, detected on gray copies scaled by ``*_to_small``."""
+
+    image_gray: np.ndarray
+    background_gray: np.ndarray
+    image_to_small: np.ndarray
+    background_to_small: np.ndarray
+    kp_image: tuple
+    desc_image: np.ndarray | None
+    kp_background: tuple
+    desc_background: np.ndarray | None
+
+
+def align_background(
+    image: np.ndarray,
+    background: np.ndarray,
+    *,
+    subject_mask: np.ndarray | None = None,
+    options: AlignOptions | None = None,
+    **overrides,
+) -> tuple[np.ndarray, AlignmentReport]:
+    """Warp ``background`` into ``image``'s frame.
+
+    image: H x W x 3 RGB, uint8 or float in [0, 1]. background: h x w x 3 RGB (any size), same kinds.
+    subject_mask: optional H x W (bool, or numbers where > 0.5 means subject), e.g. a segmentation.
+    options: an :class:`AlignOptions`; ``overrides`` are its fields by name (``align_background(I, B,
+    photometric=True)``), applied on top of ``options``.
 
     Returns (aligned background H x W x 3 with background's dtype and range, AlignmentReport).
     Never raises on a failed alignment: it warns (AlignmentWarning) and returns the unaligned background.
     """
+    options = replace(options or AlignOptions(), **overrides)
     t_start = time.perf_counter()
+    pair = _prepare_pair(image, background, subject_mask, options)
+    report = AlignmentReport()
+    try:
+        homography = _estimate_homography(pair, options, report)
+    except _FallBack as reason:
+        return _fall_back(pair, report, str(reason), t_start)
+    aligned = _warp_and_fill(pair, homography, options, report)
+    report.timings["total"] = time.perf_counter() - t_start
+    return _from_float(aligned, pair.dtype), report
+
+
+def _prepare_pair(image: np.ndarray, background: np.ndarray, subject_mask: np.ndarray | None,
+                  options: AlignOptions) -> _Pair:
     _check_rgb("image", image)
     _check_rgb("background", background)
-    if fill not in FILL_MODES:
-        raise ValueError(f"unknown fill {fill!r}; choose one of {', '.join(FILL_MODES)}")
-    if not 0.0 < match_fraction <= 1.0:
-        raise ValueError(f"match_fraction must be in (0, 1], got {match_fraction}")
     height, width = image.shape[:2]
     subject = _subject_mask(subject_mask, (height, width))
-    margin = subject_margin if subject_margin is not None else max(3, round(0.01 * max(height, width)))
+    margin = options.subject_margin if options.subject_margin is not None else max(3, round(0.01 * max(height, width)))
     outside_subject = None if subject is None else ~_dilate(subject, margin)
+    return _Pair(_to_float(image), _to_float(background), background.dtype, subject, outside_subject)
 
-    report = AlignmentReport()
-    timings = report.timings
-    image_f = _to_float(image)
-    background_f = _to_float(background)
 
-    def unaligned() -> np.ndarray:
-        return _resize(background_f, (height, width))
+def _fall_back(pair: _Pair, report: AlignmentReport, reason: str, t_start: float) -> tuple[np.ndarray, AlignmentReport]:
+    """The unaligned background (resized to I's size), with the reason in the report and a warning."""
+    height, width = pair.shape
+    report.fell_back, report.reason = True, reason
+    report.homography = _resize_homography(pair.background.shape[:2], (height, width))
+    report.coverage, report.valid_mask = 1.0, np.ones((height, width), dtype=bool)
+    warnings.warn(f"background alignment fell back to the unaligned background: {reason}",
+                  AlignmentWarning, stacklevel=3)
+    report.timings["total"] = time.perf_counter() - t_start
+    return _from_float(pair.unaligned(), pair.dtype), report
 
+
+def _estimate_homography(pair: _Pair, options: AlignOptions, report: AlignmentReport) -> np.ndarray:
+    """Background px -> image px (normalised, also in ``report``): features, matches, RANSAC, refit, checks,
+    optional ECC. Raises _FallBack when a step fails."""
+    features = _detect(pair, options, report)
+    matches, kept = _match(features, options, report)
+    h_small, fit_background, fit_image = _ransac(features, kept, options, report)
+    if options.refit_all_matches:
+        h_small, fit_background, fit_image = _refit(features, matches, h_small, fit_background, fit_image,
+                                                    options, report)
+    homography = np.linalg.inv(features.image_to_small) @ h_small @ features.background_to_small
+    problem = _degeneracy(homography, pair.background.shape[:2], pair.shape,
+                          options.max_scale, options.max_perspective, options.min_coverage)
+    if problem:
+        raise _FallBack(f"degenerate homography: {problem}")
+    if options.ecc_refine:
+        homography = _ecc_step(pair, features, homography, options, report)
+    report.homography = homography / homography[2, 2]
+    pts_background_full = _apply_inverse_scaling(fit_background, features.background_to_small)
+    pts_image_full = _apply_inverse_scaling(fit_image, features.image_to_small)
+    report.reprojection_error = _rms_reprojection(report.homography, pts_background_full, pts_image_full)
+    return report.homography
+
+
+def _detect(pair: _Pair, options: AlignOptions, report: AlignmentReport) -> _Features:
+    """AKAZE on downscaled gray copies (the subject masked out of I); a 10x lower threshold when either image
+    has fewer than ``min_keypoints``."""
     t = time.perf_counter()
-    image_gray = _gray_u8(image_f)
-    background_gray = _gray_u8(background_f)
-    image_small, image_to_small = _downscale(image_gray, max_side)
-    background_small, background_to_small = _downscale(background_gray, max_side)
+    image_gray = _gray_u8(pair.image)
+    background_gray = _gray_u8(pair.background)
+    image_small, image_to_small = _downscale(image_gray, options.max_side)
+    background_small, background_to_small = _downscale(background_gray, options.max_side)
     report.detection_scale = (float(image_to_small[0, 0]), float(background_to_small[0, 0]))
     feature_mask = None
-    if outside_subject is not None and mask_features:
-        feature_mask = _resize_mask(outside_subject, image_small.shape).astype(np.uint8) * 255
-    threshold = akaze_threshold
+    if pair.outside_subject is not None and options.mask_features:
+        feature_mask = _resize_mask(pair.outside_subject, image_small.shape).astype(np.uint8) * 255
+    threshold = options.akaze_threshold
     for attempt in range(2):
         akaze = cv2.AKAZE_create(threshold=threshold)
         kp_image, desc_image = akaze.detectAndCompute(image_small, feature_mask)
         kp_background, desc_background = akaze.detectAndCompute(background_small, None)
-        if attempt == 1 or min(len(kp_image), len(kp_background)) >= min_keypoints:
+        if attempt == 1 or min(len(kp_image), len(kp_background)) >= options.min_keypoints:
             break
-        threshold = akaze_threshold / 10
+        threshold = options.akaze_threshold / 10
     report.akaze_threshold = threshold
     report.keypoints_image, report.keypoints_background = len(kp_image), len(kp_background)
-    timings["detect"] = time.perf_counter() - t
-
-    def fall_back(reason: str) -> tuple[np.ndarray, AlignmentReport]:
-        report.fell_back, report.reason = True, reason
-        report.homography = _resize_homography(background.shape[:2], (height, width))
-        report.coverage, report.valid_mask = 1.0, np.ones((height, width), dtype=bool)
-        warnings.warn(f"background alignment fell back to the unaligned background: {reason}",
-                      AlignmentWarning, stacklevel=3)
-        timings["total"] = time.perf_counter() - t_start
-        return _from_float(unaligned(), background.dtype), report
-
+    report.timings["detect"] = time.perf_counter() - t
     if desc_image is None or desc_background is None or len(kp_image) < 4 or len(kp_background) < 4:
-        return fall_back(f"too few keypoints (image {len(kp_image)}, background {len(kp_background)})")
+        raise _FallBack(f"too few keypoints (image {len(kp_image)}, background {len(kp_background)})")
+    return _Features(image_gray, background_gray, image_to_small, background_to_small,
+                     kp_image, desc_image, kp_background, desc_background)
 
+
+def _match(features: _Features, options: AlignOptions, report: AlignmentReport) -> tuple[list, list]:
+    """(all matches best first, the kept best ``match_fraction``): Hamming brute force, background -> image."""
     t = time.perf_counter()
-    matches = cv2.BFMatcher(cv2.NORM_HAMMING).match(desc_background, desc_image)
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING).match(features.desc_background, features.desc_image)
     matches = sorted(matches, key=lambda m: m.distance)
     report.matches = len(matches)
-    kept = matches[: int(len(matches) * match_fraction)]
+    kept = matches[: int(len(matches) * options.match_fraction)]
     report.kept_matches = len(kept)
-    timings["match"] = time.perf_counter() - t
-    if len(kept) < max(min_matches, 4):
-        return fall_back(f"too few matches ({len(kept)} kept of {len(matches)}, need {max(min_matches, 4)})")
+    report.timings["match"] = time.perf_counter() - t
+    need = max(options.min_matches, 4)
+    if len(kept) < need:
+        raise _FallBack(f"too few matches ({len(kept)} kept of {len(matches)}, need {need})")
+    return matches, kept
 
+
+def _matched_points(features: _Features, matches: list) -> tuple[np.ndarray, np.ndarray]:
+    """(background points, image points) of ``matches`` in the detection copies' pixels."""
+    return (np.float32([features.kp_background[m.queryIdx].pt for m in matches]),
+            np.float32([features.kp_image[m.trainIdx].pt for m in matches]))
+
+
+def _ransac(features: _Features, kept: list, options: AlignOptions,
+            report: AlignmentReport) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """RANSAC homography of the kept matches (detection copies' px) and its inlier points."""
     t = time.perf_counter()
-    pts_background = np.float32([kp_background[m.queryIdx].pt for m in kept])
-    pts_image = np.float32([kp_image[m.trainIdx].pt for m in kept])
-    threshold_small = ransac_threshold * float(image_to_small[0, 0])
+    pts_background, pts_image = _matched_points(features, kept)
+    threshold_small = options.ransac_threshold * float(features.image_to_small[0, 0])
     h_small, inlier_mask = cv2.findHomography(pts_background, pts_image, cv2.RANSAC, threshold_small)
-    timings["ransac"] = time.perf_counter() - t
+    report.timings["ransac"] = time.perf_counter() - t
     if h_small is None or inlier_mask is None:
-        return fall_back("RANSAC found no homography")
+        raise _FallBack("RANSAC found no homography")
     inliers = inlier_mask.ravel().astype(bool)
     report.inliers = int(inliers.sum())
-    if report.inliers < max(min_inliers, min_inlier_ratio * len(kept)):
-        return fall_back(f"too few RANSAC inliers ({report.inliers} of {len(kept)} kept matches, need "
-                         f"{min_inliers} and {min_inlier_ratio:.0%})")
-    fit_background, fit_image = pts_background[inliers], pts_image[inliers]
-    if refit_all_matches:
-        t = time.perf_counter()
-        refit_small = refit_threshold * float(image_to_small[0, 0])
-        all_background = np.float32([kp_background[m.queryIdx].pt for m in matches])
-        all_image = np.float32([kp_image[m.trainIdx].pt for m in matches])
-        for _ in range(2):
-            projected = cv2.perspectiveTransform(all_background.reshape(-1, 1, 2), h_small).reshape(-1, 2)
-            consistent = np.linalg.norm(projected - all_image, axis=1) < refit_small
-            if consistent.sum() < max(report.inliers, 4):
-                break
-            refit, _ = cv2.findHomography(all_background[consistent], all_image[consistent], 0)
-            if refit is None or not np.all(np.isfinite(refit)):
-                break
-            h_small = refit
-            fit_background, fit_image = all_background[consistent], all_image[consistent]
-        report.refit_matches = len(fit_background)
-        timings["refit"] = time.perf_counter() - t
-    homography = np.linalg.inv(image_to_small) @ h_small @ background_to_small
-    problem = _degeneracy(homography, background.shape[:2], (height, width),
-                          max_scale, max_perspective, min_coverage)
-    if problem:
-        return fall_back(f"degenerate homography: {problem}")
+    if report.inliers < max(options.min_inliers, options.min_inlier_ratio * len(kept)):
+        raise _FallBack(f"too few RANSAC inliers ({report.inliers} of {len(kept)} kept matches, need "
+                        f"{options.min_inliers} and {options.min_inlier_ratio:.0%})")
+    return h_small, pts_background[inliers], pts_image[inliers]
 
-    if ecc_refine:
-        t = time.perf_counter()
-        refined = _refine_with_ecc(report, homography, image_gray, background_gray, outside_subject,
-                                   ecc_max_side, ecc_levels, ecc_iterations)
-        problem = _degeneracy(refined, background.shape[:2], (height, width),
-                              max_scale, max_perspective, min_coverage)
-        if problem:
-            report.ecc_applied, report.ecc_status = False, f"rejected: {problem}"
-        else:
-            homography = refined
-        timings["ecc"] = time.perf_counter() - t
 
-    report.homography = homography / homography[2, 2]
-    pts_background_full = _apply_inverse_scaling(fit_background, background_to_small)
-    pts_image_full = _apply_inverse_scaling(fit_image, image_to_small)
-    report.reprojection_error = _rms_reprojection(report.homography, pts_background_full, pts_image_full)
-
+def _refit(features: _Features, matches: list, h_small: np.ndarray, fit_background: np.ndarray,
+           fit_image: np.ndarray, options: AlignOptions,
+           report: AlignmentReport) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares refit (twice) on all matches within ``refit_threshold`` of the current homography."""
     t = time.perf_counter()
-    border = cv2.BORDER_REPLICATE if fill == "replicate" else cv2.BORDER_CONSTANT
-    aligned = cv2.warpPerspective(background_f, report.homography, (width, height),
+    refit_small = options.refit_threshold * float(features.image_to_small[0, 0])
+    all_background, all_image = _matched_points(features, matches)
+    for _ in range(2):
+        projected = cv2.perspectiveTransform(all_background.reshape(-1, 1, 2), h_small).reshape(-1, 2)
+        consistent = np.linalg.norm(projected - all_image, axis=1) < refit_small
+        if consistent.sum() < max(report.inliers, 4):
+            break
+        refit, _ = cv2.findHomography(all_background[consistent], all_image[consistent], 0)
+        if refit is None or not np.all(np.isfinite(refit)):
+            break
+        h_small = refit
+        fit_background, fit_image = all_background[consistent], all_image[consistent]
+    report.refit_matches = len(fit_background)
+    report.timings["refit"] = time.perf_counter() - t
+    return h_small, fit_background, fit_image
+
+
+def _ecc_step(pair: _Pair, features: _Features, homography: np.ndarray, options: AlignOptions,
+              report: AlignmentReport) -> np.ndarray:
+    """The ECC-refined homography when it is not degenerate, else ``homography`` (the report says which)."""
+    t = time.perf_counter()
+    refined = _refine_with_ecc(report, homography, features.image_gray, features.background_gray,
+                               pair.outside_subject, options.ecc_max_side, options.ecc_levels,
+                               options.ecc_iterations)
+    problem = _degeneracy(refined, pair.background.shape[:2], pair.shape,
+                          options.max_scale, options.max_perspective, options.min_coverage)
+    if problem:
+        report.ecc_applied, report.ecc_status = False, f"rejected: {problem}"
+    else:
+        homography = refined
+    report.timings["ecc"] = time.perf_counter() - t
+    return homography
+
+
+def _warp_and_fill(pair: _Pair, homography: np.ndarray, options: AlignOptions,
+                   report: AlignmentReport) -> np.ndarray:
+    """B' warped into I's frame (float32), photometrically matched if asked, uncovered pixels filled."""
+    height, width = pair.shape
+    t = time.perf_counter()
+    border = cv2.BORDER_REPLICATE if options.fill == "replicate" else cv2.BORDER_CONSTANT
+    aligned = cv2.warpPerspective(pair.background, homography, (width, height),
                                   flags=cv2.INTER_LINEAR, borderMode=border)
-    valid = cv2.warpPerspective(np.full(background.shape[:2], 255, np.uint8), report.homography,
+    valid = cv2.warpPerspective(np.full(pair.background.shape[:2], 255, np.uint8), homography,
                                 (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT) == 255
     report.valid_mask, report.coverage = valid, float(valid.mean())
-    timings["warp"] = time.perf_counter() - t
-
-    if photometric:
+    report.timings["warp"] = time.perf_counter() - t
+    if options.photometric:
         t = time.perf_counter()
-        fit_region = valid if outside_subject is None else valid & outside_subject
-        gain, bias = fit_gain_bias(aligned, image_f, fit_region, robust=outside_subject is None)
+        fit_region = valid if pair.outside_subject is None else valid & pair.outside_subject
+        gain, bias = fit_gain_bias(aligned, pair.image, fit_region, robust=pair.outside_subject is None)
         np.multiply(aligned, gain, out=aligned)
         np.add(aligned, bias, out=aligned)
         np.clip(aligned, 0.0, 1.0, out=aligned)
         report.photometric_gain, report.photometric_bias = gain, bias
-        timings["photometric"] = time.perf_counter() - t
-
-    if fill == "zeros":
+        report.timings["photometric"] = time.perf_counter() - t
+    if options.fill == "zeros":
         aligned[~valid] = 0.0  # also the border pixels the interpolation blended with zeros
-    if fill in ("image", "unaligned"):
+    if options.fill in ("image", "unaligned"):
         outside = ~valid
-        np.copyto(aligned, image_f if fill == "image" else unaligned(), where=outside[:, :, None])
-        if fill == "image" and subject is not None:
-            np.copyto(aligned, unaligned(), where=(outside & subject)[:, :, None])
-    timings["total"] = time.perf_counter() - t_start
-    return _from_float(aligned, background.dtype), report
+        np.copyto(aligned, pair.image if options.fill == "image" else pair.unaligned(), where=outside[:, :, None])
+        if options.fill == "image" and pair.subject is not None:
+            np.copyto(aligned, pair.unaligned(), where=(outside & pair.subject)[:, :, None])
+    return aligned
 
 
 def fit_gain_bias(

@@ -21,12 +21,16 @@ DEFAULT_OFFSETS = (-40, -20, 20, 40)
 BOUNDARIES = ("clamp", "wrap", "reflect")
 
 
-def to_gray(image: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+def to_gray(image: np.ndarray | torch.Tensor, keep_uint8: bool = False) -> np.ndarray | torch.Tensor:
     """RGB -> BT.601 luma as float in [0, 1].
 
     numpy: H x W x 3 (uint8, uint16 or float in [0, 1]) -> float32 H x W; an H x W (or H x W x 1) gray input
     is returned as float32 H x W. torch: (B x) 3 x H x W float -> (B x) 1 x H x W.
+    ``keep_uint8``: a uint8 H x W x 3 image gives uint8 gray, rounded as OpenCV (and the original code) does;
+    a quarter of the memory where many gray frames are buffered.
     """
+    if keep_uint8 and isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3:
+        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
     if isinstance(image, torch.Tensor):
         if image.dim() < 3 or image.shape[-3] != 3:
             raise ValueError(f"to_gray expects a (B x) 3 x H x W tensor, got shape {tuple(image.shape)}")

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from bgmatting.preprocess.motion import to_gray
+from bgmatting.runtime import resolve_device
 
 REFERENCE_CROP_SIDE = 512  # the public code post-processes S on a 512 x 512 crop
 VOC_PERSON_CLASS = 15
@@ -150,6 +151,7 @@ class Segmenter(ABC):
 
     name: str = ""
     needs_background: bool = False
+    runs_on_device: bool = False  # a network that takes ``device=`` (see get_segmenter)
 
     @abstractmethod
     def segment(self, image: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
@@ -174,11 +176,15 @@ def register_segmenter(*names: str) -> Callable[[type[Segmenter]], type[Segmente
     return add
 
 
-def get_segmenter(name: str, **kwargs) -> Segmenter:
-    """Build the backend registered as ``name`` with its keyword options."""
+def get_segmenter(name: str, *, device=None, **kwargs) -> Segmenter:
+    """Build the backend registered as ``name`` with its keyword options. ``device`` (a torch device or its
+    name) goes to backends that run a network and is ignored by the others."""
     if name not in SEGMENTERS:
         raise ValueError(f"unknown segmenter {name!r}; available: {', '.join(sorted(SEGMENTERS))}")
-    return SEGMENTERS[name](**kwargs)
+    backend = SEGMENTERS[name]
+    if device is not None and getattr(backend, "runs_on_device", False):
+        kwargs["device"] = str(device)
+    return backend(**kwargs)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -418,7 +424,7 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def deeplab_weights_url(arch: str = "resnet101") -> str:
     """torchvision's download URL of the COCO-with-VOC-labels weights for ``arch``."""
-    import torchvision.models.segmentation as segmentation
+    import torchvision.models.segmentation as segmentation  # lazy: torchvision only for this backend
 
     _, weights_enum = _DEEPLAB_ARCHS[arch]
     return getattr(segmentation, weights_enum).COCO_WITH_VOC_LABELS_V1.url
@@ -440,6 +446,8 @@ class DeepLabSegmenter(Segmenter):
     to before the network (513 as in the public code; None keeps the size). device: "auto", "cpu", "cuda"...
     """
 
+    runs_on_device = True
+
     def __init__(
         self,
         *,
@@ -454,8 +462,6 @@ class DeepLabSegmenter(Segmenter):
     ) -> None:
         if arch not in _DEEPLAB_ARCHS:
             raise ValueError(f"unknown DeepLabV3 arch {arch!r}; choose one of {', '.join(_DEEPLAB_ARCHS)}")
-        from bgmatting.runtime import resolve_device
-
         self.arch = arch
         self.input_side = input_side
         self.person_class = person_class
@@ -491,7 +497,7 @@ class DeepLabSegmenter(Segmenter):
         return _read_state_dict(cache)
 
     def _build(self, state: dict, source) -> torch.nn.Module:
-        import torchvision.models.segmentation as segmentation
+        import torchvision.models.segmentation as segmentation  # lazy: torchvision only for this backend
 
         builder, _ = _DEEPLAB_ARCHS[self.arch]
         has_aux = any(k.startswith("aux_classifier.") for k in state)

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bgmatting.data.adobe import AdobeCompositeDataset, CompositeSetDataset
+from bgmatting.data.compose import build_composite_set
 from bgmatting.data.io import write_alpha, write_image
 
 from .cache import build_atomically, cache_root, parameter_key
@@ -64,8 +66,6 @@ def _write_names(path: Path, names: list[str]) -> None:
 def generate_adobe_set(out: Path, *, n_fg: int, n_bg: int, size, n_test_fg: int, n_test_bg: int, seed: int,
                        camouflage_p: float = 0.25, test_size: int | None = None, workers: int = 2) -> dict:
     """Write the whole synthetic Adobe-style set into ``out`` (see the module docstring); returns counts."""
-    from bgmatting.data.compose import build_composite_set
-
     h, w = _size_hw(size)
     out = Path(out)
     stats = {"veil": 0, "glass": 0, "motion_blur": 0, "camouflage": 0}
@@ -162,8 +162,6 @@ def synthetic_adobe_dataset(split: str = "train", cache_dir: PathLike | None = N
     (segmentation, seed, motion_frames). ``seed`` here is the generation seed; ``sample_seed`` (in
     dataset_kwargs) is passed on as the dataset's own ``seed``.
     """
-    from bgmatting.data.adobe import AdobeCompositeDataset, CompositeSetDataset
-
     root = ensure_synthetic_adobe(cache_dir, n_fg=n_fg, n_bg=n_bg, size=size, n_test_fg=n_test_fg,
                                   n_test_bg=n_test_bg, seed=seed, camouflage_p=camouflage_p, test_size=test_size,
                                   workers=workers)

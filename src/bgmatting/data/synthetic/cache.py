@@ -2,24 +2,26 @@
 
 A generated set lives in ``<cache root>/<kind>/<key>/``; the key spells out every generation parameter and
 the generator version, so changing either makes a new folder. Generation writes into a temporary sibling
-folder and renames it into place only when complete, with a ``COMPLETE.json`` marker written last inside
-it: an interrupted run leaves only a temporary folder, which is never taken for a finished set (and is
-removed by the next run on the same host once its process is gone).
+folder (``bgmatting.data.io.atomic_path``, tagged with host and process) and renames it into place only when
+complete, with a ``COMPLETE.json`` marker written last inside it: an interrupted run leaves only a temporary
+folder, which is never taken for a finished set (and is removed by the next run on the same host once its
+process is gone).
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
 import socket
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from bgmatting.data.io import TEMP_SUFFIX, atomic_path, temporary_prefix
+
 CACHE_ENV = "BGMATTING_CACHE"
 MARKER = "COMPLETE.json"
-_TMP_PREFIX = ".tmp-"
 
 
 def cache_root() -> Path:
@@ -53,20 +55,21 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _temporary_name(final: Path) -> str:
-    """``.tmp-<key>@<host>-<pid>-<random>``: who is writing it, so that stale ones can be recognised."""
-    return f"{_TMP_PREFIX}{final.name}@{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+def _owner() -> str:
+    """``<host>-<pid>``: who writes a temporary folder, so that stale ones can be recognised."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _remove_stale_temporaries(final: Path) -> None:
     """Remove temporaries of ``final`` left by processes of this host that no longer run (interrupted
     generations). Temporaries of other hosts (a shared cache folder) are left alone."""
-    for tmp in final.parent.glob(f"{_TMP_PREFIX}{final.name}@*"):
+    prefix = temporary_prefix(final)  # ".<key>.", then "<host>-<pid>.<random>.tmp"
+    for tmp in final.parent.glob(f"{glob.escape(prefix)}*{TEMP_SUFFIX}"):
         try:
-            owner, pid, _ = tmp.name.rsplit("-", 2)
-            host = owner.rsplit("@", 1)[1]
+            owner = tmp.name[len(prefix):-len(TEMP_SUFFIX)].rsplit(".", 1)[0]
+            host, pid = owner.rsplit("-", 1)
             pid_number = int(pid)
-        except (ValueError, IndexError):
+        except ValueError:
             continue
         if host == socket.gethostname() and not _pid_alive(pid_number):
             shutil.rmtree(tmp, ignore_errors=True)
@@ -83,26 +86,18 @@ def build_atomically(final: Path, generate: Callable[[Path], dict]) -> tuple[Pat
         return final, False
     final.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(final)
-    tmp = final.parent / _temporary_name(final)
-    tmp.mkdir()
     try:
-        start = time.perf_counter()
-        info = dict(generate(tmp) or {})
-        info["seconds"] = round(time.perf_counter() - start, 3)
-        marker = tmp / MARKER
-        marker.write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
-        if final.exists() and not is_complete(final):
-            shutil.rmtree(final, ignore_errors=True)  # an incomplete folder left by an older layout
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not is_complete(final):
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # lost a race: another process completed it
-            return final, False
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic_path(final, directory=True, owner=_owner()) as tmp:
+            start = time.perf_counter()
+            info = dict(generate(tmp) or {})
+            info["seconds"] = round(time.perf_counter() - start, 3)
+            (tmp / MARKER).write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
+            if final.exists() and not is_complete(final):
+                shutil.rmtree(final, ignore_errors=True)  # an incomplete folder left by an older layout
+    except OSError:
+        if not is_complete(final):
+            raise
+        return final, False  # lost a race: another process completed it (our temporary is gone)
     return final, True
 
 

@@ -22,16 +22,18 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from bgmatting.data.io import write_alpha, write_image
-from bgmatting.data.real import MANIFEST_NAME, Clip, frame_name, write_real_manifest
+from bgmatting.data.real import MANIFEST_NAME, Clip, RealCaptureDataset, frame_name, write_real_manifest
+from bgmatting.preprocess.segment import postprocess_segmentation, segmentation_crop_scale
 
 from .cache import build_atomically, cache_root, parameter_key
-from .shapes import apply_motion_blur, render_subject, unpremultiply
+from .shapes import Subject, apply_motion_blur, render_subject, unpremultiply
 from .textures import random_background
 
 PathLike = str | os.PathLike
@@ -82,8 +84,6 @@ def _photometric(image: np.ndarray, gain: float, gamma: float, balance: np.ndarr
 def _segmentation(alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Segmenter-like soft S from a true alpha: alpha > 0.5 with +-1 px of per-frame boundary jitter, then
     the segmenters' post-process (the public code's erode/dilate/blur, scaled to the subject's crop)."""
-    from bgmatting.preprocess.segment import postprocess_segmentation, segmentation_crop_scale
-
     mask = (alpha > 0.5).astype(np.uint8)
     jitter = int(rng.integers(-1, 2))
     k3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
@@ -103,16 +103,82 @@ def _smooth_path(rng, n: int, amplitude: float, cycles=(0.3, 1.0)) -> np.ndarray
     return amplitude * (0.75 * np.sin(2 * np.pi * f1 * t + p1) + 0.25 * np.sin(2 * np.pi * f2 * t + p2))
 
 
-def generate_clip(out_clip: Path, out_truth: Path, rng: np.random.Generator, n_frames: int,
-                  size: tuple[int, int], handheld: bool, name: str) -> Clip:
-    """Write one synthetic capture (frames, plate, segmentation, optional aligned plates, ground truth)."""
-    H, W = size
-    m = max(H, W)
-    margin = int(round(0.08 * m)) + 2
-    wh, ww = H + 2 * margin, W + 2 * margin
-    scene = random_background(rng, wh, ww)
+@dataclass
+class _World:
+    """The static scene, larger than the frame by ``margin`` on each side so that the camera can move."""
 
-    # Subject on a canvas taller than the world, so that swaying never uncovers a person's cut-off torso.
+    height: int  # frame size
+    width: int
+    margin: int
+    scene: np.ndarray  # (height + 2 margin) x (width + 2 margin) x 3
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.scene.shape[0], self.scene.shape[1]
+
+    def view(self, image: np.ndarray, pose: np.ndarray, border=cv2.BORDER_REFLECT) -> np.ndarray:
+        """What a camera at ``pose`` sees of a world-sized ``image``."""
+        return _view(image, pose, self.margin, (self.height, self.width), border=border)
+
+
+@dataclass
+class _MovingSubject:
+    """The subject in the world: its rendering and a smooth translation + rotation about a pivot per frame."""
+
+    kind: str
+    camouflaged: bool
+    subject: Subject  # on a canvas taller than the world
+    premultiplied: np.ndarray
+    centre: tuple[float, float]
+    pivot: tuple[float, float]
+    tx: np.ndarray
+    ty: np.ndarray
+    rot: np.ndarray
+
+    def affine(self, i: int) -> np.ndarray:
+        a = cv2.getRotationMatrix2D(self.pivot, float(self.rot[i]), 1.0)
+        a[:, 2] += (self.tx[i], self.ty[i])
+        return a
+
+
+@dataclass
+class _Shadow:
+    """The subject's silhouette sheared and offset onto the scene, blurred, darkening by ``strength``."""
+
+    shift: tuple[float, float]
+    shear: float
+    sigma: float
+    strength: float
+
+    def of(self, alpha: np.ndarray) -> np.ndarray:
+        wh, ww = alpha.shape
+        sh = np.array([[1.0, self.shear, self.shift[0] - self.shear * wh], [0.0, 1.0, self.shift[1]]])
+        return cv2.GaussianBlur(cv2.warpAffine(alpha, sh, (ww, wh), borderValue=0), (0, 0), self.sigma)
+
+
+@dataclass
+class _Camera:
+    """Frame poses and the plate's pose, and the plate's different exposure; noise levels of both."""
+
+    frame_poses: list[np.ndarray]
+    plate_pose: np.ndarray
+    gain: float
+    gamma: float
+    balance: np.ndarray
+    frame_noise: float
+    plate_noise: float
+
+
+def _make_world(rng: np.random.Generator, size: tuple[int, int]) -> _World:
+    H, W = size
+    margin = int(round(0.08 * max(H, W))) + 2
+    return _World(H, W, margin, random_background(rng, H + 2 * margin, W + 2 * margin))
+
+
+def _make_subject(rng: np.random.Generator, world: _World, n_frames: int) -> _MovingSubject:
+    """Subject on a canvas taller than the world, so that swaying never uncovers a person's cut-off torso."""
+    wh, ww = world.shape
+    scene = world.scene
     kind = ["person", "furry", "object"][int(rng.choice(3, p=[0.6, 0.25, 0.15]))]
     pad = int(round(0.3 * wh))
     if kind == "person":  # head at 30-45 % of the frame height
@@ -126,25 +192,28 @@ def generate_clip(out_clip: Path, out_truth: Path, rng: np.random.Generator, n_f
     subject = render_subject(rng, wh + pad, ww, kind=kind, scale=scale, centre=centre,
                              camouflage=canvas_scene if camouflaged else None, p_motion_blur=0.0)
     premult_full = subject.foreground * subject.alpha[:, :, None]
-
     # Motion of the subject in the world: translation + rotation about a pivot (bottom centre for persons).
     tx = _smooth_path(rng, n_frames, 0.22 * ww)
     ty = _smooth_path(rng, n_frames, 0.03 * wh if kind == "person" else 0.12 * wh)
     rot = _smooth_path(rng, n_frames, rng.uniform(3.0, 10.0))
     pivot = (centre[0], float(wh) if kind == "person" else centre[1])
+    return _MovingSubject(kind, camouflaged, subject, premult_full, centre, pivot, tx, ty, rot)
 
-    def subject_affine(i: int) -> np.ndarray:
-        a = cv2.getRotationMatrix2D(pivot, float(rot[i]), 1.0)
-        a[:, 2] += (tx[i], ty[i])
-        return a
 
-    # Shadow: the subject's silhouette sheared and offset onto the scene, blurred, darkening by `strength`.
-    shadow_shift = (rng.choice([-1, 1]) * rng.uniform(0.04, 0.1) * ww, rng.uniform(-0.04, 0.02) * wh)
-    shadow_shear = rng.uniform(-0.35, 0.35)
-    shadow_sigma = rng.uniform(0.015, 0.035) * m
-    strength = rng.uniform(0.3, 0.6)
+def _make_shadow(rng: np.random.Generator, world: _World) -> _Shadow:
+    wh, ww = world.shape
+    m = max(world.height, world.width)
+    shift = (rng.choice([-1, 1]) * rng.uniform(0.04, 0.1) * ww, rng.uniform(-0.04, 0.02) * wh)
+    shear = rng.uniform(-0.35, 0.35)
+    sigma = rng.uniform(0.015, 0.035) * m
+    return _Shadow(shift, shear, sigma, rng.uniform(0.3, 0.6))
 
-    # Camera: frames (fixed: sub-pixel shake; hand-held: smooth path) and the plate's own pose.
+
+def _make_camera(rng: np.random.Generator, world: _World, n_frames: int, handheld: bool) -> _Camera:
+    """Frames: fixed (sub-pixel shake) or hand-held (a smooth path); the plate from its own pose, exposed
+    differently from the frames (auto exposure, white balance)."""
+    H, W = world.height, world.width
+    m = max(H, W)
     if handheld:
         frame_poses = [homography(H, W, shift=(float(a), float(b)), angle_deg=float(c))
                        for a, b, c in zip(_smooth_path(rng, n_frames, 0.03 * m), _smooth_path(rng, n_frames, 0.03 * m),
@@ -154,62 +223,93 @@ def generate_clip(out_clip: Path, out_truth: Path, rng: np.random.Generator, n_f
         shake = rng.normal(0.0, 0.25, (n_frames, 2))
         frame_poses = [homography(H, W, shift=tuple(s)) for s in shake]
         plate_pose = _random_pose(rng, H, W, 0.008, 0.4, 0.005, 0.005)
-
-    # Photometrics: the plate is exposed differently from the frames (auto exposure, white balance).
     gain = float(rng.choice([-1, 1]) * rng.uniform(0.05, 0.15) + 1.0)
     gamma = float(rng.uniform(0.85, 1.15))
     balance = (1.0 + rng.uniform(-0.04, 0.04, 3)).astype(np.float32)
     frame_noise, plate_noise = rng.uniform(0.004, 0.012), rng.uniform(0.004, 0.012)
+    return _Camera(frame_poses, plate_pose, gain, gamma, balance, frame_noise, plate_noise)
 
-    plate_clean = _photometric(_view(scene, plate_pose, margin, (H, W)), gain, gamma, balance)
-    plate = np.clip(plate_clean + rng.normal(0, plate_noise, plate_clean.shape), 0, 1).astype(np.float32)
+
+def _make_plate(rng: np.random.Generator, world: _World, camera: _Camera) -> np.ndarray:
+    """The scene without subject or shadow, from the plate's pose and exposure, with its own noise."""
+    plate_clean = _photometric(world.view(world.scene, camera.plate_pose), camera.gain, camera.gamma,
+                               camera.balance)
+    return np.clip(plate_clean + rng.normal(0, camera.plate_noise, plate_clean.shape), 0, 1).astype(np.float32)
+
+
+def _subject_in_world(subject: _MovingSubject, world: _World, i: int,
+                      previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(premultiplied colour, alpha) of the subject in the world at frame ``i``, motion-blurred over 30 % of
+    the frame interval (a ~110-degree shutter) along its motion since the ``previous`` frame's affine."""
+    wh, ww = world.shape
+    a = subject.affine(i)
+    premult = cv2.warpAffine(subject.premultiplied, a, (ww, wh), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+    alpha = cv2.warpAffine(subject.subject.alpha, a, (ww, wh), flags=cv2.INTER_LINEAR, borderValue=0)
+    centre = np.array([subject.centre[0], subject.centre[1], 1.0])
+    velocity = a @ centre - previous @ centre
+    speed = float(np.hypot(*velocity))
+    if speed >= 3.0:
+        premult, alpha = apply_motion_blur(premult, alpha, 0.3 * speed,
+                                           float(np.degrees(np.arctan2(velocity[1], velocity[0]))))
+    return premult, alpha
+
+
+def _write_frame(rng: np.random.Generator, out_clip: Path, out_truth: Path, i: int, world: _World,
+                 subject: _MovingSubject, shadow: _Shadow, camera: _Camera, plate: np.ndarray, handheld: bool) -> None:
+    """Frame ``i`` with its segmentation (and aligned plate when hand-held), and its ground truth."""
+    pose = camera.frame_poses[i]
+    previous = subject.affine(max(i - 1, 0))
+    premult, alpha = _subject_in_world(subject, world, i, previous)
+    shadow_map = shadow.of(alpha)
+    shaded = world.scene * (1.0 - shadow.strength * shadow_map[:, :, None])
+    frame = world.view(premult + (1.0 - alpha[:, :, None]) * shaded, pose)
+    frame = np.clip(frame + rng.normal(0, camera.frame_noise, frame.shape), 0, 1).astype(np.float32)
+    alpha_f = np.clip(world.view(alpha, pose, border=cv2.BORDER_CONSTANT), 0, 1)
+    premult_f = world.view(premult, pose, border=cv2.BORDER_CONSTANT)
+    fg_f = unpremultiply(premult_f, alpha_f, world.view(subject.subject.foreground[:world.shape[0]], pose))
+    write_image(out_clip / "frames" / frame_name(i), frame)
+    write_alpha(out_clip / "segmentation" / frame_name(i), _segmentation(alpha_f, rng))
+    write_alpha(out_truth / "alpha" / frame_name(i), alpha_f)
+    write_image(out_truth / "foreground" / frame_name(i), fg_f)
+    write_alpha(out_truth / "shadow" / frame_name(i),
+                shadow.strength * world.view(shadow_map, pose, border=cv2.BORDER_CONSTANT))
+    if handheld:
+        write_image(out_clip / "aligned_background" / frame_name(i),
+                    _aligned_plate(rng, world, camera, plate, frame, pose))
+
+
+def _aligned_plate(rng: np.random.Generator, world: _World, camera: _Camera, plate: np.ndarray, frame: np.ndarray,
+                   pose: np.ndarray) -> np.ndarray:
+    """The plate warped into a frame (exact, plus a residual error of a good alignment), and pixels the plate
+    does not cover taken from the frame (the public code's fill rule)."""
+    H, W = world.height, world.width
+    residual = homography(H, W, shift=tuple(rng.normal(0, 0.3, 2)), angle_deg=float(rng.normal(0, 0.05)))
+    to_frame = residual @ pose @ np.linalg.inv(camera.plate_pose)
+    aligned = cv2.warpPerspective(plate, to_frame, (W, H), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_CONSTANT, borderValue=(-1, -1, -1))
+    outside = aligned[:, :, :1] < 0
+    return np.where(outside, frame, aligned)
+
+
+def generate_clip(out_clip: Path, out_truth: Path, rng: np.random.Generator, n_frames: int,
+                  size: tuple[int, int], handheld: bool, name: str) -> Clip:
+    """Write one synthetic capture (frames, plate, segmentation, optional aligned plates, ground truth).
+    Every random draw comes from ``rng``, in the order of the steps below."""
+    world = _make_world(rng, size)
+    subject = _make_subject(rng, world, n_frames)
+    shadow = _make_shadow(rng, world)
+    camera = _make_camera(rng, world, n_frames, handheld)
+    plate = _make_plate(rng, world, camera)
     write_image(out_clip / "background.png", plate)
-
-    prev = subject_affine(0)
     for i in range(n_frames):
-        a = subject_affine(i)
-        premult = cv2.warpAffine(premult_full, a, (ww, wh), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
-        alpha = cv2.warpAffine(subject.alpha, a, (ww, wh), flags=cv2.INTER_LINEAR, borderValue=0)
-        # Motion blur over 30 % of the frame interval (a ~110-degree shutter), along this frame's motion.
-        centre_now = a @ np.array([centre[0], centre[1], 1.0])
-        centre_prev = prev @ np.array([centre[0], centre[1], 1.0])
-        velocity = centre_now - centre_prev
-        speed = float(np.hypot(*velocity))
-        if speed >= 3.0:
-            premult, alpha = apply_motion_blur(premult, alpha, 0.3 * speed,
-                                               float(np.degrees(np.arctan2(velocity[1], velocity[0]))))
-        prev = a
-        sh = np.array([[1.0, shadow_shear, shadow_shift[0] - shadow_shear * wh], [0.0, 1.0, shadow_shift[1]]])
-        shadow = cv2.GaussianBlur(cv2.warpAffine(alpha, sh, (ww, wh), borderValue=0), (0, 0), shadow_sigma)
-        shaded = scene * (1.0 - strength * shadow[:, :, None])
-        world = premult + (1.0 - alpha[:, :, None]) * shaded
-        frame = _view(world, frame_poses[i], margin, (H, W))
-        frame = np.clip(frame + rng.normal(0, frame_noise, frame.shape), 0, 1).astype(np.float32)
-        alpha_f = np.clip(_view(alpha, frame_poses[i], margin, (H, W), border=cv2.BORDER_CONSTANT), 0, 1)
-        premult_f = _view(premult, frame_poses[i], margin, (H, W), border=cv2.BORDER_CONSTANT)
-        fg_f = unpremultiply(premult_f, alpha_f, _view(subject.foreground[:wh], frame_poses[i], margin, (H, W)))
-        write_image(out_clip / "frames" / frame_name(i), frame)
-        write_alpha(out_clip / "segmentation" / frame_name(i), _segmentation(alpha_f, rng))
-        write_alpha(out_truth / "alpha" / frame_name(i), alpha_f)
-        write_image(out_truth / "foreground" / frame_name(i), fg_f)
-        write_alpha(out_truth / "shadow" / frame_name(i),
-                    strength * _view(shadow, frame_poses[i], margin, (H, W), border=cv2.BORDER_CONSTANT))
-        if handheld:
-            # The plate warped into frame i (exact, plus a residual error of a good alignment),
-            # and pixels the plate does not cover taken from the frame (the public code's fill rule).
-            residual = homography(H, W, shift=tuple(rng.normal(0, 0.3, 2)), angle_deg=float(rng.normal(0, 0.05)))
-            to_frame = residual @ frame_poses[i] @ np.linalg.inv(plate_pose)
-            aligned = cv2.warpPerspective(plate, to_frame, (W, H), flags=cv2.INTER_LINEAR,
-                                          borderMode=cv2.BORDER_CONSTANT, borderValue=(-1, -1, -1))
-            outside = aligned[:, :, :1] < 0
-            aligned = np.where(outside, frame, aligned)
-            write_image(out_clip / "aligned_background" / frame_name(i), aligned)
-
-    truth = {"kind": kind, "handheld": handheld, "camouflage": camouflaged, "gain": gain, "gamma": gamma,
-             "balance": balance.tolist(), "frame_noise": frame_noise, "plate_noise": plate_noise,
-             "shadow_strength": strength, "plate_pose": plate_pose.tolist(),
-             "frame_poses": [p.tolist() for p in frame_poses], "subject": subject.info}
+        _write_frame(rng, out_clip, out_truth, i, world, subject, shadow, camera, plate, handheld)
+    truth = {"kind": subject.kind, "handheld": handheld, "camouflage": subject.camouflaged, "gain": camera.gain,
+             "gamma": camera.gamma, "balance": camera.balance.tolist(), "frame_noise": camera.frame_noise,
+             "plate_noise": camera.plate_noise, "shadow_strength": shadow.strength,
+             "plate_pose": camera.plate_pose.tolist(), "frame_poses": [p.tolist() for p in camera.frame_poses],
+             "subject": subject.subject.info}
     (out_truth / "capture.json").write_text(json.dumps(truth, indent=1, default=float), encoding="utf-8")
+    H, W = size
     return Clip(name=name, path=out_clip, n_frames=n_frames, height=H, width=W, handheld=handheld,
                 aligned_background="aligned_background" if handheld else None, source="synthetic",
                 ground_truth=out_truth)
@@ -274,8 +374,6 @@ def synthetic_real_dataset(cache_dir: PathLike | None = None, *, n_clips: int = 
     ``frame_size`` and the other named arguments are generation parameters (``ensure_synthetic_real``'s
     ``size`` is ``frame_size`` here). ``dataset_kwargs`` go to ``RealCaptureDataset`` (size = output size,
     motion_offsets, boundary, crop, hflip, ...); ``sample_seed`` becomes its ``seed``."""
-    from bgmatting.data.real import RealCaptureDataset
-
     manifest = ensure_synthetic_real(cache_dir, n_clips=n_clips, n_frames=n_frames, size=frame_size,
                                      n_targets=n_targets, handheld_fraction=handheld_fraction, seed=seed,
                                      workers=workers)

@@ -311,6 +311,24 @@ def unpremultiply(premult: np.ndarray, alpha: np.ndarray, fill: np.ndarray, eps:
     return np.clip(f, 0.0, 1.0).astype(np.float32)
 
 
+def _person_layers(rng, canvas: _Canvas, height: int, width: int, scale: float, centre_x: float,
+                   head_y: float | None, body_colour: np.ndarray) -> tuple[list, tuple[float, float], float]:
+    """A person's (alpha, colour) layers: body with a skin-coloured head, hair cap and strands; and the anchor
+    and size of a veil or glass in front of it."""
+    body, head = _person_body(rng, canvas, height, width, scale, centre_x, head_y)
+    skin = colour_field(rng, height, width, base=random_colour(rng, (0.2, 0.6), (0.35, 0.9)))
+    hx, hy = head["centre"]
+    ax, ay = head["axes"]
+    # Head region gets skin colour, the rest clothing (the body field).
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    head_w = np.clip(1.0 - (((xx - hx) / ax) ** 2 + ((yy - hy) / ay) ** 2 - 1.0) * 3.0, 0, 1)[:, :, None]
+    layers = [(body, skin * head_w + body_colour * (1 - head_w))]
+    cap, strands = _hair(rng, canvas, head)
+    hair_colour = colour_field(rng, height, width, base=random_colour(rng, (0.1, 0.8), (0.05, 0.9)))
+    layers += [(cap, hair_colour), (strands, hair_colour)]
+    return layers, (hx, hy + ay), ax * 1.5
+
+
 def render_subject(rng: np.random.Generator, height: int, width: int, *, kind: str | None = None,
                    scale: float = 1.0, centre: tuple[float, float] | None = None,
                    camouflage: np.ndarray | None = None, p_veil: float = 0.35, p_glass: float = 0.2,
@@ -338,18 +356,8 @@ def render_subject(rng: np.random.Generator, height: int, width: int, *, kind: s
     info: dict = {"kind": kind, "camouflage": camouflage is not None}
     layers: list[tuple[np.ndarray, np.ndarray]] = []
     if kind == "person":
-        body, head = _person_body(rng, canvas, height, width, scale, centre[0], head_y)
-        skin = colour_field(rng, height, width, base=random_colour(rng, (0.2, 0.6), (0.35, 0.9)))
-        hx, hy = head["centre"]
-        ax, ay = head["axes"]
-        # Head region gets skin colour, the rest clothing (the body field).
-        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-        head_w = np.clip(1.0 - (((xx - hx) / ax) ** 2 + ((yy - hy) / ay) ** 2 - 1.0) * 3.0, 0, 1)[:, :, None]
-        layers.append((body, skin * head_w + body_colour * (1 - head_w)))
-        cap, strands = _hair(rng, canvas, head)
-        hair_colour = colour_field(rng, height, width, base=random_colour(rng, (0.1, 0.8), (0.05, 0.9)))
-        layers += [(cap, hair_colour), (strands, hair_colour)]
-        anchor, size = (hx, hy + ay), ax * 1.5
+        person, anchor, size = _person_layers(rng, canvas, height, width, scale, centre[0], head_y, body_colour)
+        layers += person
     elif kind == "furry":
         body, fur = _furry_body(rng, canvas, height, width, scale, centre)
         fur_colour = np.clip(body_colour * rng.uniform(0.8, 1.25), 0, 1)

@@ -10,6 +10,7 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
+import skimage.data
 
 # Colour photos bundled with scikit-image (no download needed).
 PHOTO_NAMES = (
@@ -24,8 +25,6 @@ BACKGROUND_KINDS = ("photo", "noise", "gradient", "stripes", "blobs", "gray_text
 
 @lru_cache(maxsize=None)
 def _photo(name: str) -> np.ndarray:
-    import skimage.data
-
     img = getattr(skimage.data, name)()
     if isinstance(img, tuple):  # stereo_motorcycle returns (left, right, disparity)
         img = img[0]
