@@ -142,7 +142,8 @@ def skin_texture(rng: np.random.Generator, size: int, box: tuple[float, float, f
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     w, h = max(1, x1 - x0), max(1, y1 - y0)
     patch = cv2.resize(face, (w, h), interpolation=cv2.INTER_CUBIC)
-    patch = 0.85 + 0.2 * (patch - patch.mean()) / max(float(patch.std()), 1e-3)  # the face's shading around 0.85
+    z = np.clip((patch - patch.mean()) / max(float(patch.std()), 1e-3), -2.5, 2.5)
+    patch = 0.85 + 0.1 * z  # the face photo's shading, 0.6..1.1 around the tone
     ys, xs = slice(max(y0, 0), min(y1, size)), slice(max(x0, 0), min(x1, size))
     shade[ys, xs] = patch[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
     return np.clip(tone * shade[:, :, None], 0.0, 1.0).astype(np.float32)
