@@ -12,7 +12,7 @@ from bgmatting.data.io import read_alpha, read_image
 from bgmatting.data.manifest import read_manifest
 from bgmatting.data.synthetic import cache
 from bgmatting.data.synthetic.photo_set import HELDOUT_SIZES, ensure_photo_set, heldout_dataset, heldout_sizes
-from bgmatting.data.synthetic.photo_set import build, figures, strands
+from bgmatting.data.synthetic.photo_set import build, figures, photos, strands
 from bgmatting.data.synthetic.photo_set.scenes import render_scene
 
 TINY = dict(n_scenes=2, sizes=(24, 32))
@@ -136,3 +136,11 @@ def test_bad_parameters_are_refused(tmp_path):
         ensure_photo_set(tmp_path, n_scenes=0)
     with pytest.raises(ValueError, match="16 px"):
         ensure_photo_set(tmp_path, sizes=(8,))
+
+
+def test_scene_kinds_cycle_so_that_any_eight_scenes_hold_every_family():
+    info = [render_scene(0, i, 64).info for i in range(8)]
+    assert [i["hair"] for i in info] == ["wisps", "ringlets", "curtain", "flyaways", "spirals", "wisps", "ringlets",
+                                         "mane_tail"]
+    assert [i["wires"] for i in info] == [False, True, False, False, True, False, False, False]
+    assert {i["background_photo"] for i in info} <= set(photos.BACKGROUND_PHOTOS)

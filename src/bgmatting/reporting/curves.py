@@ -109,7 +109,8 @@ def write_learning_curves(source: PathLike | Iterable[Mapping], path: PathLike, 
     panels = validation_panels(rows, metric)
     _merge(panels, baselines, images)
     if not any(p.steps for p in panels.values()):
-        raise DataError(f"{source if isinstance(source, (str, os.PathLike)) else 'rows'}: no val/.../{metric} values to plot")
+        where = source if isinstance(source, (str, os.PathLike)) else "metrics rows"
+        raise DataError(f"{where}: no val/.../{metric} values to plot")
     fig = new_figure(4.2 * len(panels), 3.6)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (label, panel) in zip(axes, panels.items()):

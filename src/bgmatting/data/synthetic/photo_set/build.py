@@ -35,7 +35,7 @@ from bgmatting.data.synthetic.cache import build_atomically, cache_root, paramet
 from .scenes import render_scene
 
 PathLike = str | os.PathLike
-GENERATOR_VERSION = 2  # bump whenever the generated content changes
+GENERATOR_VERSION = 3  # bump whenever the generated content changes
 HELDOUT_SIZES = (96, 128, 192, 256)
 FILE_COLUMNS = ("image", "background", "background_clean", "alpha", "trimap", "foreground", "segmentation")
 INFO_COLUMNS = ("subject", "hair", "background_photo")

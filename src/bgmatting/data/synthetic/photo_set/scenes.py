@@ -3,7 +3,7 @@
 Scene ``index`` of ``seed`` is a pure function of the two. Every 8th scene (index % 8 == 7) is
 scikit-image's horse with a mane and tail; the others are people, with the hair style cycling through the
 strand families (wisps, ringlets, curtain, flyaways, spirals) so that every family is present in any 5
-consecutive people, plus extra flyaways (p = 0.5) and wires (p = 0.35). The body's colour is an LFW face
+consecutive people, plus extra flyaways (p = 0.5); every 3rd person wears wires. The body's colour is an LFW face
 photo on the head and a photograph on the clothes; with p = 0.2 the clothes are another view of the
 background's photograph (camouflage: colours close to the background, B' is the cue).
 
@@ -54,8 +54,8 @@ def render_scene(seed: int, index: int, size: int) -> Scene:
     if index % HORSE_EVERY == HORSE_EVERY - 1:
         layers, info = _horse_layers(rng, size)
     else:
-        people_before = index - index // HORSE_EVERY
-        layers, info = _person_layers(rng, size, cloth, STYLES[people_before % len(STYLES)])
+        person = index - index // HORSE_EVERY  # people before this one
+        layers, info = _person_layers(rng, size, cloth, STYLES[person % len(STYLES)], wires=person % 3 == 1)
     premult, alpha = over(layers)
     info.update(background_photo=photo_name, cloth_photo=cloth_name, camouflage=camouflage)
     return Scene(premult, np.clip(alpha, 0.0, 1.0).astype(np.float32), layers[0][1], background, info)
@@ -75,9 +75,9 @@ def _hair_cap(rng: np.random.Generator, head: figures.Head, size: int, style: st
     return figures.coverage(d, rng.uniform(1.0, 3.0) * size / 512)
 
 
-def _person_layers(rng: np.random.Generator, size: int, cloth: np.ndarray, style: str):
+def _person_layers(rng: np.random.Generator, size: int, cloth: np.ndarray, style: str, wires: bool):
     """Layers (alpha, colour) back to front: body (skin on head and neck, cloth elsewhere), hair cap, hair
-    strands of ``style`` (+ flyaways with p = 0.5), wires with p = 0.35."""
+    strands of ``style`` (+ flyaways with p = 0.5), and ``wires`` (black, gray or white)."""
     fig = figures.person(rng, size, arms=bool(rng.random() < 0.4))
     head = fig.head
     box = (head.x - 1.05 * head.a, head.y - 1.05 * head.b, head.x + 1.05 * head.a, head.y + 1.05 * head.b)
@@ -89,12 +89,11 @@ def _person_layers(rng: np.random.Generator, size: int, cloth: np.ndarray, style
         hair_strands.extend(strands.flyaways(rng, head, size, count=(2, 6)))
     layers = [(figures.coverage(fig.body), body_colour), (_hair_cap(rng, head, size, style), hair),
               (strands.rasterise(hair_strands, size), hair)]
-    info = {"subject": "person", "hair": style, "arms": fig.arms, "strands": len(hair_strands), "wires": False}
-    if rng.random() < 0.35:
+    if wires:
         colour = np.full((size, size, 3), rng.choice([0.05, 0.5, 0.95]), np.float32)
         layers.append((strands.rasterise(strands.wires(rng, head, size), size), colour))
-        info["wires"] = True
-    return layers, info
+    return layers, {"subject": "person", "hair": style, "arms": fig.arms, "strands": len(hair_strands),
+                    "wires": wires}
 
 
 def _horse_layers(rng: np.random.Generator, size: int):

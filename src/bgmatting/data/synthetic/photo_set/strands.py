@@ -175,7 +175,8 @@ def curtain(rng: np.random.Generator, head: Head, size: int) -> Strands:
         bulge = root + np.array([side * head.a * rng.uniform(0.02, 0.2), head.b * 0.2])
         end_y = head.y + head.b * rng.uniform(1.2, 3.0)
         y = np.linspace(bulge[1], end_y, 24)
-        x = bulge[0] + side * rng.uniform(0.0, 0.15) * (y - bulge[1]) + amplitude * np.sin(2 * np.pi * y / wavelength + phase)
+        wave = amplitude * np.sin(2 * np.pi * y / wavelength + phase)
+        x = bulge[0] + side * rng.uniform(0.0, 0.15) * (y - bulge[1]) + wave
         curve = np.vstack([root[None], np.stack([x, y], axis=1)])
         out.add(curve, rng.uniform(0.4, 1.2) * u, rng.uniform(0.55, 1.0))
     return out
