@@ -1,0 +1,126 @@
+"""Learning-curve PNG from a training run's ``metrics.jsonl``: validation SAD of the model against the step,
+with the baselines' SAD as horizontal lines, one panel per held-out scale.
+
+Validation keys read from the rows (any metric, ``sad`` by default):
+
+* ``val/sad``: the model on the (single) validation set; ``val/<size>/sad``: on the set at ``<size>`` px;
+* ``val/<method>/sad`` or ``val/<size>/<method>/sad``: a baseline (``<method>`` not a number, e.g.
+  ``segmentation``, ``background_difference``); its last logged value is drawn as a horizontal line;
+* ``val/images`` or ``val/<size>/images``: the validation subset size, shown in the panel title.
+
+Baselines and subset sizes can also be given as arguments (they are constant over a run).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bgmatting.data.io import DataError
+
+from .png import new_figure, save_png
+
+PathLike = str | os.PathLike
+MODEL = "model"
+_KEY = re.compile(r"^val/(?:(?P<size>\d+)/)?(?:(?P<method>[A-Za-z_][\w .:-]*)/)?(?P<metric>[a-z_]+)$")
+
+
+@dataclass
+class Panel:
+    """One scale's series: model (steps, values), baseline values by name, subset size (or None)."""
+
+    steps: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    baselines: dict[str, float] = field(default_factory=dict)
+    images: int | None = None
+
+
+def read_metrics(path: PathLike) -> list[dict]:
+    """Rows of a ``metrics.jsonl`` (one JSON object per line; a truncated last line, as left by a run that is
+    still writing, is ignored). A bad line elsewhere is a DataError naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: metrics file does not exist")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number == len(lines):
+                break
+            raise DataError(f"{path}:{number}: not a JSON object ({error.msg})") from None
+    return rows
+
+
+def validation_panels(rows: Iterable[Mapping], metric: str = "sad") -> dict[str, Panel]:
+    """Panels keyed by scale label (the size as a string, or "" for unscaled keys), in size order."""
+    panels: dict[str, Panel] = {}
+    for row in rows:
+        step = row.get("step")
+        for key, value in row.items():
+            match = _KEY.match(key)
+            if match is None or not isinstance(value, (int, float)):
+                continue
+            panel = panels.setdefault(match["size"] or "", Panel())
+            if match["metric"] == "images" and match["method"] is None:
+                panel.images = int(value)
+            elif match["metric"] == metric and match["method"] is None and step is not None:
+                panel.steps.append(int(step))
+                panel.values.append(float(value))
+            elif match["metric"] == metric and match["method"] is not None:
+                panel.baselines[match["method"]] = float(value)
+    return {k: panels[k] for k in sorted(panels, key=lambda s: (s != "", int(s) if s else 0))
+            if panels[k].steps or panels[k].baselines}
+
+
+def _merge(panels: dict[str, Panel], baselines: Mapping | None, images: Mapping | int | None) -> None:
+    """Add given baselines ({size or "": {name: value}}) and subset sizes (int or {size: n}) to the panels."""
+    for size, values in (baselines or {}).items():
+        panels.setdefault(str(size), Panel()).baselines.update({k: float(v) for k, v in values.items()})
+    if images is None:
+        return
+    counts = {str(k): int(v) for k, v in images.items()} if isinstance(images, Mapping) else None
+    for label, panel in panels.items():
+        panel.images = int(images) if counts is None else counts.get(label, panel.images)
+
+
+def _panel_title(label: str, panel: Panel) -> str:
+    scale = f"{label} px" if label else "validation"
+    return f"{scale} ({panel.images} images)" if panel.images else f"{scale} (subset size not logged)"
+
+
+def write_learning_curves(source: PathLike | Iterable[Mapping], path: PathLike, *, metric: str = "sad",
+                          baselines: Mapping | None = None, images: Mapping | int | None = None,
+                          title: str = "") -> Path:
+    """Write the learning-curve PNG of ``source`` (a metrics.jsonl path or its rows) to ``path`` atomically.
+
+    baselines: {size (int or str; "" for unscaled keys): {name: value}}, added to those logged in the rows.
+    images: the validation subset size (one int, or {size: n}), when the rows do not log ``val/.../images``.
+    Raises DataError when there is nothing to plot.
+    """
+    rows = read_metrics(source) if isinstance(source, (str, os.PathLike)) else list(source)
+    panels = validation_panels(rows, metric)
+    _merge(panels, baselines, images)
+    if not any(p.steps for p in panels.values()):
+        where = source if isinstance(source, (str, os.PathLike)) else "metrics rows"
+        raise DataError(f"{where}: no val/.../{metric} values to plot")
+    fig = new_figure(4.2 * len(panels), 3.6)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (label, panel) in zip(axes, panels.items()):
+        ax.plot(panel.steps, panel.values, marker="o", markersize=3, color="tab:blue", label=MODEL)
+        for i, (name, value) in enumerate(sorted(panel.baselines.items())):
+            if math.isfinite(value):
+                ax.axhline(value, linestyle="--", color=f"C{i + 1}", label=f"baseline: {name}")
+        ax.set_title(_panel_title(label, panel), fontsize=10)
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"validation {metric.upper()}" + (" (×10^3)" if metric in ("sad", "grad", "conn") else ""))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return save_png(fig, path, title, title_size=11)
