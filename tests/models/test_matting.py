@@ -37,7 +37,8 @@ def test_without_refiner_the_model_is_the_padded_generator(tiny_generator):
         alpha, foreground = model(*inputs)
         raw = model(*inputs, raw=True)
         alpha_raw, foreground_raw = tiny_generator(*(to_network(pad_to_multiple(x)) for x in inputs))
-    assert torch.equal(raw.alpha, alpha_raw[..., :18, :13]) and torch.equal(raw.foreground, foreground_raw[..., :18, :13])
+    assert torch.equal(raw.alpha, alpha_raw[..., :18, :13])
+    assert torch.equal(raw.foreground, foreground_raw[..., :18, :13])
     assert raw.coarse_alpha is None and raw.error is None and raw.refined is None
     expected = matte_from_raw(raw.alpha, raw.foreground, raw.image)
     assert torch.equal(alpha, expected[0]) and torch.equal(foreground, expected[1])

@@ -7,7 +7,13 @@ from torch import nn
 
 from bgmatting.models import Generator, GeneratorOutputs, MattingModel, Refiner
 from bgmatting.models.blocks import resize_bilinear
-from bgmatting.models.refiner import crop_windows, error_on_patch_grid, paste_patches, select_patches
+from bgmatting.models.refiner import (
+    clamp_passing_gradient,
+    crop_windows,
+    error_on_patch_grid,
+    paste_patches,
+    select_patches,
+)
 
 HIDDEN = 3
 
@@ -155,6 +161,16 @@ def test_thresholding_refines_where_the_error_is_high():
     assert torch.equal(none.alpha_raw, _upsampled_base(base, (16, 16))[0])  # zero patches: the base, no error
 
 
+def test_refined_alpha_is_clamped_but_passes_gradient():
+    raw = torch.tensor([-1.5, -0.2, 1.0, 1.25], requires_grad=True)
+    alpha = clamp_passing_gradient(raw)
+    assert alpha.tolist() == [-1.0, pytest.approx(-0.2), 1.0, 1.0]
+    (alpha * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    assert raw.grad.tolist() == [1.0, 2.0, 3.0, 4.0]  # a strand under a residual that drifted below -1 still learns
+    with torch.no_grad():
+        assert torch.equal(clamp_passing_gradient(raw), raw.clamp(-1, 1))
+
+
 def test_refiner_rejects_bad_inputs():
     refiner = Refiner(HIDDEN)
     image, background = _frames(1, 16, 16)
@@ -194,7 +210,9 @@ def test_refining_model_shapes_at_odd_sizes(tiny_config, mode, batch, height, wi
 def test_gradients_reach_base_and_refiner_in_sampling_mode(tiny_config):
     torch.manual_seed(0)
     generator = Generator(**tiny_config, refine_head=True, refine_hidden=HIDDEN, motion_uses_background_feature=False)
-    model = MattingModel(generator, Refiner(HIDDEN), downsample_ratio=0.5, refine_mode="sampling", refine_pixels=16 * 12)
+    model = MattingModel(
+        generator, Refiner(HIDDEN), downsample_ratio=0.5, refine_mode="sampling", refine_pixels=16 * 12
+    )
     model.train()
     optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
     inputs = _image_inputs(2, 32, 40)

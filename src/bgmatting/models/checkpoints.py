@@ -409,7 +409,11 @@ def infer_refiner_config(state_dict: Mapping[str, Any], name: str = "state dict"
     first = _shape(state, "coarse_stage.0.weight", name)
     return dict(
         hidden_channels=int(first[1]) - 10,  # hidden + alpha 1 + F 3 + I and B' 6
-        channels=[int(first[0]), int(_shape(state, "coarse_stage.2.weight", name)[0]), int(_shape(state, "fine_stage.0.weight", name)[0])],
+        channels=[
+            int(first[0]),
+            int(_shape(state, "coarse_stage.2.weight", name)[0]),
+            int(_shape(state, "fine_stage.0.weight", name)[0]),
+        ],
     )
 
 
@@ -452,4 +456,4 @@ def load_matting_model(
     try:
         return MattingModel(generator, refiner, **options).eval()
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{name}: the generator, refiner and refine options do not fit together: {error}") from error
+        raise CheckpointError(f"{name}: generator, refiner and refine options do not fit: {error}") from error

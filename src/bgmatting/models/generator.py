@@ -260,7 +260,10 @@ class Generator(nn.Module):
     def _shared_features(
         self, image: torch.Tensor, background: torch.Tensor, segmentation: torch.Tensor, motion: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoders, selectors, combinator and shared blocks: (B x 4·ngf x H/4 x W/4, image's B x 2·ngf x H/2 x W/2)."""
+        """Encoders, selectors, combinator and shared blocks.
+
+        Returns (shared features B x 4·ngf x H/4 x W/4, the image's half-resolution features B x 2·ngf x H/2 x W/2).
+        """
         self._check_inputs(image, background, segmentation, motion)
         image_half, image_feat = self.image_encoder.features(image)
         background_feat = self.background_encoder(background)

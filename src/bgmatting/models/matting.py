@@ -21,7 +21,7 @@ from torch import nn
 
 from bgmatting.models.blocks import resize_bilinear
 from bgmatting.models.generator import Generator, matte_from_raw
-from bgmatting.models.refiner import MODES, PATCH, Refiner
+from bgmatting.models.refiner import MODES, Refiner
 from bgmatting.runtime import Precision
 from bgmatting.space import to_network
 
@@ -78,7 +78,7 @@ class MattingModel(nn.Module):
         generator: a :class:`bgmatting.models.Generator` (network space [-1, 1]); with a refiner it must be
             built with ``refine_head=True`` and ``refine_hidden`` equal to the refiner's ``hidden_channels``.
         refiner: optional :class:`bgmatting.models.Refiner`. Without it the generator runs on the full frame
-            and the refine options below must stay at their defaults.
+            as before: ``downsample_ratio`` must be None and the other refine options are kept but unused.
         precision: optional :class:`bgmatting.runtime.Precision`; see :meth:`set_precision`.
         downsample_ratio, base_long_side, refine_mode, refine_pixels, refine_threshold: how the refiner runs,
             see :meth:`set_refine_options`.
@@ -100,7 +100,7 @@ class MattingModel(nn.Module):
         self.generator = generator
         self.refiner = _checked_refiner(generator, refiner)
         if refiner is None and downsample_ratio is not None:
-            raise ValueError("MattingModel: downsample_ratio needs a refiner (without one the generator sees the full frame)")
+            raise ValueError("MattingModel: downsample_ratio needs a refiner (without one, the full frame is used)")
         self.set_refine_options(downsample_ratio, base_long_side, refine_mode, refine_pixels, refine_threshold)
         self.precision: Precision | None = None
         if precision is not None:
@@ -173,14 +173,16 @@ class MattingModel(nn.Module):
     def base_size(self, height: int, width: int) -> tuple[int, int]:
         """(h, w) the base runs at for a frame of ``height`` x ``width`` (already padded to multiples of 4).
 
-        Each side times the ratio, rounded (halves up) to a multiple of 4, at least 4. The ratio is ``downsample_ratio``,
-        or when None: min(1, base_long_side / longer side), so that frames up to ``base_long_side`` run the
-        base at full resolution and larger ones at that long side (1920 x 1080 with 512 -> 288 x 512).
+        Each side times the ratio, rounded (halves up) to a multiple of 4, at least 4. The ratio is
+        ``downsample_ratio``, or when None: min(1, base_long_side / longer side), so that frames up to
+        ``base_long_side`` run the base at full resolution and larger ones at that long side
+        (1920 x 1080 with 512 -> 288 x 512, about BackgroundMattingV2's 1/4 for HD).
         """
         ratio = self.downsample_ratio
         if ratio is None:
             ratio = min(1.0, self.base_long_side / max(height, width))
-        return tuple(max(SIZE_MULTIPLE, SIZE_MULTIPLE * int(side * ratio / SIZE_MULTIPLE + 0.5)) for side in (height, width))
+        multiple = SIZE_MULTIPLE
+        return tuple(max(multiple, multiple * int(side * ratio / multiple + 0.5)) for side in (height, width))
 
     def checkpoint_state(self) -> dict[str, Any]:
         """The checkpoint entries of the networks: ``generator`` (state dict, no wrapper prefix) and
@@ -190,7 +192,9 @@ class MattingModel(nn.Module):
         state = {"generator": self.generator.state_dict(), "model_config": self.generator.config}
         if self.refiner is not None:
             state.update(
-                refiner=self.refiner.state_dict(), refiner_config=self.refiner.config, refine_options=self.refine_options
+                refiner=self.refiner.state_dict(),
+                refiner_config=self.refiner.config,
+                refine_options=self.refine_options,
             )
         return state
 

@@ -125,6 +125,17 @@ def paste_patches(x: torch.Tensor, patches: torch.Tensor, index: PatchIndex) -> 
 # ---------------------------------------------------------------------------------------------------- network
 
 
+def clamp_passing_gradient(alpha_raw: torch.Tensor) -> torch.Tensor:
+    """Clamp to [-1, 1]; when ``alpha_raw`` requires grad, the gradient passes as if unclamped (straight-through).
+
+    The refined alpha is the upsampled base plus a residual. Far from the subject the base says -1 and the
+    residual may drift below it; a plain clamp would then give a strand pixel there no gradient at all. Without
+    grad (inference, tracing) this is exactly ``clamp``.
+    """
+    clamped = alpha_raw.clamp(-1.0, 1.0)
+    return alpha_raw + (clamped - alpha_raw).detach() if alpha_raw.requires_grad else clamped
+
+
 def _conv3(in_channels: int, out_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=3)  # valid: each conv trims one pixel per side
 
@@ -202,14 +213,9 @@ class Refiner(nn.Module):
         height, width = image.shape[-2:]
         grid_size = (height // PATCH, width // PATCH)
         coarse = resize_bilinear(torch.cat([base.alpha_raw, base.foreground_raw], dim=1), (height, width))
-        context = torch.cat(
-            [
-                resize_bilinear(torch.cat([base.hidden, base.alpha_raw, base.foreground_raw], dim=1), (height // 2, width // 2)),
-                F.avg_pool2d(torch.cat([image, background], dim=1), 2),
-            ],
-            dim=1,
-        )
         frame = torch.cat([image, background], dim=1)
+        base_maps = torch.cat([base.hidden, base.alpha_raw, base.foreground_raw], dim=1)
+        context = torch.cat([resize_bilinear(base_maps, (height // 2, width // 2)), F.avg_pool2d(frame, 2)], dim=1)
         if mode == "full" or (mode == "sampling" and pixels // PATCH**2 >= grid_size[0] * grid_size[1]):
             refined = coarse + self._refine_frame(context, frame)
             selected = torch.ones(image.shape[0], 1, *grid_size, dtype=image.dtype, device=image.device)
@@ -217,7 +223,7 @@ class Refiner(nn.Module):
             mask = select_patches(error_on_patch_grid(base.error, grid_size), mode, pixels, threshold)
             refined = self._refine_selected(coarse, context, frame, mask)
             selected = mask.unsqueeze(1).to(image.dtype)
-        return RefinerOutputs(refined[:, :1].clamp(-1.0, 1.0), refined[:, 1:], selected)
+        return RefinerOutputs(clamp_passing_gradient(refined[:, :1]), refined[:, 1:], selected)
 
     def _stages(self, context_windows: torch.Tensor, frame_windows: torch.Tensor) -> torch.Tensor:
         """Both stages on windows (or whole padded frames): context N x (hidden + 10) x (2n + 6) x (2n + 6) at
@@ -251,7 +257,8 @@ class Refiner(nn.Module):
         expected = {"alpha_raw": 1, "foreground_raw": 3, "error": 1, "hidden": self.hidden_channels}
         for name, channels in expected.items():
             tensor = getattr(base, name)
-            if tensor.dim() != 4 or tensor.shape[:2] != (image.shape[0], channels) or tensor.shape[-2:] != base.alpha_raw.shape[-2:]:
+            fits = tensor.dim() == 4 and tensor.shape[:2] == (image.shape[0], channels)
+            if not fits or tensor.shape[-2:] != base.alpha_raw.shape[-2:]:
                 raise ValueError(
                     f"Refiner: base {name} must be {image.shape[0]} x {channels} x h x w like alpha_raw "
                     f"{tuple(base.alpha_raw.shape)}, got {tuple(tensor.shape)}"
