@@ -260,3 +260,29 @@ def test_wrong_files_give_clear_errors(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         load_generator(tmp_path / "missing.pth")
+
+
+# ----------------------------------------------------------------------------------------------------- refine head
+
+
+def test_tiny_original_weights_in_a_refine_head_generator_give_the_public_codes_outputs(original_outputs):
+    """The refine head only adds modules: the released weights load into the rest and reproduce the original."""
+    state = original_to_ours(original_outputs["generator_state_dict"])
+    config = infer_generator_config(state)
+    generator = Generator(**config, refine_head=True, refine_hidden=4).eval()
+    missing, unexpected = generator.load_state_dict(state, strict=False)
+    assert sorted(missing) == ["error_head.conv.bias", "error_head.conv.weight"] and not unexpected
+    with torch.no_grad():
+        out = generator.forward_with_error(*original_outputs["generator_inputs"])
+    torch.testing.assert_close(out.alpha_raw, original_outputs["alpha_raw"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.foreground_raw, original_outputs["foreground_raw"], rtol=0, atol=1e-5)
+
+
+def test_refine_head_checkpoints(tmp_path):
+    reference = Generator(ngf=4, nf_part=4, n_blocks1=1, n_blocks2=1, refine_head=True, refine_hidden=6)
+    path = tmp_path / "bare.pth"
+    torch.save(reference.state_dict(), path)
+    loaded = load_generator(path)  # config inferred from the shapes, head included
+    assert loaded.config == reference.config and loaded.refine_hidden == 6
+    with pytest.raises(CheckpointError, match=r"no counterpart.*error_head"):
+        ours_to_original(reference.state_dict())  # the original network has no such head

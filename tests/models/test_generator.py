@@ -224,3 +224,42 @@ def test_matte_from_raw_applies_the_opaque_rule():
     torch.testing.assert_close(foreground[0, 1, 0], torch.tensor([0.25, 0.25, 0.25, 0.9, 0.9]))
     assert foreground[0, 0, 0, 1] == 1.0
     assert alpha.shape == (1, 1, 1, 5) and foreground.shape == (1, 3, 1, 5)
+
+
+# ----------------------------------------------------------------------------------------------- refine head
+
+
+def test_refine_head_off_is_the_original_network(tiny_config):
+    plain = Generator(**tiny_config, rng=torch.Generator().manual_seed(1))
+    off = Generator(**tiny_config, refine_head=False, refine_hidden=8, rng=torch.Generator().manual_seed(1))
+    assert off.config == plain.config and "refine_head" not in off.config
+    assert off.state_dict().keys() == plain.state_dict().keys()
+    assert all(torch.equal(off.state_dict()[k], v) for k, v in plain.state_dict().items())  # same init draws
+    assert off.error_head is None and not off.has_refine_head
+    with pytest.raises(ValueError, match="refine_head=True"):
+        off.forward_with_error(*[torch.zeros(1, c, 8, 8) for c in (3, 3, 1, 4)])
+
+
+def test_refine_head_adds_error_and_hidden_without_changing_alpha_and_foreground(tiny_config, make_inputs):
+    plain = Generator(**tiny_config).eval()
+    headed = Generator(**tiny_config, refine_head=True, refine_hidden=5).eval()
+    extra = {k for k in headed.state_dict() if k not in plain.state_dict()}
+    assert extra == {"error_head.conv.weight", "error_head.conv.bias"}
+    assert headed.config == {**plain.config, "refine_head": True, "refine_hidden": 5}
+    headed.load_state_dict(plain.state_dict(), strict=False)
+    inputs = make_inputs(2, 16, 20)
+    with torch.no_grad():
+        alpha_raw, foreground_raw = plain(*inputs)
+        out = headed.forward_with_error(*inputs)
+        assert all(torch.equal(a, b) for a, b in zip(headed(*inputs), (alpha_raw, foreground_raw)))
+    assert torch.equal(out.alpha_raw, alpha_raw) and torch.equal(out.foreground_raw, foreground_raw)
+    assert out.error.shape == (2, 1, 16, 20) and out.hidden.shape == (2, 5, 16, 20)
+    assert out.error.min() >= 0 and out.error.max() <= 1 and out.hidden.min() >= 0 and out.hidden.max() > 0
+
+
+def test_refine_head_gets_gradients(tiny_config, make_inputs):
+    generator = Generator(**tiny_config, refine_head=True, refine_hidden=3).train()
+    out = generator.forward_with_error(*make_inputs(2, 16, 16))
+    (out.error.mean() + out.hidden.mean()).backward()
+    assert generator.error_head.conv.weight.grad.abs().sum() > 0
+    assert generator.shared_blocks[0].conv1.weight.grad.abs().sum() > 0

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 NormFactory = Callable[[int], nn.Module]
@@ -82,11 +83,23 @@ def upsample_conv_norm_relu(in_channels: int, out_channels: int, norm: NormFacto
     )
 
 
-def output_head(in_channels: int, out_channels: int) -> nn.Sequential:
-    """Full-resolution exit: ReflectionPad 3 -> Conv 7x7 (``pad``, ``conv``); no norm, no activation."""
+def output_head(in_channels: int, out_channels: int, kernel_size: int = 7) -> nn.Sequential:
+    """Full-resolution exit: ReflectionPad k//2 -> Conv kxk (``pad``, ``conv``), shape preserving for odd k; no norm,
+    no activation. The original's heads use k = 7."""
     return nn.Sequential(
-        OrderedDict(pad=nn.ReflectionPad2d(3), conv=nn.Conv2d(in_channels, out_channels, kernel_size=7))
+        OrderedDict(
+            pad=nn.ReflectionPad2d(kernel_size // 2),
+            conv=nn.Conv2d(in_channels, out_channels, kernel_size=kernel_size),
+        )
     )
+
+
+def resize_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """B x C x h x w -> B x C x ``size``, bilinear with align_corners=False (pixel areas map onto pixel areas,
+    no antialiasing: it exports to ONNX); returned unchanged when already that size."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 class ResnetBlock(nn.Module):

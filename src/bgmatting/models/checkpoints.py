@@ -24,6 +24,7 @@ import torch
 from bgmatting.models.discriminator import MultiscaleDiscriminator
 from bgmatting.models.generator import Generator
 from bgmatting.models.matting import MattingModel
+from bgmatting.models.refiner import Refiner
 
 Source = Union[str, os.PathLike, Mapping[str, Any]]
 StateDict = dict[str, torch.Tensor]
@@ -246,11 +247,12 @@ def infer_generator_config(state_dict: Mapping[str, Any], name: str = "state dic
     """Generator constructor arguments from a state dict with our names.
 
     ``motion_uses_background_feature`` cannot be seen in the weights; it is set to True (the original).
-    ``sync_batch`` and ``batch`` have the same keys; ``batch`` is returned.
+    ``sync_batch`` and ``batch`` have the same keys; ``batch`` is returned. ``refine_head`` and
+    ``refine_hidden`` are only returned when the weights hold a refine head.
     """
     state = strip_wrapper_prefixes(state_dict)
     stem_weight = _shape(state, "image_encoder.stem.conv.weight", name)
-    return dict(
+    config = dict(
         ngf=int(stem_weight[0]),
         nf_part=int(_shape(state, "selector_background.conv.weight", name)[0]),
         n_blocks1=_count_indices(state, r"shared_blocks\.(\d+)\."),
@@ -259,6 +261,9 @@ def infer_generator_config(state_dict: Mapping[str, Any], name: str = "state dic
         norm=_infer_norm(state, "image_encoder.stem.norm", name),
         motion_uses_background_feature=True,
     )
+    if "error_head.conv.weight" in state:
+        config.update(refine_head=True, refine_hidden=int(state["error_head.conv.weight"].shape[0]) - 1)
+    return config
 
 
 def infer_discriminator_config(state_dict: Mapping[str, Any], name: str = "state dict") -> dict[str, Any]:
@@ -398,6 +403,57 @@ def load_discriminator(source: Source, **overrides: Any) -> MultiscaleDiscrimina
     return discriminator.eval()
 
 
-def load_matting_model(source: Source, **overrides: Any) -> MattingModel:
-    """A :class:`MattingModel` (image space in and out) around :func:`load_generator`'s network, in eval mode."""
-    return MattingModel(load_generator(source, **overrides)).eval()
+def infer_refiner_config(state_dict: Mapping[str, Any], name: str = "state dict") -> dict[str, Any]:
+    """Refiner constructor arguments from its state dict."""
+    state = strip_wrapper_prefixes(state_dict)
+    first = _shape(state, "coarse_stage.0.weight", name)
+    return dict(
+        hidden_channels=int(first[1]) - 10,  # hidden + alpha 1 + F 3 + I and B' 6
+        channels=[
+            int(first[0]),
+            int(_shape(state, "coarse_stage.2.weight", name)[0]),
+            int(_shape(state, "fine_stage.0.weight", name)[0]),
+        ],
+    )
+
+
+def load_refiner(source: Source, **overrides: Any) -> Refiner:
+    """A :class:`Refiner` with the weights of ``source`` (our checkpoint with a ``"refiner"`` entry and
+    optionally ``"refiner_config"``, or a bare refiner state dict), in eval mode, on the CPU. ``overrides``
+    replace the stored or inferred constructor arguments."""
+    return _refiner_from(*_read(source), overrides)
+
+
+def _refiner_from(name: str, obj: Any, overrides: Mapping[str, Any]) -> Refiner:
+    state, config = _split(obj, name, "refiner", "refiner_config")
+    state = strip_wrapper_prefixes(state)
+    if config is None:
+        config = infer_refiner_config(state, name)
+    config.update(overrides)
+    refiner = _build(Refiner, config, name)
+    _load_into(refiner, state, name)
+    return refiner.eval()
+
+
+def load_matting_model(
+    source: Source, refine_options: Mapping[str, Any] | None = None, **overrides: Any
+) -> MattingModel:
+    """A :class:`MattingModel` (image space in and out) around :func:`load_generator`'s network, in eval mode.
+
+    When the checkpoint holds a ``"refiner"`` entry (:meth:`MattingModel.checkpoint_state` of a refining
+    model) the refiner is loaded too, with the stored ``"refine_options"`` updated by ``refine_options``
+    (keyword arguments of :meth:`MattingModel.set_refine_options`). ``overrides`` go to the generator.
+    """
+    generator = load_generator(source, **overrides)
+    name, obj = _read(source)  # read again for the refiner entries; files are small next to a model's run time
+    if not (isinstance(obj, Mapping) and "refiner" in obj):
+        if refine_options:
+            raise CheckpointError(f"{name}: refine_options given, but the checkpoint has no refiner")
+        return MattingModel(generator).eval()
+    options = dict(obj.get("refine_options") or {})
+    options.update(refine_options or {})
+    refiner = _refiner_from(name, obj, {})
+    try:
+        return MattingModel(generator, refiner, **options).eval()
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{name}: generator, refiner and refine options do not fit: {error}") from error

@@ -6,7 +6,7 @@ residual blocks -> alpha and foreground decoders. All inputs and outputs are in 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -64,8 +64,16 @@ class AlphaDecoder(nn.Module):
         self.up2 = upsample_conv_norm_relu(2 * ngf, ngf, norm)
         self.head = output_head(ngf, 1)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last features before the head: B x ngf x H x W."""
+        return self.up2(self.up1(self.blocks(x)))
+
+    def output(self, features: torch.Tensor) -> torch.Tensor:
+        """Head and tanh on :meth:`features`' result -> B x 1 x H x W in [-1, 1]."""
+        return torch.tanh(self.head(features))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.head(self.up2(self.up1(self.blocks(x)))))
+        return self.output(self.features(x))
 
 
 class ForegroundDecoder(nn.Module):
@@ -83,9 +91,26 @@ class ForegroundDecoder(nn.Module):
         self.up2 = upsample_conv_norm_relu(4 * ngf, ngf, norm)
         self.head = output_head(ngf, 3)
 
+    def features(self, x: torch.Tensor, image_half: torch.Tensor) -> torch.Tensor:
+        """The last features before the head: B x ngf x H x W."""
+        return self.up2(torch.cat([self.up1(self.blocks(x)), image_half], dim=1))
+
     def forward(self, x: torch.Tensor, image_half: torch.Tensor) -> torch.Tensor:
-        x = self.up1(self.blocks(x))
-        return self.head(self.up2(torch.cat([x, image_half], dim=1)))
+        return self.head(self.features(x, image_half))
+
+
+class GeneratorOutputs(NamedTuple):
+    """What :meth:`Generator.forward_with_error` returns (B x C x H x W at the generator's input size).
+
+    ``alpha_raw``: B x 1 in [-1, 1]; ``foreground_raw``: B x 3, unbounded (as :meth:`Generator.forward`).
+    ``error``: B x 1 in [0, 1] (sigmoid), the predicted |alpha - true alpha| in image units [0, 1].
+    ``hidden``: B x ``refine_hidden`` features >= 0 (ReLU) for the refiner.
+    """
+
+    alpha_raw: torch.Tensor
+    foreground_raw: torch.Tensor
+    error: torch.Tensor
+    hidden: torch.Tensor
 
 
 class Generator(nn.Module):
@@ -103,6 +128,12 @@ class Generator(nn.Module):
         n_blocks2: residual blocks in each decoder.
         motion_frames: channels of the motion input M.
         norm: ``"batch"`` (original), ``"sync_batch"``, ``"instance"`` or a factory ``channels -> module``.
+        refine_head: add the head a :class:`bgmatting.models.Refiner` needs (module ``error_head``): a
+            RefPad 1 + Conv 3x3 over the two decoders' last full-resolution features (2·ngf channels) giving an
+            error map and ``refine_hidden`` hidden channels, read with :meth:`forward_with_error`. Off (the
+            default), the generator has exactly the original's modules, state-dict keys, init draws and outputs,
+            and ``config`` does not mention the head.
+        refine_hidden: hidden channels of that head (BackgroundMattingV2 uses 32).
         motion_uses_background_feature: default **True**, the public code's behaviour: the motion
             selector receives cat(image features, *background* features) instead of the motion features
             (an author-confirmed bug). The released weights and every published number were produced this
@@ -129,13 +160,15 @@ class Generator(nn.Module):
         motion_frames: int = 4,
         norm: NormSpec = "batch",
         motion_uses_background_feature: bool = True,
+        refine_head: bool = False,
+        refine_hidden: int = 16,
         rng: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if min(ngf, nf_part, motion_frames) < 1 or min(n_blocks1, n_blocks2) < 0:
+        if min(ngf, nf_part, motion_frames) < 1 or min(n_blocks1, n_blocks2, refine_hidden) < 0:
             raise ValueError(
                 f"invalid generator size: ngf={ngf}, nf_part={nf_part}, motion_frames={motion_frames} must be >= 1; "
-                f"n_blocks1={n_blocks1}, n_blocks2={n_blocks2} must be >= 0"
+                f"n_blocks1={n_blocks1}, n_blocks2={n_blocks2}, refine_hidden={refine_hidden} must be >= 0"
             )
         self._config: dict[str, Any] = dict(
             ngf=ngf,
@@ -146,6 +179,8 @@ class Generator(nn.Module):
             norm=norm,
             motion_uses_background_feature=bool(motion_uses_background_feature),
         )
+        if refine_head:
+            self._config.update(refine_head=True, refine_hidden=refine_hidden)
         self.motion_frames = motion_frames
         self.motion_uses_background_feature = bool(motion_uses_background_feature)
         norm_layer = resolve_norm(norm)
@@ -170,6 +205,10 @@ class Generator(nn.Module):
         self.alpha_decoder = AlphaDecoder(ngf, n_blocks2, norm_layer)
         self.foreground_decoder = ForegroundDecoder(ngf, n_blocks2, norm_layer)
 
+        # Optional head for the refiner (registered last, so the original modules' init draws are unchanged).
+        self.refine_hidden = refine_hidden if refine_head else 0
+        self.error_head = output_head(2 * ngf, 1 + refine_hidden, kernel_size=3) if refine_head else None
+
         init_weights(self, rng)
         if self.motion_uses_background_feature:
             self.motion_encoder.requires_grad_(False)
@@ -179,6 +218,10 @@ class Generator(nn.Module):
         """Constructor arguments (a copy), e.g. to store as ``model_config`` in a checkpoint."""
         return dict(self._config)
 
+    @property
+    def has_refine_head(self) -> bool:
+        return self.error_head is not None
+
     def forward(
         self,
         image: torch.Tensor,
@@ -187,6 +230,40 @@ class Generator(nn.Module):
         motion: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(I, B', S, M) in [-1, 1] -> (alpha_raw B x 1 x H x W in [-1, 1], foreground_raw B x 3 x H x W)."""
+        shared, image_half = self._shared_features(image, background, segmentation, motion)
+        return self.alpha_decoder(shared), self.foreground_decoder(shared, image_half)
+
+    def forward_with_error(
+        self,
+        image: torch.Tensor,
+        background: torch.Tensor,
+        segmentation: torch.Tensor,
+        motion: torch.Tensor,
+    ) -> GeneratorOutputs:
+        """:meth:`forward`'s outputs (bit-identical) plus the refine head's error map and hidden channels.
+
+        Needs ``refine_head=True``. Inputs as :meth:`forward`; see :class:`GeneratorOutputs` for the outputs.
+        """
+        if self.error_head is None:
+            raise ValueError("Generator.forward_with_error needs a generator built with refine_head=True")
+        shared, image_half = self._shared_features(image, background, segmentation, motion)
+        alpha_features = self.alpha_decoder.features(shared)
+        foreground_features = self.foreground_decoder.features(shared, image_half)
+        extra = self.error_head(torch.cat([alpha_features, foreground_features], dim=1))
+        return GeneratorOutputs(
+            alpha_raw=self.alpha_decoder.output(alpha_features),
+            foreground_raw=self.foreground_decoder.head(foreground_features),
+            error=torch.sigmoid(extra[:, :1]),
+            hidden=torch.relu(extra[:, 1:]),
+        )
+
+    def _shared_features(
+        self, image: torch.Tensor, background: torch.Tensor, segmentation: torch.Tensor, motion: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoders, selectors, combinator and shared blocks.
+
+        Returns (shared features B x 4·ngf x H/4 x W/4, the image's half-resolution features B x 2·ngf x H/2 x W/2).
+        """
         self._check_inputs(image, background, segmentation, motion)
         image_half, image_feat = self.image_encoder.features(image)
         background_feat = self.background_encoder(background)
@@ -205,9 +282,7 @@ class Generator(nn.Module):
             dim=1,
         )
         shared = self.shared_blocks(self.combinator(torch.cat([image_feat, selected], dim=1)))
-        alpha_raw = self.alpha_decoder(shared)
-        foreground_raw = self.foreground_decoder(shared, image_half)
-        return alpha_raw, foreground_raw
+        return shared, image_half
 
     def _check_inputs(
         self, image: torch.Tensor, background: torch.Tensor, segmentation: torch.Tensor, motion: torch.Tensor
