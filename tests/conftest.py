@@ -25,7 +25,10 @@ TINY_RUN = ["model=tiny", "logging=quiet", "trainer.batch_size=2", "trainer.val_
 TINY_DATA = {
     "adobe": ["data.generation.n_fg=3", "data.generation.n_bg=4", "data.generation.size=48",
               "data.generation.n_test_fg=1", "data.generation.n_test_bg=2", "data.train.samples_per_fg=2",
-              "data.train.augment.output_size=32"],
+              "data.train.augment.output_size=32",
+              # the held-out photo set at one tiny scale of 2 scenes instead of 4 scales of 32
+              "evaluation.sets.photo_96.size=32", "evaluation.sets.photo_96.n_scenes=2", "~evaluation.sets.photo_128",
+              "~evaluation.sets.photo_192", "~evaluation.sets.photo_256"],
     "real": ["data.generation.n_clips=2", "data.generation.n_frames=6", "data.generation.frame_size=[48,64]",
              "data.generation.n_targets=2", "data.train.size=32", "data.train.motion_offsets=[-2,-1,1,2]",
              "data.val.n_clips=1", "data.val.n_targets=2", "data.val.size=32"],

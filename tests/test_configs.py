@@ -63,7 +63,7 @@ def test_recipe_composes_to_its_effective_values(name, compose_config):
     assert (cfg.optim.generator.lr, cfg.optim.discriminator.lr, cfg.optim.schedule.name) == (g_lr, d_lr, schedule)
     assert (cfg.trainer.epochs, cfg.trainer.max_steps, cfg.trainer.batch_size) == (epochs, max_steps, batch_size)
     quickstart = choices[0].startswith("quickstart")
-    assert cfg.trainer.time_limit_minutes == (12 if quickstart else None)
+    assert cfg.trainer.time_limit_minutes is None  # fixed schedules: the same steps on every machine
     assert cfg.trainer.val_limit == (8 if quickstart else None)
 
 
@@ -162,7 +162,9 @@ def test_evaluate_scores_the_data_group_held_out_set(compose_config):
     """`python -m bgmatting.evaluate dataset.synthetic=true` re-scores exactly the set the quickstart evaluates on."""
     train = compose_config("train")
     evaluate = compose_config("evaluate", ["dataset.synthetic=true"])
-    assert to_plain(evaluate.data.val) == to_plain(train.data.val) == to_plain(train.evaluation.dataset)
+    sets = to_plain(train.evaluation.sets)
+    assert to_plain(evaluate.data.val) == to_plain(train.data.val) == sets["held_out"]
+    assert [sets[f"photo_{s}"]["size"] for s in (96, 128, 192, 256)] == [96, 128, 192, 256]
     captures = compose_config("evaluate", ["data=synthetic_real"])
     assert to_plain(captures.data.val) == to_plain(compose_config("train", ["stage=real"]).data.val)
 

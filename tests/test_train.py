@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
+
 import pytest
 import torch
 import yaml
@@ -44,16 +46,20 @@ def test_cli_trains_adobe_then_real_with_the_teacher_found_automatically(tmp_pat
     assert (run / ".hydra" / "config.yaml").is_file()
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["steps"] == 3 and set(summary["evaluation"]) == {
+    assert summary["steps"] == 3 and set(summary["evaluation"]) == {"held_out", "photo_96"}
+    assert set(summary["evaluation"]["photo_96"]["summaries"]) == {
         "model", "baseline: segmentation", "baseline: background_difference"}
-    assert (run / "eval" / "summary.md").is_file() and (run / "eval" / "per_image.csv").is_file()
+    assert "3 of 3 steps" in adobe.stdout and "| photo_96 | model | 2 |" in adobe.stdout
+    assert (run / "eval" / "summary.md").is_file() and (run / "eval" / "photo_96" / "per_image.csv").is_file()
+    assert cv2.imread(str(run / "eval" / "photo_96" / "gallery.png")) is not None
+    assert cv2.imread(str(run / "learning_curves.png")) is not None
 
     real = run_cli([*tiny_train_overrides("real", outputs, cache), "trainer.max_steps=2", "stage.discriminator_every=1"],
                    tmp_path)
-    assert "baseline: segmentation" in real.stdout and "baseline: teacher (adobe stage)" in real.stdout
+    assert "baseline: segmentation" in real.stdout and "reference: teacher (adobe stage)" in real.stdout
     real_run = only_run(outputs / "real")
-    real_summary = json.loads((real_run / "summary.json").read_text())["evaluation"]
-    teacher_row = real_summary["baseline: teacher (adobe stage)"]
+    real_summary = json.loads((real_run / "summary.json").read_text())["evaluation"]["held_out"]["summaries"]
+    teacher_row = real_summary["reference: teacher (adobe stage)"]
     assert teacher_row["images"] > 0 and real_summary["model"]["images"] == teacher_row["images"]
     checkpoint = load_checkpoint(real_run / "checkpoints" / "step_00000002.pt")
     assert Path(checkpoint["config"]["teacher"]).parent == run / "checkpoints"

@@ -3,10 +3,11 @@
     python -m bgmatting.evaluate checkpoint=run/checkpoints/last.pt dataset.manifest=data/adobe_test/manifest.csv
     python -m bgmatting.evaluate checkpoint=ckpt.pt dataset.root=my_test_set save_error_maps=true
     python -m bgmatting.evaluate checkpoint=ckpt.pt dataset.synthetic=true baselines=[segmentation,background_difference]
+    python -m bgmatting.evaluate checkpoint=ckpt.pt dataset.heldout=true    # the photo set at 96, 128, 192, 256 px
     python -m bgmatting.evaluate pred_dir=results/alpha gt_dir=data/alpha trimap_dir=data/trimap
 
-Writes per_image.csv, summary.json, summary.md and per_image.png into ``output_dir`` (Hydra's run dir by
-default) and prints the summary. Options: configs/evaluate.yaml. This module only reads the options; the work is
+Writes per_image.csv, summary.json, summary.md, per_image.png and gallery.png into ``output_dir`` (Hydra's run dir
+by default; with dataset.heldout one sub-folder per scale beside the suite's summary) and prints the summary. Options: configs/evaluate.yaml. This module only reads the options; the work is
 done by :func:`bgmatting.evaluation.evaluate` (the function training's evaluation calls too).
 """
 from __future__ import annotations
@@ -20,8 +21,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from bgmatting.data.io import DataError
-from bgmatting.evaluation import Evaluation, evaluate, evaluate_predictions, format_summary, open_test_set
-from bgmatting.models import CheckpointError, load_matting_model
+from bgmatting.data.synthetic.photo_set import heldout_dataset
+from bgmatting.evaluation import (BASELINES, Evaluation, evaluate, evaluate_predictions, evaluate_suite, format_summary,
+                                  gallery_rows, open_test_set, suite_table, write_gallery)
+from bgmatting.models import CheckpointError, MattingModel, load_matting_model
 from bgmatting.runtime import resolve_device, resolve_precision
 
 
@@ -44,14 +47,38 @@ def _test_set(cfg: DictConfig, output_dir: Path):
                          seed=spec.seed, work_dir=output_dir)
 
 
-def _evaluate_checkpoint(cfg: DictConfig, output_dir: Path, report: dict[str, Any]) -> Evaluation:
-    dataset = _test_set(cfg, output_dir)
+def _load_model(cfg: DictConfig) -> MattingModel:
     device = resolve_device(cfg.device)
     model = load_matting_model(cfg.checkpoint, **_options(cfg.model_overrides)).to(device)
-    model.set_precision(resolve_precision(device, cfg.precision))
-    return evaluate(model, dataset, baselines=list(cfg.baselines), batch_size=cfg.batch_size,
-                    num_workers=cfg.num_workers, save_predictions=cfg.save_predictions,
-                    meta={"checkpoint": str(cfg.checkpoint), **report}, **_report_options(cfg, output_dir))
+    return model.set_precision(resolve_precision(device, cfg.precision))
+
+
+def _evaluate_checkpoint(cfg: DictConfig, output_dir: Path, report: dict[str, Any]) -> Evaluation:
+    dataset = _test_set(cfg, output_dir)
+    model = _load_model(cfg)
+    result = evaluate(model, dataset, baselines=list(cfg.baselines), batch_size=cfg.batch_size,
+                      num_workers=cfg.num_workers, save_predictions=cfg.save_predictions,
+                      meta={"checkpoint": str(cfg.checkpoint), **report}, **_report_options(cfg, output_dir))
+    if cfg.gallery:
+        write_gallery(output_dir / "gallery.png", gallery_rows(model, dataset, range(cfg.gallery), cfg.baselines),
+                      title=f"{cfg.title}: {cfg.checkpoint}")
+    return result
+
+
+def _evaluate_heldout(cfg: DictConfig, output_dir: Path, report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The held-out photo set at every standard scale, beside both baselines; prints the suite's table."""
+    given = [k for k in ("manifest", "root", "synthetic", "config") if cfg.dataset.get(k)]
+    if given:
+        raise DataError(f"dataset.heldout=true is a test set of its own; drop dataset.{given[0]}")
+    spec = cfg.dataset
+    sets = {f"photo_{size}": heldout_dataset(int(size), n_scenes=spec.heldout_scenes, cache_dir=cfg.data.get("cache_dir"))
+            for size in spec.heldout_sizes}
+    scores = evaluate_suite(_load_model(cfg), sets, baselines=cfg.baselines or BASELINES, limit=cfg.get("limit"),
+                            output_dir=output_dir, gallery=cfg.gallery, title=f"{cfg.title}: {cfg.checkpoint}",
+                            progress=cfg.progress, meta={"checkpoint": str(cfg.checkpoint), **report})
+    print(suite_table(scores), end="")
+    print(f"reports: {output_dir}")
+    return {name: score.as_dict() for name, score in scores.items()}
 
 
 def _report_options(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
@@ -73,6 +100,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                    "trimap_dir": None if cfg.trimap_dir is None else str(cfg.trimap_dir)}
         result = evaluate_predictions(cfg.pred_dir, cfg.gt_dir, cfg.trimap_dir, meta={**folders, **report},
                                       **_report_options(cfg, output_dir))
+    elif cfg.checkpoint and cfg.dataset.heldout:
+        return _evaluate_heldout(cfg, output_dir, report)
     elif cfg.checkpoint:
         result = _evaluate_checkpoint(cfg, output_dir, report)
     else:

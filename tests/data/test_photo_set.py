@@ -57,8 +57,8 @@ def test_every_scale_is_a_composite_set_of_the_same_scenes(tiny_set, size):
         assert tuple(sample[key].shape) == (channels, size, size), key
     assert set(np.unique(sample["trimap"].numpy())) <= {0, 128, 255}
     image, alpha = read_image(manifest.file(1, "image")), read_alpha(manifest.file(1, "alpha"))
-    expected = composite(read_image(manifest.file(1, "foreground")), read_image(manifest.file(1, "background_clean")),
-                         alpha)
+    expected = composite(alpha, read_image(manifest.file(1, "foreground")),
+                         read_image(manifest.file(1, "background_clean")))
     assert np.abs(image - expected).max() <= 2.5 / 255  # I = aF + (1 - a)B up to 8-bit rounding
 
 

@@ -42,7 +42,8 @@ def test_adobe_stage_few_steps_logs_validates_and_checkpoints(tmp_path, tiny_cfg
     for term in ("alpha", "alpha_gradient", "foreground", "composite", "generator_total"):
         assert all(torch.isfinite(torch.tensor(rows[s][f"loss/{term}"])) for s in range(1, 9))
     assert {"lr/generator", "perf/samples_per_s", "perf/data_wait_s"} <= set(rows[8])
-    assert "val/sad" in rows[4] and "val/mse" in rows[8]
+    assert {"val/val/sad", "val/val/mse", "val/val/images", "val/relative_sad"} <= set(rows[4]) and "val/val/sad" in rows[8]
+    assert {"val/val/segmentation/sad", "val/val/background_difference/sad"} <= set(rows[4])
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "step_00000008.pt")
     assert {"generator", "model_config", "optimizers", "rng", "config", "grad_scalers"} <= set(checkpoint)

@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from bgmatting.engine.loop import LoopOptions, Trainer
 from bgmatting.engine.run_logging import RunLogger
 from bgmatting.engine.sampling import ResumableDistributedSampler, SeededSamples, collate_skipping_none
 from bgmatting.engine.stages import Stage
-from bgmatting.evaluation import BASELINES, evaluate, markdown_table
+from bgmatting.evaluation import SuiteValidation, evaluate_suite, suite_table, write_learning_curves
 from bgmatting.models import Generator, MattingModel, MultiscaleDiscriminator, load_matting_model
 from bgmatting.runtime import Precision, resolve_precision
 
@@ -255,35 +255,31 @@ def build_schedule(optimizer: torch.optim.Optimizer, options: Mapping[str, Any] 
 
 
 # ------------------------------------------------------------------------------------------------ validate
-def make_validation(dataset: Dataset, batch_size: int, limit: int | None) -> Callable[[MattingModel], dict[str, float]]:
-    """``callable(model) -> {"val/sad": ..., "val/mse": ..., "val/grad": ..., "val/conn": ...}``.
-
-    Scores the model where it is on (the first ``limit`` items of) a supervised ``dataset`` with
-    :func:`bgmatting.evaluation.evaluate` (Deep Image Matting metrics in the trimap's unknown region when
-    samples carry a trimap; foreground metrics where the set knows F).
-    """
-
-    def validate(model: MattingModel) -> dict[str, float]:
-        summary = evaluate(model, dataset, limit=limit, batch_size=batch_size).summaries["model"]
-        return {f"val/{k}": float(v) for k, v in summary.items() if k != "images"}
-
-    return validate
+def build_test_sets(sets_cfg: Mapping[str, Any] | None) -> dict[str, Dataset]:
+    """{name: dataset} from ``evaluation.sets`` (name -> a ``_target_`` dataset node); null entries are skipped."""
+    return {str(name): build_dataset(node, f"evaluation.sets.{name}") for name, node in (sets_cfg or {}).items()
+            if node is not None}
 
 
-def final_evaluation(cfg: DictConfig, trainer: Trainer, run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Evaluate the trained model, both baselines and (stage real) the teacher on ``cfg.evaluation.dataset``,
-    write the reports to ``run_dir/eval`` and print the table; returns method -> summary."""
-    dataset = build_dataset(cfg.evaluation.dataset, "evaluation.dataset")
+def final_evaluation(cfg: DictConfig, trainer: Trainer, run_dir: Path) -> dict[str, Any]:
+    """Score the trained model, both baselines and (stage real) the teacher on every set of
+    ``cfg.evaluation.sets``; write the reports, galleries and the learning curves into the run folder and print
+    the table (saying how many of the planned steps ran); returns {set: scores}."""
     teacher = getattr(trainer.stage, "teacher", None)  # stage=real: how far the stage moved from its teacher
-    result = evaluate(
-        distributed.unwrap(trainer.model), dataset, baselines=BASELINES, limit=cfg.evaluation.limit,
-        references={"teacher (adobe stage)": teacher} if teacher is not None else None,
-        output_dir=run_dir / "eval", title=f"{cfg.stage.name} stage after {trainer.state.step} steps",
+    steps = f"{trainer.state.step} of {trainer.total_steps} steps"
+    if trainer.stopped_by_time_limit:
+        steps += f" (STOPPED by trainer.time_limit_minutes={cfg.trainer.time_limit_minutes})"
+    scores = evaluate_suite(
+        distributed.unwrap(trainer.model), build_test_sets(cfg.evaluation.sets),
+        references={"teacher (adobe stage)": teacher} if teacher is not None else None, limit=cfg.evaluation.limit,
+        output_dir=run_dir / "eval", gallery=int(cfg.evaluation.gallery), title=f"{cfg.stage.name} stage, {steps}",
     )
-    table = markdown_table(result.summaries)
-    images = result.summaries["model"]["images"]
-    print(f"\nHeld-out evaluation ({images} images, DIM metrics, unknown region of the trimap):\n{table}", flush=True)
-    return result.summaries
+    print(f"\nHeld-out evaluation, {cfg.stage.name} stage after {steps} (DIM metrics on the trimap's unknown band; "
+          f"reports and galleries in {run_dir / 'eval'}):\n{suite_table(scores)}", flush=True)
+    if trainer.validation_enabled:
+        write_learning_curves(run_dir / "metrics.jsonl", run_dir / "learning_curves.png",
+                              title=f"{cfg.stage.name} stage: validation SAD (first {cfg.trainer.val_limit} images per set)")
+    return {name: score.as_dict() for name, score in scores.items()}
 
 
 # -------------------------------------------------------------------------------------------------- resume
@@ -372,12 +368,14 @@ def loop_options(cfg: DictConfig) -> LoopOptions:
 
 
 def _validation(cfg: DictConfig, ctx: distributed.DistContext, val_dataset: Dataset | None):
-    """(validate callable on rank 0 or None, whether validation runs at all)."""
-    enabled = bool(cfg.trainer.validate_every) and (val_dataset is not None or cfg.data.get("val") is not None)
+    """(validate callable on rank 0 or None, whether validation runs at all). Validation scores the first
+    ``trainer.val_limit`` images of every set of ``evaluation.sets`` (or of ``val_dataset``, named ``val``)."""
+    named = any(node is not None for node in (cfg.evaluation.get("sets") or {}).values())
+    enabled = bool(cfg.trainer.validate_every) and (val_dataset is not None or named)
     if not (ctx.is_main and enabled):
         return None, enabled
-    val_dataset = val_dataset if val_dataset is not None else build_dataset(cfg.data.val, "val")
-    return make_validation(val_dataset, int(cfg.trainer.batch_size), cfg.trainer.val_limit), enabled
+    sets = {"val": val_dataset} if val_dataset is not None else build_test_sets(cfg.evaluation.sets)
+    return SuiteValidation(sets, cfg.trainer.val_limit, batch_size=int(cfg.trainer.batch_size)), enabled
 
 
 def _stage_and_optimisation(cfg: DictConfig, networks: Networks, ctx: distributed.DistContext, device: torch.device,
@@ -440,7 +438,7 @@ def run_training(
 ) -> dict[str, Any]:
     """Train one stage as configured; returns the summary (also written to ``run_dir/summary.json``).
 
-    ``train_dataset`` / ``val_dataset`` replace ``cfg.data.train`` / ``cfg.data.val`` (tests, notebooks).
+    ``train_dataset`` / ``val_dataset`` replace ``cfg.data.train`` / the validation sets (tests, notebooks).
     """
     ctx = distributed.init_distributed(cfg.distributed.backend)
     if not ctx.is_main:

@@ -33,6 +33,9 @@ from bgmatting.engine.stages import Stage, Update
 
 log = logging.getLogger(__name__)
 
+#: After this many steps of a run the loop announces how long the rest of its schedule will take.
+ESTIMATE_AFTER_STEPS = 20
+
 
 class NonFiniteLossError(FloatingPointError):
     """A loss term (or a gradient norm) became NaN or infinite; the message names the step and the term."""
@@ -51,7 +54,7 @@ class LoopOptions:
     image_every: int = 200  # image grid every N steps (0 = never)
     checkpoint_every: int = 0  # extra checkpoint every N steps (0 = only at epoch ends and the end)
     validate_every: int = 1  # validate every N epochs (0 = never)
-    best_metric: str = "val/sad"  # validation value deciding best.pt
+    best_metric: str = "val/relative_sad"  # validation value deciding best.pt (see evaluation.SuiteValidation)
     time_limit_minutes: float | None = None  # stop cleanly (checkpoint, then evaluation) once training took this long
     fail_at_step: int | None = None  # testing aid: raise RuntimeError after this step (simulated crash)
 
@@ -73,6 +76,7 @@ class LoopState:
 class _Meter:
     """Running sums of one :meth:`Trainer.fit` call: the current logging interval and the totals."""
 
+    start_step: int = 0
     start: float = field(default_factory=time.perf_counter)
     last_log: float = field(default_factory=time.perf_counter)
     interval: dict[str, float] = field(default_factory=dict)
@@ -192,6 +196,7 @@ class Trainer:
         self._consecutive_skips = 0
         self._last_saved_step: int | None = None
         self._last_validated_step: int | None = None
+        self.stopped_by_time_limit = False  # set by fit() when trainer.time_limit_minutes cut the schedule
 
     # ------------------------------------------------------------------------------------------- totals
     @property
@@ -375,14 +380,16 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train until ``epochs`` (or ``max_steps``) are done; returns a summary dict (on every rank)."""
-        meter = _Meter()
+        meter = _Meter(start_step=self.state.step)
         start_step = self.state.step
         stopped_early = False
         while self.state.epoch < self.options.epochs and self.state.step < self.total_steps:
             stopped_early = self._train_epoch(meter)
             if stopped_early:
+                self.stopped_by_time_limit = True
                 self.logger.message(
-                    f"time limit of {self.options.time_limit_minutes} min reached after step {self.state.step}; stopping"
+                    f"time limit of {self.options.time_limit_minutes} min reached after step {self.state.step} of "
+                    f"{self.total_steps}; stopping (the final evaluation says so too)"
                 )
                 break
             if self.state.batches_done < self.steps_per_epoch:
@@ -435,8 +442,20 @@ class Trainer:
             self.logger.images(step, "train/grid", self.stage.visuals())
         if opts.checkpoint_every and step % opts.checkpoint_every == 0:
             self.save_checkpoint()
+        if step - meter.start_step == ESTIMATE_AFTER_STEPS and step < self.total_steps:
+            self._announce_duration(meter)
         if opts.fail_at_step is not None and step == opts.fail_at_step:
             raise RuntimeError(f"simulated failure after step {step} (trainer.fail_at_step)")
+
+    def _announce_duration(self, meter: _Meter) -> None:
+        """Say how long the rest of the schedule will take at the speed of the steps so far."""
+        done = self.state.step - meter.start_step
+        per_step = (time.perf_counter() - meter.start) / done
+        remaining = self.total_steps - self.state.step
+        self.logger.message(
+            f"{per_step:.2f} s per step over the first {done} steps: about {per_step * remaining / 60:.1f} min for "
+            f"the remaining {remaining} of {self.total_steps} steps (plus validation and the final evaluation)"
+        )
 
     def _log_interval(self, meter: _Meter) -> None:
         """Log the means of the interval since the last log (losses, LRs, stage scalars, throughput)."""

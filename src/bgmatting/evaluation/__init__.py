@@ -6,7 +6,12 @@ and write reports.
 * :mod:`~bgmatting.evaluation.score`: per-image metric rows for a model, a baseline matte or prediction files;
 * :mod:`~bgmatting.evaluation.summary`: metric columns, units and means over rows;
 * :mod:`~bgmatting.evaluation.testsets`: test sets (manifest, folder, synthetic), sample names;
-* :mod:`~bgmatting.evaluation.reports`: CSV, JSON, Markdown, PNG plot, predictions and error maps.
+* :mod:`~bgmatting.evaluation.reports`: CSV, JSON, Markdown, PNG plot, predictions and error maps;
+* :mod:`~bgmatting.evaluation.suite`: one model on several named sets (e.g. every held-out scale): the ratio to the
+  best baseline, the learning target, per-epoch validation over the sets;
+* :mod:`~bgmatting.evaluation.gallery` and :mod:`~bgmatting.evaluation.curves`: the gallery PNG (inputs, truth,
+  prediction, baselines, error) and the learning-curve PNG of a run's validation;
+* :mod:`~bgmatting.evaluation.figures`: off-screen matplotlib figures saved atomically.
 """
 from __future__ import annotations
 
@@ -23,13 +28,27 @@ from bgmatting.evaluation.reports import (
     write_rows_csv,
     write_summary_json,
 )
+from bgmatting.evaluation.curves import read_metrics, validation_panels, write_learning_curves
+from bgmatting.evaluation.gallery import GalleryRow, gallery_rows, write_gallery
 from bgmatting.evaluation.run import Evaluation, evaluate, evaluate_predictions
 from bgmatting.evaluation.score import BASELINES, baseline_alpha, image_metrics, score_baseline, score_folders, score_model
+from bgmatting.evaluation.suite import TARGET_RATIO, SetScore, SuiteValidation, evaluate_suite, suite_table
 from bgmatting.evaluation.summary import METRIC_UNITS, METRICS, Row, summaries_of, summarize
 from bgmatting.evaluation.testsets import first_items, manifest_from_folder, open_test_set, sample_names
 
 __all__ = [
     "BASELINES",
+    "TARGET_RATIO",
+    "GalleryRow",
+    "SetScore",
+    "SuiteValidation",
+    "evaluate_suite",
+    "gallery_rows",
+    "read_metrics",
+    "suite_table",
+    "validation_panels",
+    "write_gallery",
+    "write_learning_curves",
     "METRICS",
     "METRIC_UNITS",
     "Evaluation",

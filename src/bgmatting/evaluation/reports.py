@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from bgmatting.data.io import atomic_path, write_alpha, write_image, write_json, write_text
+from bgmatting.data.io import write_alpha, write_image, write_json, write_text
+from bgmatting.evaluation.figures import new_figure, save_png
 from bgmatting.evaluation.summary import METRIC_UNITS, METRICS, Row, summaries_of
 
 PathLike = str | os.PathLike
@@ -156,20 +155,14 @@ def plot_rows(rows: Sequence[Row], path: PathLike, *, title: str = "", mse_unit:
     headers = metric_headers(mse_unit)
     sad_values = np.array([r["sad"] for r in rows], dtype=np.float64)
     mse_values = np.array([r["mse"] for r in rows], dtype=np.float64) / mse_unit
-    fig = Figure(figsize=(11, 4), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(11, 4)
     ax_sad, ax_mse = fig.subplots(1, 2)
     _plot_sad(ax_sad, rows, sad_values, headers["sad"], max_bars)
     ax_mse.hist(mse_values[np.isfinite(mse_values)], bins=min(30, max(5, len(rows))), color="tab:orange")
     ax_mse.set_xlabel(headers["mse"])
     ax_mse.set_ylabel("images")
     ax_mse.set_title("MSE histogram")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return Path(path)
+    return save_png(fig, path, title, title_size=12)
 
 
 # ----------------------------------------------------------------------------------------------- all

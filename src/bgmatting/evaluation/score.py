@@ -61,7 +61,7 @@ def _scored(name: str, where: str, **arrays: Any) -> Row:
 
 
 # ----------------------------------------------------------------------------------------------- a model
-def _numpy_image(t: torch.Tensor) -> np.ndarray:
+def numpy_image(t: torch.Tensor) -> np.ndarray:
     """C x H x W tensor -> H x W (C == 1) or H x W x C numpy."""
     a = t.detach().cpu().numpy()
     return a[0] if a.shape[0] == 1 else np.ascontiguousarray(a.transpose(1, 2, 0))
@@ -94,10 +94,10 @@ def score_model(model: MattingModel, dataset: Dataset, *, batch_size: int = 1, s
             alpha, foreground = model.predict(batch)
             for b in range(alpha.shape[0]):
                 index, name = len(rows), names[len(rows)]
-                pred_alpha, gt_alpha = _numpy_image(alpha[b]).astype(np.float64), _numpy_image(batch["alpha"][b])
-                pred_fg = _numpy_image(foreground[b])
+                pred_alpha, gt_alpha = numpy_image(alpha[b]).astype(np.float64), numpy_image(batch["alpha"][b])
+                pred_fg = numpy_image(foreground[b])
                 known_fg = "foreground" in batch and has_true_foreground(dataset, index)
-                gt_fg = _numpy_image(batch["foreground"][b]) if known_fg else None
+                gt_fg = numpy_image(batch["foreground"][b]) if known_fg else None
                 trimap = _sample_trimap(batch, b)
                 rows.append(_scored(name, f"sample {index} ({name})", pred_alpha=pred_alpha, gt_alpha=gt_alpha,
                                     trimap=trimap, pred_fg=pred_fg, gt_fg=gt_fg))
@@ -115,9 +115,9 @@ def baseline_alpha(sample: Mapping[str, torch.Tensor], kind: str) -> np.ndarray:
     :func:`bgmatting.preprocess.segment.background_difference_matte` of the image and the captured background.
     """
     if kind == "segmentation":
-        return _numpy_image(sample["segmentation"]).astype(np.float64)
+        return numpy_image(sample["segmentation"]).astype(np.float64)
     if kind == "background_difference":
-        image, background = _numpy_image(sample["image"]), _numpy_image(sample["background"])
+        image, background = numpy_image(sample["image"]), numpy_image(sample["background"])
         return background_difference_matte(image, background).astype(np.float64)
     raise ValueError(f"unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}")
 
@@ -132,7 +132,7 @@ def score_baseline(dataset: Dataset, kind: str, *, progress: bool = False) -> li
         sample = dataset[index]
         trimap = sample["trimap"].numpy()[0] if "trimap" in sample else None
         rows.append(_scored(names[index], f"sample {index} ({names[index]})", pred_alpha=baseline_alpha(sample, kind),
-                            gt_alpha=_numpy_image(sample["alpha"]), trimap=trimap))
+                            gt_alpha=numpy_image(sample["alpha"]), trimap=trimap))
     return rows
 
 

@@ -63,7 +63,7 @@ def scale_sample(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarr
     trimap = trimap_from_alpha(alpha, trimap_k(size))
     seg = soft_segmentation_from_alpha(alpha, trimap, rng,
                                        **AdobeAugment(output_size=max(16, size)).segmentation_parameters())
-    return {"image": composite(foreground, background, alpha), "background": captured,
+    return {"image": composite(alpha, foreground, background), "background": captured,
             "background_clean": background, "alpha": alpha, "trimap": trimap, "foreground": foreground,
             "segmentation": seg}
 

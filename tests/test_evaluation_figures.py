@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bgmatting.data.io import DataError
-from bgmatting.reporting.curves import read_metrics, validation_panels, write_learning_curves
-from bgmatting.reporting.gallery import GalleryRow, write_gallery
+from bgmatting.evaluation.curves import read_metrics, validation_panels, write_learning_curves
+from bgmatting.evaluation.gallery import GalleryRow, write_gallery
 
 
 def _row(rng, name: str, size: int = 40, baselines=("α = S", "bg difference")) -> GalleryRow:

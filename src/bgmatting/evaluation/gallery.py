@@ -9,15 +9,19 @@ interpolation at no less than their pixel size, so single-pixel strands stay vis
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from bgmatting import metrics
+from torch.utils.data import Dataset
 
-from .png import new_figure, save_png
+from bgmatting import metrics
+from bgmatting.evaluation.score import baseline_alpha, numpy_image
+from bgmatting.models import MattingModel
+
+from bgmatting.evaluation.figures import new_figure, save_png
 
 PathLike = str | os.PathLike
 
@@ -50,6 +54,27 @@ class GalleryRow:
         error = np.abs(np.asarray(self.predicted, np.float32) - np.asarray(self.alpha, np.float32))
         out.append((f"|{model_name} − true α|", error, f"max {float(error.max()):.2f}"))
         return out
+
+
+#: Column labels of the baseline mattes.
+BASELINE_LABELS = {"segmentation": "α = S", "background_difference": "bg-difference α"}
+
+
+def gallery_rows(model: MattingModel, dataset: Dataset, indices: Iterable[int],
+                 baselines: Iterable[str] = ()) -> list[GalleryRow]:
+    """Gallery rows for samples ``indices`` (those that exist) of a supervised dataset: the model's alpha
+    (:meth:`MattingModel.predict`, where the model is) and each baseline matte's."""
+    rows = []
+    for index in [i for i in indices if i < len(dataset)]:
+        sample = dataset[index]
+        alpha, _ = model.predict({k: v.unsqueeze(0) for k, v in sample.items() if hasattr(v, "unsqueeze")})
+        trimap = numpy_image(sample["trimap"]) if "trimap" in sample else None
+        rows.append(GalleryRow(
+            name=f"#{index}", image=numpy_image(sample["image"]), background=numpy_image(sample["background"]),
+            segmentation=numpy_image(sample["segmentation"]), alpha=numpy_image(sample["alpha"]),
+            predicted=numpy_image(alpha[0]), trimap=trimap,
+            baselines={BASELINE_LABELS.get(k, k): baseline_alpha(sample, k).astype(np.float32) for k in baselines}))
+    return rows
 
 
 def _tile_inches(rows: Sequence[GalleryRow], dpi: int) -> float:

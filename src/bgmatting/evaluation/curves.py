@@ -1,14 +1,16 @@
 """Learning-curve PNG from a training run's ``metrics.jsonl``: validation SAD of the model against the step,
-with the baselines' SAD as horizontal lines, one panel per held-out scale.
+with the baselines' SAD as horizontal lines, one panel per validation set (e.g. per held-out scale).
 
-Validation keys read from the rows (any metric, ``sad`` by default):
+Validation keys read from the rows (any metric, ``sad`` by default), as
+:class:`bgmatting.evaluation.suite.SuiteValidation` logs them:
 
-* ``val/sad``: the model on the (single) validation set; ``val/<size>/sad``: on the set at ``<size>`` px;
-* ``val/<method>/sad`` or ``val/<size>/<method>/sad``: a baseline (``<method>`` not a number, e.g.
-  ``segmentation``, ``background_difference``); its last logged value is drawn as a horizontal line;
-* ``val/images`` or ``val/<size>/images``: the validation subset size, shown in the panel title.
+* ``val/<set>/sad``: the model on set ``<set>`` (``val/sad``: a run with a single unnamed set);
+* ``val/<set>/<method>/sad``: a baseline (e.g. ``segmentation``, ``background_difference``); its last logged
+  value is drawn as a horizontal line;
+* ``val/<set>/images``: the validation subset size, shown in the panel title.
 
-Baselines and subset sizes can also be given as arguments (they are constant over a run).
+Keys with no set (``val/relative_sad``) are not drawn. Baselines and subset sizes can also be given as
+arguments (they are constant over a run).
 """
 from __future__ import annotations
 
@@ -22,16 +24,16 @@ from pathlib import Path
 
 from bgmatting.data.io import DataError
 
-from .png import new_figure, save_png
+from bgmatting.evaluation.figures import new_figure, save_png
 
 PathLike = str | os.PathLike
 MODEL = "model"
-_KEY = re.compile(r"^val/(?:(?P<size>\d+)/)?(?:(?P<method>[A-Za-z_][\w .:-]*)/)?(?P<metric>[a-z_]+)$")
+_KEY = re.compile(r"^val/(?:(?P<set>[^/]+)/)?(?:(?P<method>[^/]+)/)?(?P<metric>[a-z_]+)$")
 
 
 @dataclass
 class Panel:
-    """One scale's series: model (steps, values), baseline values by name, subset size (or None)."""
+    """One set's series: model (steps, values), baseline values by name, subset size (or None)."""
 
     steps: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
@@ -60,7 +62,7 @@ def read_metrics(path: PathLike) -> list[dict]:
 
 
 def validation_panels(rows: Iterable[Mapping], metric: str = "sad") -> dict[str, Panel]:
-    """Panels keyed by scale label (the size as a string, or "" for unscaled keys), in size order."""
+    """Panels keyed by set name ("" for keys without one, e.g. ``val/sad``), in order of first appearance."""
     panels: dict[str, Panel] = {}
     for row in rows:
         step = row.get("step")
@@ -68,7 +70,9 @@ def validation_panels(rows: Iterable[Mapping], metric: str = "sad") -> dict[str,
             match = _KEY.match(key)
             if match is None or not isinstance(value, (int, float)):
                 continue
-            panel = panels.setdefault(match["size"] or "", Panel())
+            if match["set"] is None and match["metric"] != metric:
+                continue  # e.g. val/relative_sad: no set, not a panel
+            panel = panels.setdefault(match["set"] or "", Panel())
             if match["metric"] == "images" and match["method"] is None:
                 panel.images = int(value)
             elif match["metric"] == metric and match["method"] is None and step is not None:
@@ -76,12 +80,11 @@ def validation_panels(rows: Iterable[Mapping], metric: str = "sad") -> dict[str,
                 panel.values.append(float(value))
             elif match["metric"] == metric and match["method"] is not None:
                 panel.baselines[match["method"]] = float(value)
-    return {k: panels[k] for k in sorted(panels, key=lambda s: (s != "", int(s) if s else 0))
-            if panels[k].steps or panels[k].baselines}
+    return {k: p for k, p in panels.items() if p.steps or p.baselines}
 
 
 def _merge(panels: dict[str, Panel], baselines: Mapping | None, images: Mapping | int | None) -> None:
-    """Add given baselines ({size or "": {name: value}}) and subset sizes (int or {size: n}) to the panels."""
+    """Add given baselines ({set or "": {name: value}}) and subset sizes (int or {set: n}) to the panels."""
     for size, values in (baselines or {}).items():
         panels.setdefault(str(size), Panel()).baselines.update({k: float(v) for k, v in values.items()})
     if images is None:
@@ -92,8 +95,8 @@ def _merge(panels: dict[str, Panel], baselines: Mapping | None, images: Mapping 
 
 
 def _panel_title(label: str, panel: Panel) -> str:
-    scale = f"{label} px" if label else "validation"
-    return f"{scale} ({panel.images} images)" if panel.images else f"{scale} (subset size not logged)"
+    name = label or "validation"
+    return f"{name} ({panel.images} images)" if panel.images else f"{name} (subset size not logged)"
 
 
 def write_learning_curves(source: PathLike | Iterable[Mapping], path: PathLike, *, metric: str = "sad",
@@ -101,8 +104,8 @@ def write_learning_curves(source: PathLike | Iterable[Mapping], path: PathLike, 
                           title: str = "") -> Path:
     """Write the learning-curve PNG of ``source`` (a metrics.jsonl path or its rows) to ``path`` atomically.
 
-    baselines: {size (int or str; "" for unscaled keys): {name: value}}, added to those logged in the rows.
-    images: the validation subset size (one int, or {size: n}), when the rows do not log ``val/.../images``.
+    baselines: {set ("" for keys without a set): {name: value}}, added to those logged in the rows.
+    images: the validation subset size (one int, or {set: n}), when the rows do not log ``val/.../images``.
     Raises DataError when there is nothing to plot.
     """
     rows = read_metrics(source) if isinstance(source, (str, os.PathLike)) else list(source)

@@ -4,20 +4,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 from bgmatting.data.io import atomic_path
 
 
-def new_figure(width: float, height: float, dpi: int = 100):
+def new_figure(width: float, height: float, dpi: int = 100) -> Figure:
     """A matplotlib ``Figure`` of width x height inches on an Agg canvas."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
     return fig
 
 
-def save_png(fig, path: str | os.PathLike, title: str = "", title_size: int = 10) -> Path:
+def save_png(fig: Figure, path: str | os.PathLike, title: str = "", title_size: int = 10) -> Path:
     """Add the optional title, lay out tightly and write ``path`` atomically (temp file + rename)."""
     if title:
         fig.suptitle(title, fontsize=title_size)
