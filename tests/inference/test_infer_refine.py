@@ -4,21 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from infer_helpers import TINY, disc_alpha, paste_subject, photo
+from infer_helpers import TINY, disc_alpha, paste_subject, photo, refining_model
 
 from bgmatting import infer
 from bgmatting.data.io import read_alpha
 from bgmatting.inference import Matter
-from bgmatting.models import Generator, MattingModel, Refiner
-
-
-def refining_model(**options) -> MattingModel:
-    """A tiny base + refiner whose refiner changes the base's output (its last conv is not zero)."""
-    generator = Generator(**TINY, refine_head=True, refine_hidden=4, rng=torch.Generator().manual_seed(0))
-    refiner = Refiner(4, channels=(6, 5, 4), rng=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        refiner.fine_stage[-1].weight.normal_(0.0, 0.2, generator=torch.Generator().manual_seed(2))
-    return MattingModel(generator, refiner, **{"downsample_ratio": 0.5, **options}).eval()
+from bgmatting.models import Generator
 
 
 def _frame(height: int, width: int):
