@@ -10,7 +10,7 @@ from torch.utils.data import default_collate
 
 from bgmatting import losses
 from bgmatting.engine import distributed
-from bgmatting.engine.build import build_model, run_training, student_of, to_plain
+from bgmatting.engine.build import build_matting_model, run_training, student_of, to_plain
 from bgmatting.engine.checkpointing import load_checkpoint
 from bgmatting.engine.initialization import initialize_from, load_matching_weights
 from bgmatting.engine.stages import AdobeStage, RealStage
@@ -36,7 +36,7 @@ def refine_model(tiny_cfg):
 
     def make(*overrides: str):
         torch.manual_seed(0)
-        return build_model(to_plain(tiny_cfg(*REFINE, *overrides).model))
+        return build_matting_model(to_plain(tiny_cfg(*REFINE, *overrides).model))
 
     return make
 
@@ -45,12 +45,12 @@ def test_the_refine_configs_build_base_and_refiner(compose_config):
     for name, hidden, pixels in (("quickstart_refine", 16, 4096), ("paper_refine", 32, 80_000)):
         model_cfg = to_plain(compose_config("train", [f"model={name}"]).model)
         with torch.device("meta"):
-            model = build_model(model_cfg)
+            model = build_matting_model(model_cfg)
         assert model.generator.has_refine_head and model.refiner.hidden_channels == hidden == model.generator.refine_hidden
         assert model.refine_options["refine_mode"] == "sampling" and model.refine_options["refine_pixels"] == pixels
         assert model.refine_options["downsample_ratio"] == 0.5
     plain = to_plain(compose_config("train", ["model=quickstart"]).model)
-    assert build_model(plain).refiner is None and "refine_head" not in plain["generator"]
+    assert build_matting_model(plain).refiner is None and "refine_head" not in plain["generator"]
 
 
 def test_adobe_stage_scores_refined_and_coarse_outputs(tiny_supervised, refine_model):
@@ -94,7 +94,7 @@ def test_gradient_reaches_base_and_refiner(tiny_supervised, refine_model):
 @pytest.mark.parametrize("teacher_refines", [False, True])
 def test_real_stage_with_a_refining_student(tiny_real, refine_model, teacher_refines, tiny_cfg):
     batch = _batch(tiny_real(2, 32))
-    teacher = refine_model() if teacher_refines else build_model(to_plain(tiny_cfg().model))
+    teacher = refine_model() if teacher_refines else build_matting_model(to_plain(tiny_cfg().model))
     student = refine_model()
     stage = RealStage(student, MultiscaleDiscriminator(ndf=4, n_layers=2), teacher, discriminator_every=1)
     generator_update, discriminator_update = stage.updates(batch, 0, 2)
@@ -146,9 +146,9 @@ def test_init_from_a_plain_checkpoint_loads_the_base_and_reports_the_new_parts(t
     assert torch.equal(trained[weight], base[weight])  # lr 0: still the plain run's weights
 
     with pytest.raises(CheckpointError, match="shape mismatch"):
-        initialize_from(build_model(to_plain(tiny_cfg("model=quickstart").model)), plain["checkpoint"])
+        initialize_from(build_matting_model(to_plain(tiny_cfg("model=quickstart").model)), plain["checkpoint"])
     with pytest.raises(CheckpointError, match="no such checkpoint"):
-        initialize_from(build_model(to_plain(tiny_cfg().model)), tmp_path / "missing.pt")
+        initialize_from(build_matting_model(to_plain(tiny_cfg().model)), tmp_path / "missing.pt")
 
 
 def test_a_refining_teacher_loads_fully_into_its_student_and_a_plain_one_into_the_base(refine_model, tiny_cfg):
@@ -156,7 +156,7 @@ def test_a_refining_teacher_loads_fully_into_its_student_and_a_plain_one_into_th
     student = student_of(refining, to_plain(tiny_cfg().model))  # a plain config: the teacher's architecture wins
     report = load_matching_weights(student, refining.checkpoint_state(), "teacher")
     assert student.refiner is not None and not report.new and not report.unused
-    plain = build_model(to_plain(tiny_cfg().model))
+    plain = build_matting_model(to_plain(tiny_cfg().model))
     student = student_of(plain, to_plain(tiny_cfg(*REFINE).model))
     report = load_matching_weights(student, plain.checkpoint_state(), "teacher")
     assert student.refine_options == refining.refine_options and {k.split(".")[0] for k in report.new} == {

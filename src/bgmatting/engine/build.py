@@ -109,7 +109,7 @@ def build_discriminator(discriminator_cfg: Mapping[str, Any]) -> MultiscaleDiscr
     return MultiscaleDiscriminator(**dict(discriminator_cfg))
 
 
-def build_model(model_cfg: Mapping[str, Any]) -> MattingModel:
+def build_matting_model(model_cfg: Mapping[str, Any]) -> MattingModel:
     """The :class:`MattingModel` of a ``model`` config section: ``generator`` (Generator arguments) and, for a
     refining model, ``refiner`` (Refiner arguments) and ``refine`` (its run options, see
     :meth:`MattingModel.set_refine_options`). A section without ``refiner`` builds exactly the plain model."""
@@ -166,7 +166,7 @@ def build_networks(cfg: DictConfig, resume_state: dict | None, outputs_root: Pat
     model_cfg = to_plain(cfg.model)
     init_from = cfg.get("init_from")
     if cfg.stage.name != "real":
-        model = build_model(model_cfg)
+        model = build_matting_model(model_cfg)
         if init_from and resume_state is None:
             log.info(initialize_from(model, init_from).line())
         return Networks(model)
@@ -180,7 +180,7 @@ def build_networks(cfg: DictConfig, resume_state: dict | None, outputs_root: Pat
     if init not in ("teacher", "random"):
         raise ValueError(f"stage.student_init must be 'teacher' or 'random', got {init!r}")
     from_teacher = init == "teacher" and not init_from
-    model = student_of(teacher, model_cfg) if from_teacher else build_model(model_cfg)
+    model = student_of(teacher, model_cfg) if from_teacher else build_matting_model(model_cfg)
     if resume_state is None and init_from:
         log.info("init_from=%s replaces stage.student_init=%s", init_from, init)
         log.info(initialize_from(model, init_from).line())
