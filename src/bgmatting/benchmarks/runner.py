@@ -221,11 +221,9 @@ class _BenchRun:
                                            progress=self.progress)
 
     def run_refine(self) -> None:
-        config = self.config
-        if not self.report.get("peak"):  # the ratios to peak need this run's peak
-            self.run_peak()
+        config = self.config  # ratios to peak only when the peak suite ran first (--suite peak,refine)
         self.report["refine"] = bench_refine(config.frame_sizes, config.refine_model, config.plain_model, self.device,
-                                             config.repeats, self.report["peak"], config.estimate_native_above,
+                                             config.repeats, self.report.get("peak"), config.estimate_native_above,
                                              self.progress)
 
     def run_train_compile(self) -> None:
