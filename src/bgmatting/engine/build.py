@@ -27,7 +27,6 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bgmatting.data.io import write_json
 from bgmatting.engine import distributed
-from bgmatting.engine.initialization import initialize_from, load_matching_weights
 from bgmatting.engine.checkpointing import (
     CHECKPOINT_DIRNAME,
     CheckpointError,
@@ -38,6 +37,7 @@ from bgmatting.engine.checkpointing import (
     require_training_checkpoint,
     run_dir_of,
 )
+from bgmatting.engine.initialization import initialize_from, load_matching_weights
 from bgmatting.engine.loop import LoopOptions, Trainer
 from bgmatting.engine.run_logging import RunLogger
 from bgmatting.engine.sampling import ResumableDistributedSampler, SeededSamples, collate_skipping_none
