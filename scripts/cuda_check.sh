@@ -2,7 +2,7 @@
 # One check of the CUDA paths, sized to finish within 8 minutes on one GPU, ending in one summary table:
 #   1-4. a few training steps of both stages, plain (model=quickstart) and refining (model=quickstart_refine), with
 #        AMP (precision=auto: bf16/fp16 autocast on CUDA);
-#   5.   a one-process torchrun with the NCCL backend (DDP around the refining model);
+#   5.   a one-process torchrun with the NCCL backend (DDP around the refining model, on steps that refine no patch);
 #   6.   refine inference (python -m bgmatting.infer --mode refine) on a generated 1080p hand-held clip: frames/s;
 #   7.   the bench refine suite (network time per 1080p and 4K frame: refine vs native full frame vs 512 crop);
 #   8.   the bench model suite at 512^2 batch 8 (every CUDA mode; torch.compile for inference only).
@@ -100,8 +100,11 @@ step bench_model "$OUT/bench_model.json" "$PY" -m bgmatting.bench --suite model 
 join
 step train_real_plain "$OUT/runs/plain/real" run_train real "$PLAIN" "$PLAIN_CROP" "$OUT/runs/plain"
 step train_real_refine "$OUT/runs/refine/real" run_train real "$REFINE" "$REFINE_CROP" "$OUT/runs/refine"
+# DDP around the refining model in mode thresholding above every error: no patch is refined, the refiner's weights
+# get zero gradients from an empty batch of patches, and DDP (without find_unused_parameters) must still reduce
 step torchrun_"$BACKEND" "$OUT/runs/ddp/adobe" "$PY" -m torch.distributed.run --standalone --nproc_per_node=1 \
   -m bgmatting.train stage=adobe model="$REFINE" outputs_root="$OUT/runs/ddp" distributed.backend="$BACKEND" \
+  model.refine.refine_mode=thresholding model.refine.refine_threshold=1.0 \
   "${TRAIN[@]}" "${DATA_adobe[@]}" data.train.augment.output_size="$REFINE_CROP"
 step infer_refine "$OUT/infer/summary.json" "$PY" -m bgmatting.infer --input "$OUT/clip/clip.avi" \
   --background "$OUT/clip/plate.png" --checkpoint "$(newest_checkpoint "$OUT/runs/refine/adobe")" \
