@@ -9,6 +9,7 @@ import torch
 from bgmatting import bench
 from bgmatting.benchmarks.model import _count_flops_direct, count_flops
 from bgmatting.benchmarks.scaling import scaling_table
+from bgmatting.models import Generator, MattingModel
 
 
 def test_bench_command_writes_json_and_markdown(tmp_path):
@@ -88,3 +89,44 @@ def test_scaling_exponent_is_one_for_linear_cost():
 
 def test_flop_count_scaled_from_reference_size_is_exact():
     assert count_flops("tiny", "train", 2, 36) == _count_flops_direct("tiny", "train", 2, 36)
+
+
+def test_refine_compile_and_precision_suites(tmp_path, monkeypatch):
+    """The three suites of the refiner issue on tiny models and frames (torch.compile replaced by the eager
+    module: the suite's bookkeeping is tested here, not inductor)."""
+    monkeypatch.setattr(torch, "compile", lambda module, **options: module)
+    checkpoint = tmp_path / "tiny.pt"
+    torch.save(MattingModel(Generator(ngf=4, nf_part=4, n_blocks1=1, n_blocks2=1)).checkpoint_state(), checkpoint)
+    json_path, markdown_path = tmp_path / "bench.json", tmp_path / "bench.md"
+    status = bench.main([
+        "--suite", "refine,train_compile,precision", "--frame-sizes", "64x96,128x192", "--refine-model", "tiny_refine",
+        "--plain-model", "tiny", "--estimate-native-above", "7000", "--compile-train", "tiny_refine:32",
+        "--checkpoint", str(checkpoint), "--precision-sizes", "32", "--repeats", "1", "--threads", "1",
+        "--json", str(json_path), "--markdown", str(markdown_path),
+    ])
+    assert status == 0
+    report = json.loads(json_path.read_text())
+    assert report["errors"] == {} and "peak" not in report  # ratios to peak need --suite peak,refine
+    small, large = report["refine"]["frames"]
+    assert (small["height"], small["width"], large["height"], large["width"]) == (64, 96, 128, 192)
+    assert small["methods"]["native"]["note"] == "measured"
+    assert large["methods"]["native"]["note"].startswith("estimated")  # 128 x 192 > 7000 pixels
+    rate = small["methods"]["native"]["gflops_per_s"]
+    assert large["methods"]["native"]["gflops_per_s"] == pytest.approx(rate)
+    assert large["methods"]["native"]["gflop"] == pytest.approx(4 * small["methods"]["native"]["gflop"])
+    for frame in (small, large):
+        refine, original = frame["methods"]["refine"], frame["methods"]["original"]
+        assert original["input"] == [512, 512] and refine["input"] == [frame["height"], frame["width"]]
+        assert refine["base_input"] == [frame["height"], frame["width"]]  # frames below 512: base at full size
+        assert refine["gflop"] > 0 and refine["gflops_per_s"] > 0 and "ratio_to_conv_peak" not in refine
+        assert frame["speedup_vs_native"] == pytest.approx(frame["methods"]["native"]["seconds"] / refine["seconds"])
+    (row,) = report["train_compile"]
+    assert (row["model"], row["side"], row["batch"]) == ("tiny_refine", 32, 4) and row["alpha_max_abs_diff"] == 0.0
+    precision = report["precision"]
+    assert precision["trained"] and precision["model"] == str(checkpoint)
+    assert {r["dtype"] for r in precision["rows"]} == {"bf16", "fp16"}
+    assert set(precision["within"]) == {"bf16", "fp16"} and precision["tolerance"] == 1e-2
+    lines = "\n".join(report["summary"]["lines"])
+    assert "refine" in lines and "torch.compile" in lines and "precision=auto" in lines
+    markdown = markdown_path.read_text()
+    assert "### Per frame" in markdown and "### Training step: torch.compile" in markdown and "max Δα" in markdown

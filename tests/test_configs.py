@@ -26,9 +26,16 @@ PRESETS = {  # name -> command-line overrides
     "paper_real": ["experiment=paper_real", *REAL_DATA],
     "public_code_real": ["experiment=public_code_real", *REAL_DATA],
 }
-PAPER_ADOBE_LOSSES = {"alpha": 1.0, "alpha_gradient": 1.0, "foreground": 2.0, "composite": 1.0}
-PAPER_REAL_LOSSES = {"gan": 1.0, "alpha": 2.0, "alpha_gradient": 4.0, "foreground": 1.0, "composite": 1.0}
-PUBLIC_REAL_LOSSES = {"gan": 1.0, "alpha": 1.0, "alpha_gradient": 0.5, "foreground": 1.0, "composite": 1.0}
+# a refining model's terms (unused with a plain model): coarse outputs weighed as the refined ones, error map 1
+ADOBE_REFINE_LOSSES = {"coarse_alpha": 1.0, "coarse_alpha_gradient": 1.0, "coarse_foreground": 2.0,
+                       "coarse_composite": 1.0, "error": 1.0}
+REAL_REFINE_LOSSES = {"coarse_alpha": 2.0, "coarse_alpha_gradient": 4.0, "coarse_foreground": 1.0,
+                      "coarse_composite": 1.0, "error": 1.0}
+PAPER_ADOBE_LOSSES = {"alpha": 1.0, "alpha_gradient": 1.0, "foreground": 2.0, "composite": 1.0, **ADOBE_REFINE_LOSSES}
+PAPER_REAL_LOSSES = {"gan": 1.0, "alpha": 2.0, "alpha_gradient": 4.0, "foreground": 1.0, "composite": 1.0,
+                     **REAL_REFINE_LOSSES}
+PUBLIC_REAL_LOSSES = {"gan": 1.0, "alpha": 1.0, "alpha_gradient": 0.5, "foreground": 1.0, "composite": 1.0,
+                      **REAL_REFINE_LOSSES}
 # name -> (experiment, data, optim, model), stage losses, (G lr, D lr, schedule), (epochs, max_steps, batch size)
 EXPECTED = {
     "bare": (("quickstart_adobe", "synthetic", "quickstart", "quickstart"), PAPER_ADOBE_LOSSES,

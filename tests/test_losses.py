@@ -107,3 +107,17 @@ def test_losses_are_differentiable_in_the_prediction():
     target = torch.ones(1, 1, 4, 4)
     (losses.normalized_l1(pred, target) + losses.alpha_gradient_l1(pred, target.roll(1, -1))).backward()
     assert pred.grad is not None and pred.grad.abs().sum() > 0
+
+
+def test_error_map_mse_regresses_the_detached_alpha_error_in_image_units():
+    alpha = torch.tensor([[[[1.0, -1.0], [0.0, 0.5]]]], requires_grad=True)  # network space
+    target = torch.tensor([[[[1.0, 1.0], [-1.0, 0.5]]]])
+    error = torch.tensor([[[[0.0, 0.5], [0.5, 0.25]]]], requires_grad=True)
+    # actual error |alpha - target| / 2 = [0, 1, 0.5, 0]; squared differences [0, 0.25, 0, 0.0625] -> mean 0.078125
+    loss = losses.error_map_mse(error, alpha, target)
+    assert loss.item() == pytest.approx(0.078125)
+    loss.backward()
+    assert alpha.grad is None  # the target is detached: the term never moves alpha
+    torch.testing.assert_close(error.grad, torch.tensor([[[[0.0, -0.25], [0.0, 0.125]]]]))
+    with pytest.raises(ValueError, match="shapes differ"):
+        losses.error_map_mse(error, alpha, target[..., :1])

@@ -39,3 +39,20 @@ def test_modes_prepare_inputs_and_run_autocast():
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     with P.resolve_precision("cpu", "bf16").autocast():
         assert conv(x).dtype == torch.bfloat16
+
+
+def test_auto_inference_takes_a_reduced_precision_only_where_measured_accurate(monkeypatch):
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(P, "MEASURED_INFERENCE_ALPHA_DELTA", {"bf16": 5e-2, "fp16": 4e-3})
+    assert P.resolve_precision("cpu", "auto", purpose="infer").name == "fp32_cl"  # bf16 too far from fp32
+    assert P.resolve_precision("cpu", "auto", purpose="train").name == "bf16"  # training is not ruled by it
+    monkeypatch.setattr(P, "MEASURED_INFERENCE_ALPHA_DELTA", {"bf16": P.INFERENCE_ALPHA_TOLERANCE})
+    assert P.resolve_precision("cpu", "auto", purpose="infer").name == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    for table, expected in (({"bf16": 5e-2, "fp16": 4e-3}, "fp16"), ({"bf16": 1e-3, "fp16": 4e-3}, "bf16"),
+                            ({"bf16": 5e-2}, "fp32_cl"), ({}, "fp32_cl")):
+        monkeypatch.setattr(P, "MEASURED_INFERENCE_ALPHA_DELTA", table)
+        assert P._automatic(torch.device("cuda"), "infer") == expected, table
+        assert P._automatic(torch.device("cuda"), "train") == "bf16"
+    assert not P.reduced_precision_allowed("fp8")  # never measured: never picked
+

@@ -1,8 +1,10 @@
 """Speed, memory and scaling benchmarks: ``python -m bgmatting.bench``.
 
-    python -m bgmatting.bench [--suite model,data,video,metrics,scaling,peak|all] [--sizes 256,512,1024]
-        [--batches 1,4] [--modes fp32,fp32_cl,bf16,compile] [--repeats N] [--warmup N]
+    python -m bgmatting.bench [--suite model,data,video,metrics,scaling,peak,refine,train_compile,precision|all]
+        [--sizes 256,512,1024] [--batches 1,4] [--modes fp32,fp32_cl,bf16,compile] [--repeats N] [--warmup N]
         [--model-config default|tiny] [--device auto] [--json out.json] [--markdown out.md] [--quick]
+        [--frame-sizes 1080x1920,2160x3840] [--refine-model paper_refine] [--plain-model paper]
+        [--compile-train quickstart:96,quickstart_refine:192] [--checkpoint CKPT] [--precision-sizes 256,512]
 
 Every mode is compared in the same run, as a ratio to fp32 NCHW eager (the original's way). Results are
 written as JSON and Markdown after every measurement. ``--quick`` picks a run that suits a small CPU
@@ -26,6 +28,20 @@ def _ints(text: str) -> list[int]:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from error
+
+
+def _frames(text: str) -> list[tuple[int, int]]:
+    frames = [item.lower().split("x") for item in text.split(",") if item.strip()]
+    if not frames or any(len(f) != 2 or not all(v.strip().isdigit() for v in f) for f in frames):
+        raise argparse.ArgumentTypeError(f"expected HxW[,HxW...] (e.g. 1080x1920), got {text!r}")
+    return [(int(h), int(w)) for h, w in frames]
+
+
+def _model_sides(text: str) -> list[tuple[str, int]]:
+    pairs = [item.split(":") for item in text.split(",") if item.strip()]
+    if not pairs or any(len(p) != 2 or not p[1].strip().isdigit() for p in pairs):
+        raise argparse.ArgumentTypeError(f"expected model:side[,model:side...] (e.g. quickstart:96), got {text!r}")
+    return [(name.strip(), int(side)) for name, side in pairs]
 
 
 def _names(choices: tuple[str, ...], allow_all: bool = False):
@@ -69,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-samples", type=int, help="samples timed per worker count (default 24; quick 12)")
     p.add_argument("--metrics-repeats", type=int, help="timed calls per metric (default 3; quick 2)")
     p.add_argument("--video-frames", type=int, help="frames of the full-HD clip (default 8; quick 4)")
+    p.add_argument("--frame-sizes", type=_frames, help="refine suite frames HxW (default 1080x1920,2160x3840)")
+    p.add_argument("--refine-model", help="refine suite: configs/model name of the refining model (paper_refine)")
+    p.add_argument("--plain-model", help="refine suite: configs/model name of the plain network (paper)")
+    p.add_argument("--estimate-native-above", type=int,
+                   help="refine suite: estimate (not run) native frames above this many pixels (quick: 1920*1080)")
+    p.add_argument("--compile-train", type=_model_sides,
+                   help="train_compile suite: model:crop list (default quickstart:96,quickstart_refine:192)")
+    p.add_argument("--checkpoint", help="precision suite: trained weights (our checkpoint or the original release)")
+    p.add_argument("--precision-sizes", type=_ints, help="precision suite sizes (default 256,512)")
     p.add_argument("--json", help="JSON output path (default bench.json)")
     p.add_argument("--markdown", help="Markdown output path (default bench.md)")
     p.add_argument("--quick", action="store_true", help="a run sized for a small CPU (see above)")
@@ -86,7 +111,10 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> BenchConfig:
         "scaling_sizes": args.scaling_sizes, "scaling_mode": args.scaling_mode, "data_size": args.data_size,
         "data_workers": args.data_workers, "data_samples": args.data_samples,
         "metrics_repeats": args.metrics_repeats, "video_frames": args.video_frames, "json_path": args.json,
-        "markdown_path": args.markdown,
+        "markdown_path": args.markdown, "frame_sizes": args.frame_sizes, "refine_model": args.refine_model,
+        "plain_model": args.plain_model, "estimate_native_above": args.estimate_native_above,
+        "compile_train": args.compile_train, "checkpoint": args.checkpoint,
+        "precision_sizes": args.precision_sizes,
     }
     values.update({k: v for k, v in explicit.items() if v is not None})
     if args.no_freezing:

@@ -1,6 +1,10 @@
 """``python -m bgmatting.export``: export a trained matting model to ONNX or TorchScript, checked against PyTorch.
 
     python -m bgmatting.export --checkpoint CKPT --format onnx|torchscript --output PATH [--opset 17]
+        [--size H,W] [--refine-mode thresholding|full] [--refine-threshold T] [--downsample-ratio R]
+
+A checkpoint with a refiner exports with a fixed H x W (``--size``, e.g. 1080,1920) in refine mode
+thresholding (default) or full; the refine options apply to such checkpoints only.
 
 Reads the options and calls :func:`bgmatting.inference.export.export_model` on the checkpoint's
 :class:`bgmatting.models.MattingModel`; the graph's inputs and outputs (the ONNX contract) are described there
@@ -12,8 +16,8 @@ import argparse
 import json
 import sys
 
-from bgmatting.inference.export import DEFAULT_OPSET, DEFAULT_TOLERANCE, FORMATS, export_model
-from bgmatting.models import load_matting_model
+from bgmatting.inference.export import DEFAULT_OPSET, DEFAULT_TOLERANCE, EXPORT_REFINE_MODES, FORMATS, export_model
+from bgmatting.models import MattingModel, load_matting_model
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -34,19 +38,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=_size, default=(256, 256), help="H,W used to trace (multiples of 4)")
     parser.add_argument("--check-size", type=_size, default=None, help="second H,W of the parity check")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max |alpha diff| accepted")
+    parser.add_argument("--refine-mode", choices=EXPORT_REFINE_MODES, default="thresholding",
+                        help="checkpoints with a refiner: which patches to refine (no TopK: sampling does not export)")
+    parser.add_argument("--refine-threshold", type=float, default=None,
+                        help="refine mode thresholding: error-map limit in [0, 1] (default: the checkpoint's)")
+    parser.add_argument("--downsample-ratio", type=float, default=None,
+                        help="checkpoints with a refiner: base / frame resolution (default: automatic, long side 512)")
     return parser
 
 
+def _with_refine_options(model: MattingModel, args: argparse.Namespace) -> MattingModel:
+    """A refining model with the command's refine options (a plain model unchanged)."""
+    if model.refiner is None:
+        return model
+    options = dict(model.refine_options, refine_mode=args.refine_mode, downsample_ratio=args.downsample_ratio)
+    if args.refine_threshold is not None:
+        options["refine_threshold"] = args.refine_threshold
+    return model.set_refine_options(**options)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    model = load_matting_model(args.checkpoint)
+    try:
+        model = _with_refine_options(model, args)
+    except ValueError as error:  # a refine option out of range: one line, status 2
+        parser.error(str(error))
     rows = export_model(
-        load_matting_model(args.checkpoint), args.output, args.format, opset=args.opset, size=args.size,
-        check_size=args.check_size, tolerance=args.tolerance,
+        model, args.output, args.format, opset=args.opset, size=args.size, check_size=args.check_size,
+        tolerance=args.tolerance,
     )
     print(f"wrote {args.output} ({args.format}" + (f", opset {args.opset})" if args.format == "onnx" else ")"))
     for row in rows:
         print(
-            f"parity at {row['height']}x{row['width']}: alpha max |diff| {row['alpha_max_abs_diff']:.2e} "
+            f"parity at {row['height']}x{row['width']} (batch {row['batch']}): "
+            f"alpha max |diff| {row['alpha_max_abs_diff']:.2e} "
             f"(mean {row['alpha_mean_abs_diff']:.2e}), foreground max |diff| {row['foreground_max_abs_diff']:.2e}"
         )
     print(json.dumps({"output": str(args.output), "format": args.format, "parity": rows}))

@@ -1,7 +1,8 @@
 """Matte your own photos and videos: ``python -m bgmatting.infer``.
 
     python -m bgmatting.infer --input clip.mp4 --background plate.png --checkpoint ckpt.pt --output out/
-        [--target-background beach.jpg | --target-color 120,255,155] [--mode original|full] [--size 512]
+        [--target-background beach.jpg | --target-color 120,255,155] [--mode original|full|refine] [--size 512]
+        [--refine-mode sampling|thresholding|full] [--refine-pixels 80000] [--downsample-ratio R]
         [--handheld | --align-once | --no-align] [--segmenter background_difference|deeplabv3] [--segmentation DIR]
         [--batch-size N] [--device auto] [--precision auto] [--png-sequences]
 
@@ -24,7 +25,8 @@ from bgmatting.inference.pipeline import MODES, Matter
 from bgmatting.inference.runner import matte_sequence
 from bgmatting.inference.sinks import DEFAULT_FOURCC, ResultWriter
 from bgmatting.inference.sources import GREEN_SCREEN, Segmentations, TargetBackgrounds, parse_colour
-from bgmatting.models import CheckpointError, load_generator
+from bgmatting.models import CheckpointError, load_generator, load_matting_model
+from bgmatting.models.refiner import MODES as REFINE_MODES
 from bgmatting.preprocess.capture import BackgroundPlates, CapturedBackgrounds, VideoFrames, choose_alignment, open_input
 from bgmatting.preprocess.motion import DEFAULT_OFFSETS
 from bgmatting.preprocess.segment import SEGMENTERS, SegmenterWeightsError, get_segmenter
@@ -44,6 +46,22 @@ def _colour(text: str) -> tuple[int, int, int]:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
+def _ratio(text: str) -> float:
+    try:
+        ratio = float(text)
+    except ValueError:
+        ratio = -1.0
+    if not 0.0 < ratio <= 1.0:
+        raise argparse.ArgumentTypeError(f"downsample ratio must be a number in (0, 1], got {text!r}")
+    return ratio
+
+
+def _pixels(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"refine pixels must be an integer >= 0, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bgmatting.infer",
@@ -57,7 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--target-background", help="image, folder of images, or video to composite over")
     target.add_argument("--target-color", type=_colour, help=f"R,G,B 0..255 (default {GREEN_SCREEN})")
     p.add_argument("--mode", choices=MODES, default="original",
-                   help="original: crop around the subject, network at SIZE x SIZE; full: whole frame")
+                   help="original: crop around the subject, network at SIZE x SIZE; full: whole frame; refine: "
+                        "whole frame at native resolution, base downsampled + refiner (a checkpoint with a refiner)")
+    p.add_argument("--refine-mode", choices=REFINE_MODES, default="sampling",
+                   help="refine mode: which 4x4 patches the refiner re-predicts (default sampling: the highest errors)")
+    p.add_argument("--refine-pixels", type=_pixels, default=80_000,
+                   help="refine mode sampling: full-resolution pixels refined per frame (default 80000, BGMv2's HD)")
+    p.add_argument("--downsample-ratio", type=_ratio, default=None,
+                   help="refine mode: base resolution / frame resolution (default: automatic, base long side 512)")
     p.add_argument("--size", type=int, default=512,
                    help="original: network side (512); full: long side of the processing size (0: native)")
     align = p.add_mutually_exclusive_group()
@@ -93,10 +118,10 @@ def run(args: argparse.Namespace) -> dict:
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
         raise DataError(f"{checkpoint}: checkpoint does not exist")
-    generator = load_generator(checkpoint)
+    model = _refining_model(checkpoint, args) if args.mode == "refine" else load_generator(checkpoint)
     alignment = choose_alignment(handheld=args.handheld, align_once=args.align_once, no_align=args.no_align)
     matter = Matter(
-        generator,
+        model,
         mode=args.mode,
         size=args.size,
         precision=args.precision,
@@ -129,6 +154,17 @@ def run(args: argparse.Namespace) -> dict:
         progress=not args.no_progress,
         source_name=str(args.input),
     )
+
+
+def _refining_model(checkpoint: Path, args: argparse.Namespace):
+    """The checkpoint's base + refiner, run with the command's refine options (the others as stored)."""
+    model = load_matting_model(checkpoint)
+    if model.refiner is None:
+        raise CheckpointError(f"{checkpoint}: --mode refine needs a checkpoint with a refiner (trained with "
+                              "model=quickstart_refine or model=paper_refine); this one holds a generator only")
+    options = dict(model.refine_options, downsample_ratio=args.downsample_ratio, refine_mode=args.refine_mode,
+                   refine_pixels=args.refine_pixels)
+    return model.set_refine_options(**options)
 
 
 def main(argv: list[str] | None = None) -> int:

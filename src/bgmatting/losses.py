@@ -73,6 +73,22 @@ def compose_l1(
     return normalized_l1(composite(from_network(alpha), foreground, background), image, mask)
 
 
+def error_map_mse(error: torch.Tensor, alpha: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of a predicted error map against the actual error of ``alpha`` (scalar).
+
+    ``error``: B x 1 x H x W in [0, 1], the predicted |alpha - true alpha| in image units (the refine head's
+    sigmoid). ``alpha`` and ``target``: predicted and true alpha B x 1 x H x W in network space [-1, 1].
+    The regression target |alpha - target| / 2 (image units) is detached: the term trains the error map only
+    and never pushes alpha towards the error it predicts (BackgroundMattingV2 lets that gradient through).
+    """
+    if error.shape != alpha.shape or alpha.shape != target.shape:
+        raise ValueError(
+            f"error_map_mse: shapes differ: {tuple(error.shape)}, {tuple(alpha.shape)}, {tuple(target.shape)}"
+        )
+    actual = ((alpha - target).abs() / 2.0).detach()
+    return F.mse_loss(error, actual.to(error.dtype))
+
+
 def replace_opaque_foreground(
     foreground: torch.Tensor, image: torch.Tensor, alpha: torch.Tensor, threshold: float = 0.95
 ) -> torch.Tensor:

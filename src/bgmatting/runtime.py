@@ -4,8 +4,13 @@ Used by every layer (training, evaluation, inference, benchmarks); imports nothi
 
 ``resolve_precision(device, "auto")`` picks the fastest mode that is known to be equivalent:
 
-* CUDA: autocast bf16 when the GPU supports it, else fp16 (with a GradScaler in training); channels_last.
-* CPU with native bf16 (AMX / AVX512-BF16, detected through oneDNN): autocast bf16 + channels_last.
+* Training on CUDA: autocast bf16 when the GPU supports it, else fp16 (with a GradScaler); channels_last.
+  On a CPU with native bf16 (AMX / AVX512-BF16, detected through oneDNN): autocast bf16 + channels_last.
+* Inference: a reduced-precision autocast only where it keeps alpha within ``INFERENCE_ALPHA_TOLERANCE`` of
+  fp32 as measured with trained weights (``MEASURED_INFERENCE_ALPHA_DELTA``, :func:`reduced_precision_allowed`):
+  on CUDA bf16 (where supported) or else fp16, the first allowed; on a native-bf16 CPU bf16 if allowed; else
+  fp32 + channels_last. The measurement found bf16 off by up to 5.8e-2 in alpha (not allowed) and fp16 by
+  3.7e-3 (allowed): CUDA inference runs fp16 autocast, native-bf16 CPUs fp32 + channels_last.
 * CPU without native bf16 (e.g. AVX2-only AMD EPYC): fp32; NCHW for training and channels_last for inference.
   bf16 autocast is *emulated* there and measured ~10x slower than fp32, so "auto" never picks it; oneDNN's
   AVX2 channels_last weight-gradient kernels made the 512^2 training step 2.05x slower than NCHW, while the
@@ -22,6 +27,24 @@ from dataclasses import dataclass
 import torch
 
 PRECISIONS = ("auto", "fp32", "fp32_cl", "bf16", "fp16")
+
+#: "auto" runs inference in a reduced-precision autocast only where its largest |alpha - alpha_fp32|, measured
+#: with trained weights, stays within this (2.55 levels of an 8-bit alpha).
+INFERENCE_ALPHA_TOLERANCE = 1e-2
+
+#: The measurement behind that rule: largest |alpha - alpha_fp32| of inference under autocast of each dtype
+#: (channels_last), ``python -m bgmatting.bench --suite precision --checkpoint CKPT``: a quickstart checkpoint
+#: (model=quickstart, stage adobe, 40 steps), batches of 2 photo composites at 256^2 and 512^2, measured on an
+#: AMD EPYC Zen 3 (the CPU's autocast rounds like a GPU's: operands to the dtype, fp32 accumulation).
+#: Re-measure with the checkpoint you ship and update these; a dtype missing here is never picked.
+MEASURED_INFERENCE_ALPHA_DELTA: dict[str, float] = {"bf16": 5.8e-2, "fp16": 3.7e-3}
+
+
+def reduced_precision_allowed(name: str) -> bool:
+    """Whether "auto" may run inference in autocast ``name`` ("bf16" or "fp16"): its measured alpha difference
+    (:data:`MEASURED_INFERENCE_ALPHA_DELTA`) is within :data:`INFERENCE_ALPHA_TOLERANCE`."""
+    measured = MEASURED_INFERENCE_ALPHA_DELTA.get(name)
+    return measured is not None and measured <= INFERENCE_ALPHA_TOLERANCE
 
 
 def cpu_has_native_bf16() -> bool:
@@ -75,16 +98,24 @@ def resolve_precision(device: torch.device | str, precision: str = "auto", purpo
     if purpose not in ("train", "infer"):
         raise ValueError(f"purpose must be 'train' or 'infer', got {purpose!r}")
     if precision == "auto":
-        if device.type == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        elif device.type == "cpu" and cpu_has_native_bf16():
-            precision = "bf16"
-        else:
-            precision = "fp32" if purpose == "train" else "fp32_cl"
+        precision = _automatic(device, purpose)
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("precision fp16 needs a CUDA device; on CPU use bf16 or fp32_cl")
     dtype = {"fp32": None, "fp32_cl": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     return Precision(name=precision, device_type=device.type, dtype=dtype, channels_last=precision != "fp32")
+
+
+def _automatic(device: torch.device, purpose: str) -> str:
+    """The precision name "auto" stands for on ``device`` for ``purpose`` (see the module docstring)."""
+    if device.type == "cuda":
+        candidates = (["bf16"] if torch.cuda.is_bf16_supported() else []) + ["fp16"]
+    elif device.type == "cpu" and cpu_has_native_bf16():
+        candidates = ["bf16"]
+    else:
+        return "fp32" if purpose == "train" else "fp32_cl"
+    if purpose == "train":
+        return candidates[0]
+    return next((name for name in candidates if reduced_precision_allowed(name)), "fp32_cl")
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from skimage import data as skdata
 
-from bgmatting.models import Generator
+from bgmatting.models import Generator, MattingModel, Refiner
 
 TINY = dict(ngf=8, nf_part=8, n_blocks1=1, n_blocks2=1)
 
@@ -47,3 +47,13 @@ def paste_subject(background: np.ndarray, alpha: np.ndarray, colour=(0.9, 0.2, 0
     texture = 0.1 * np.sin(xs / 3.0)[:, :, None] * np.cos(ys / 4.0)[:, :, None]
     foreground = np.clip(np.asarray(colour, np.float32) + texture, 0.0, 1.0)
     return (alpha[:, :, None] * foreground + (1 - alpha[:, :, None]) * background).astype(np.float32)
+
+
+def refining_model(**options) -> MattingModel:
+    """A tiny base + refiner (ratio 0.5 unless ``options`` say otherwise) whose refiner changes the base's output
+    (its last conv is not zero, as after training), in eval mode."""
+    generator = Generator(**TINY, refine_head=True, refine_hidden=4, rng=torch.Generator().manual_seed(0))
+    refiner = Refiner(4, channels=(6, 5, 4), rng=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        refiner.fine_stage[-1].weight.normal_(0.0, 0.2, generator=torch.Generator().manual_seed(2))
+    return MattingModel(generator, refiner, **{"downsample_ratio": 0.5, **options}).eval()

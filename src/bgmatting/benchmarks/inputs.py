@@ -12,34 +12,37 @@ import torch.nn.functional as F
 from skimage import data as skdata
 
 
-def _photo(name: str, size: int) -> torch.Tensor:
-    """scikit-image photo ``name`` as 1 x 3 x size x size float in [0, 1] (bilinear, antialiased)."""
+def _photo(name: str, height: int, width: int) -> torch.Tensor:
+    """scikit-image photo ``name`` as 1 x 3 x height x width float in [0, 1] (bilinear, antialiased)."""
     rgb = torch.from_numpy(np.ascontiguousarray(getattr(skdata, name)())).permute(2, 0, 1).float() / 255.0
-    return F.interpolate(rgb[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    resized = F.interpolate(rgb[None], size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    return resized.clamp(0, 1)
 
 
-def _soft_ellipse(size: int) -> torch.Tensor:
-    """1 x 1 x size x size alpha in [0, 1]: an upright ellipse with a soft edge a few percent of the size wide."""
-    coords = torch.linspace(-1.0, 1.0, size)
-    y, x = torch.meshgrid(coords, coords, indexing="ij")
+def _soft_ellipse(height: int, width: int) -> torch.Tensor:
+    """1 x 1 x height x width alpha in [0, 1]: an upright ellipse with a soft edge a few percent of the size wide."""
+    y, x = torch.meshgrid(torch.linspace(-1.0, 1.0, height), torch.linspace(-1.0, 1.0, width), indexing="ij")
     radius = torch.sqrt((x / 0.55) ** 2 + ((y - 0.15) / 0.85) ** 2)
     return torch.sigmoid((1.0 - radius) * 25.0)[None, None]
 
 
-def make_batch(batch: int, size: int, motion_frames: int = 4) -> dict[str, torch.Tensor]:
-    """A supervised batch in image space [0, 1], every tensor B x C x size x size float32 on CPU.
+def make_batch(batch: int, size: int, motion_frames: int = 4, width: int | None = None) -> dict[str, torch.Tensor]:
+    """A supervised batch in image space [0, 1], every tensor B x C x size x ``width`` (default: size) float32
+    on CPU.
 
     Keys: ``image`` (3), ``background`` (3, perturbed B'), ``background_clean`` (3), ``segmentation`` (1),
     ``motion`` (``motion_frames``), ``alpha`` (1), ``foreground`` (3). Samples differ by a horizontal shift.
     """
-    if size % 4 or size < 8:
-        raise ValueError(f"benchmark size must be a multiple of 4 and >= 8, got {size}")
+    width = size if width is None else width
+    if size % 4 or size < 8 or width % 4 or width < 8:
+        raise ValueError(f"benchmark sizes must be multiples of 4 and >= 8, got {size} x {width}")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    foreground0, background0, alpha0 = _photo("astronaut", size), _photo("coffee", size), _soft_ellipse(size)
+    foreground0, background0 = _photo("astronaut", size, width), _photo("coffee", size, width)
+    alpha0 = _soft_ellipse(size, width)
     samples = []
     for index in range(batch):
-        shift = (index * size) // 16
+        shift = (index * width) // 16
         foreground = torch.roll(foreground0, shift, dims=3)
         alpha = torch.roll(alpha0, shift, dims=3)
         image = alpha * foreground + (1.0 - alpha) * background0

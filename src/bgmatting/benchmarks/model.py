@@ -14,11 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from hydra import compose, initialize_config_module
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from bgmatting.benchmarks.inputs import make_batch, model_inputs
 from bgmatting.benchmarks.modes import BenchMode
+from bgmatting.engine.build import build_matting_model, to_plain
 from bgmatting.engine.stages import AdobeStage
 from bgmatting.models import Generator, MattingModel
 from bgmatting.runtime import Precision
@@ -50,6 +52,17 @@ def build_model(model_config: str, seed: int = 0, device: torch.device | str = "
     return MattingModel(build_generator(model_config, seed, device))
 
 
+def configured_model(name: str, seed: int = 0, device: torch.device | str = "cpu") -> MattingModel:
+    """The model of the training config group ``model=name`` (``configs/model/<name>.yaml``, e.g. ``paper`` or
+    ``paper_refine``), built as training builds it, freshly initialised with ``seed``, on ``device``
+    (train mode). Unlike :data:`MODEL_CONFIGS`, these carry refiners and the paper's motion wiring."""
+    with initialize_config_module(config_module="bgmatting.configs", version_base="1.3", job_name="bench"):
+        cfg = compose(config_name="train", overrides=[f"model={name}"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_matting_model(to_plain(cfg.model)).to(device)
+
+
 def adobe_training_loss(stage: AdobeStage, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The supervised stage's total loss for ``batch`` (image-space sample dict on the model's device), computed
     exactly as training computes it (:class:`bgmatting.engine.stages.AdobeStage`)."""
@@ -69,23 +82,30 @@ def make_optimizer(parameters, implementation: str = "default") -> torch.optim.O
 FLOP_REFERENCE_SIZE = 16
 
 
-def count_flops(model_config: str, kind: str, batch: int, size: int) -> int:
-    """FLOPs of one forward (``infer``) or forward + loss + backward (``train``) at ``batch`` x ``size``^2.
+def count_flops(model_config: str, kind: str, batch: int, size: int, width: int | None = None) -> int:
+    """FLOPs of one forward (``infer``) or forward + loss + backward (``train``) at ``batch`` x ``size`` x
+    ``width`` (default: square).
 
     Counted with ``torch.utils.flop_counter`` on the meta device (no compute) at batch 1 and
     ``FLOP_REFERENCE_SIZE``, then scaled by batch x pixels: for sizes that are multiples of 4 every
-    convolution's output has exactly size^2 / stride^2 pixels, so the count is exactly linear (checked
+    convolution's output has exactly H W / stride^2 pixels, so the count is exactly linear (checked
     against a direct count in the tests).
     """
-    if size % 4:
-        raise ValueError(f"size must be a multiple of 4, got {size}")
+    width = size if width is None else width
+    if size % 4 or width % 4:
+        raise ValueError(f"sizes must be multiples of 4, got {size} x {width}")
     reference = _count_flops_direct(model_config, kind, 1, FLOP_REFERENCE_SIZE)
-    return reference * batch * size * size // FLOP_REFERENCE_SIZE**2
+    return reference * batch * size * width // FLOP_REFERENCE_SIZE**2
 
 
 @functools.lru_cache(maxsize=None)
 def _count_flops_direct(model_config: str, kind: str, batch: int, size: int) -> int:
-    model = build_model(model_config, device="meta")
+    return flops_on_meta(build_model(model_config, device="meta"), kind, batch, size)
+
+
+def flops_on_meta(model: MattingModel, kind: str, batch: int, size: int) -> int:
+    """FLOPs of one inference (``infer``) or supervised training step (``train``) of a plain ``model`` built on
+    the meta device, at ``batch`` x ``size``^2 (no compute: torch.utils.flop_counter on meta tensors)."""
     shapes = {k: v.shape[1] for k, v in make_batch(1, 8).items()}  # channel counts; values are unused on meta
     meta = {k: torch.empty((batch, channels, size, size), device="meta") for k, channels in shapes.items()}
     counter = FlopCounterMode(display=False)

@@ -128,6 +128,44 @@ def _video_lines(video: dict) -> list[str]:
             *_table(["stage", "ms / frame"], rows)]
 
 
+def _refine_lines(refine: dict) -> list[str]:
+    rows = []
+    for frame in refine.get("frames", []):
+        for name, m in frame["methods"].items():
+            speedup = 1.0 if name == "refine" else frame["methods"][name]["seconds"] / frame["methods"]["refine"]["seconds"]
+            network = "x".join(map(str, reversed(m["input"])))
+            if m.get("base_input"):
+                network = f"base {'x'.join(map(str, reversed(m['base_input'])))} + refiner at {network}"
+            rows.append([f"{frame['width']}x{frame['height']}", name, network,
+                         _num(m["seconds"], 2), _num(m["gflop"], 0), _num(m["gflops_per_s"], 1),
+                         _num(100 * m["ratio_to_conv_peak"], 0, "%") if m.get("ratio_to_conv_peak") is not None else "–",
+                         _num(speedup, 1, "x"), m.get("note", "")])
+    options = refine.get("refine_options", {})
+    return [f"### Per frame: refine (`model={refine.get('refine_model')}`) vs native full frame and 512 crop "
+            f"(`model={refine.get('plain_model')}`), {refine.get('precision')}", "",
+            f"Refine: base at the automatic size (long side {options.get('base_long_side')}), sampling with "
+            "BGMv2's budget (80k pixels HD, 320k 4K). Network calls only; random weights (calibrated BatchNorm).", "",
+            *_table(["frame", "method", "network input", "s / frame", "GFLOP", "GFLOP/s", "% peak",
+                     "refine faster by", "note"], rows)]
+
+
+def _train_compile_lines(rows: list[dict]) -> list[str]:
+    table = [[row["model"], str(row["side"]), str(row["batch"]), row["precision"], _num(row["eager_s"], 3),
+              _num(row["compiled_s"], 3), _num(row["speedup"], 2, "x"), _num(row["compile_s"], 0),
+              _sci(row["alpha_max_abs_diff"])] for row in rows]
+    return ["### Training step: torch.compile vs eager", "",
+            *_table(["model", "crop", "batch", "precision", "eager s", "compiled s", "speed-up", "compile s",
+                     "max Δα"], table)]
+
+
+def _precision_lines(precision: dict) -> list[str]:
+    table = [[row["dtype"], str(row["size"]), _sci(row["alpha_max_abs_diff"]), _sci(row["alpha_mean_abs_diff"])]
+             for row in precision.get("rows", [])]
+    return [f"### Inference accuracy of autocast vs fp32 ({precision.get('model')})", "",
+            *_table(["dtype", "size", "max Δα", "mean Δα"], table),
+            f"Tolerance of precision=auto for inference: {precision.get('tolerance')}.", ""]
+
+
 def _summary_lines(summary: dict) -> list[str]:
     if not summary:
         return []
@@ -144,7 +182,8 @@ def to_markdown(report: dict) -> str:
     peak_runs = len(report.get("peak_runs", [])) or 1
     renderers = [("peak", lambda peak: _peak_lines(peak, peak_runs)), ("model", _model_lines),
                  ("scaling", _scaling_lines), ("data", _data_lines), ("video", _video_lines),
-                 ("metrics", _metrics_lines)]
+                 ("metrics", _metrics_lines), ("refine", _refine_lines), ("train_compile", _train_compile_lines),
+                 ("precision", _precision_lines)]
     for key, render in renderers:
         if report.get(key):
             lines += render(report[key])

@@ -2,8 +2,10 @@
 
 Suites: ``peak`` (machine peak), ``model`` (generator train step and inference, every mode), ``scaling``
 (train step against resolution), ``data`` (data pipeline alone), ``metrics`` (SAD/MSE/Grad/Conn on a
-full-HD pair), ``video`` (inference end to end on a full-HD clip). A failing suite is recorded in the
-report's ``errors`` and the run goes on.
+full-HD pair), ``video`` (inference end to end on a full-HD clip), ``refine`` (network time per 1080p / 4K
+frame: refining model vs native full frame vs the 512 crop), ``train_compile`` (torch.compile of the
+quickstarts' training steps vs eager), ``precision`` (bf16 / fp16 inference accuracy, with ``--checkpoint``'s
+trained weights). A failing suite is recorded in the report's ``errors`` and the run goes on.
 """
 from __future__ import annotations
 
@@ -23,12 +25,16 @@ from bgmatting.benchmarks.metrics import bench_metrics
 from bgmatting.benchmarks.optim import time_optimizer_step
 from bgmatting.benchmarks.peak import measure_peak, merge_peaks, ratios_to_peak
 from bgmatting.benchmarks.modes import BASELINE_MODE, BenchMode, default_mode_names, resolve_modes
+from bgmatting.benchmarks.precision import bench_precision
+from bgmatting.benchmarks.refine import bench_refine
 from bgmatting.benchmarks.report import write_report
 from bgmatting.benchmarks.scaling import scaling_table
+from bgmatting.benchmarks.summary import target_lines
+from bgmatting.benchmarks.train_compile import bench_train_compile
 from bgmatting.benchmarks.video import bench_video
 from bgmatting.runtime import resolve_device, resolve_precision
 
-SUITES = ("peak", "model", "scaling", "data", "metrics", "video")
+SUITES = ("peak", "model", "scaling", "data", "metrics", "video", "refine", "train_compile", "precision")
 
 
 @dataclass
@@ -58,6 +64,14 @@ class BenchConfig:
     metrics_repeats: int = 3
     video_frames: int = 8
     video_precision: str = "auto"
+    frame_sizes: list[tuple[int, int]] = field(default_factory=lambda: [(1080, 1920), (2160, 3840)])
+    refine_model: str = "paper_refine"  # configs/model/<name>.yaml
+    plain_model: str = "paper"
+    estimate_native_above: int | None = None  # refine suite: native frames above this many pixels are estimated
+    compile_train: list[tuple[str, int]] = field(default_factory=lambda: [("quickstart", 96), ("quickstart_refine", 192)])
+    compile_batch: int = 4
+    checkpoint: str | None = None  # precision suite: trained weights
+    precision_sizes: list[int] = field(default_factory=lambda: [256, 512])
     json_path: str | None = "bench.json"
     markdown_path: str | None = "bench.md"
     command: str = ""
@@ -66,7 +80,9 @@ class BenchConfig:
         unknown = [s for s in self.suites if s not in SUITES]
         if unknown:
             raise ValueError(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)} or all")
-        for size in [*self.sizes, *self.scaling_sizes, self.data_size]:
+        frame_sides = [side for frame in self.frame_sizes for side in frame]
+        train_sides = [side for _, side in self.compile_train]
+        for size in [*self.sizes, *self.scaling_sizes, self.data_size, *frame_sides, *train_sides, *self.precision_sizes]:
             if size < 8 or size % 4:
                 raise ValueError(f"sizes must be multiples of 4 and >= 8, got {size}")
         if min(self.batches, default=1) < 1 or self.repeats < 1 or self.warmup < 0:
@@ -75,8 +91,10 @@ class BenchConfig:
 
 # A run sized for a 2-core CPU (about 15 minutes there): the 512 cases only, and no compile of the training
 # step, whose compilation alone takes minutes on such a machine.
+# The refine suite measures the native 1080p frame once (minutes here) and estimates the native 4K frame from it.
 QUICK = dict(sizes=[512], batches=[1], repeats=2, warmup=1, max_step_seconds=60.0, compile_kinds=["infer"],
-             scaling_sizes=[128, 256, 512], data_samples=12, metrics_repeats=2, video_frames=4)
+             scaling_sizes=[128, 256, 512], data_samples=12, metrics_repeats=2, video_frames=4,
+             estimate_native_above=1920 * 1080)
 
 
 def _settings(config: BenchConfig, device: torch.device) -> CaseSettings:
@@ -126,9 +144,11 @@ class _BenchRun:
     def run(self) -> dict:
         self.save()
         for name, body in (("peak", self.run_peak), ("model", self.run_model), ("scaling", self.run_scaling),
-                           ("data", self.run_data), ("metrics", self.run_metrics), ("video", self.run_video)):
+                           ("data", self.run_data), ("metrics", self.run_metrics), ("video", self.run_video),
+                           ("refine", self.run_refine), ("train_compile", self.run_train_compile),
+                           ("precision", self.run_precision)):
             self.suite(name, body)
-        if self.report.get("peak") and self.report.get("model"):
+        if self.report.get("peak") and (self.report.get("model") or self.report.get("refine")):
             self.suite("peak", self.run_peak_again)
         self.report["summary"] = summarize(self.report, self.device)
         self.report["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
@@ -200,6 +220,22 @@ class _BenchRun:
                                            precision=config.video_precision, device=self.device,
                                            progress=self.progress)
 
+    def run_refine(self) -> None:
+        config = self.config  # ratios to peak only when the peak suite ran first (--suite peak,refine)
+        self.report["refine"] = bench_refine(config.frame_sizes, config.refine_model, config.plain_model, self.device,
+                                             config.repeats, self.report.get("peak"), config.estimate_native_above,
+                                             self.progress)
+
+    def run_train_compile(self) -> None:
+        config = self.config
+        self.report["train_compile"] = bench_train_compile(config.compile_train, config.compile_batch, config.repeats,
+                                                           self.device, self.progress)
+
+    def run_precision(self) -> None:
+        config = self.config
+        self.report["precision"] = bench_precision(config.checkpoint, config.precision_sizes, device=self.device,
+                                                   progress=self.progress)
+
     def run_peak_again(self) -> None:
         """Measure the peak again at the end and keep the larger values: load during one measurement only
         lowers it, and a too-low peak would overstate every ratio."""
@@ -209,11 +245,12 @@ class _BenchRun:
 
 
 def _update_peak_ratios(report: dict) -> None:
-    """Recompute every model entry's ratios to peak from ``report["peak"]``."""
-    for case in report.get("model", {}).get("cases", []):
-        for entry in case["modes"].values():
-            if entry.get("status") == "ok":
-                entry.update(ratios_to_peak(entry["gflops_per_s"], entry["peak_dtype"], report["peak"]))
+    """Recompute every model and refine entry's ratios to peak from ``report["peak"]``."""
+    entries = [entry for case in report.get("model", {}).get("cases", []) for entry in case["modes"].values()
+               if entry.get("status") == "ok"]
+    entries += [entry for frame in report.get("refine", {}).get("frames", []) for entry in frame["methods"].values()]
+    for entry in entries:
+        entry.update(ratios_to_peak(entry["gflops_per_s"], entry["peak_dtype"], report["peak"]))
 
 
 def _reuse_train_points(report: dict, mode_name: str) -> list[dict]:
@@ -307,4 +344,5 @@ def summarize(report: dict, device: torch.device) -> dict:
     scaling = report.get("scaling")
     if scaling and scaling.get("exponent") is not None:
         summary["lines"].append(f"Scaling ({scaling['mode']}): step time ∝ pixels^{scaling['exponent']:.2f}.")
+    summary["lines"] += target_lines(report)
     return summary

@@ -37,12 +37,13 @@ from bgmatting.engine.checkpointing import (
     require_training_checkpoint,
     run_dir_of,
 )
+from bgmatting.engine.initialization import initialize_from, load_matching_weights
 from bgmatting.engine.loop import LoopOptions, Trainer
 from bgmatting.engine.run_logging import RunLogger
 from bgmatting.engine.sampling import ResumableDistributedSampler, SeededSamples, collate_skipping_none
 from bgmatting.engine.stages import Stage
 from bgmatting.evaluation import SuiteValidation, evaluate_suite, suite_table, write_learning_curves
-from bgmatting.models import Generator, MattingModel, MultiscaleDiscriminator, load_matting_model
+from bgmatting.models import Generator, MattingModel, MultiscaleDiscriminator, Refiner, load_matting_model
 from bgmatting.runtime import Precision, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,16 @@ def build_discriminator(discriminator_cfg: Mapping[str, Any]) -> MultiscaleDiscr
     return MultiscaleDiscriminator(**dict(discriminator_cfg))
 
 
+def build_matting_model(model_cfg: Mapping[str, Any]) -> MattingModel:
+    """The :class:`MattingModel` of a ``model`` config section: ``generator`` (Generator arguments) and, for a
+    refining model, ``refiner`` (Refiner arguments) and ``refine`` (its run options, see
+    :meth:`MattingModel.set_refine_options`). A section without ``refiner`` builds exactly the plain model."""
+    generator = build_generator(model_cfg["generator"])
+    if not model_cfg.get("refiner"):
+        return MattingModel(generator)
+    return MattingModel(generator, Refiner(**dict(model_cfg["refiner"])), **dict(model_cfg.get("refine") or {}))
+
+
 def resolve_teacher(teacher: str | None, outputs_root: str | os.PathLike) -> Path:
     """The teacher checkpoint: an explicit path, or ``auto`` = the newest Adobe-stage run's best checkpoint."""
     if teacher in (None, "", "auto"):
@@ -145,12 +156,20 @@ class Networks:
 def build_networks(cfg: DictConfig, resume_state: dict | None, outputs_root: Path) -> Networks:
     """The configured stage's networks, on the CPU.
 
-    Stage real: the teacher comes from ``cfg.teacher`` (``auto``: the newest Adobe run, or the teacher of the run
-    being resumed); with ``stage.student_init=teacher`` the student copies the teacher's architecture and weights.
+    The trained model is ``cfg.model`` (plain or refining). A fresh run with ``init_from=PATH`` starts it from
+    that checkpoint's weights as far as they fit (:func:`~bgmatting.engine.initialization.initialize_from`: e.g. the
+    base of a refining model from a plain Adobe-stage run), reported in one log line. Stage real: the teacher comes
+    from ``cfg.teacher`` (``auto``: the newest Adobe run, or the teacher of the run being resumed); with
+    ``stage.student_init=teacher`` (and no ``init_from``) the student takes the teacher's architecture and weights
+    (:func:`student_of`).
     """
-    model_config = dict(to_plain(cfg.model.generator))
+    model_cfg = to_plain(cfg.model)
+    init_from = cfg.get("init_from")
     if cfg.stage.name != "real":
-        return Networks(MattingModel(build_generator(model_config)))
+        model = build_matting_model(model_cfg)
+        if init_from and resume_state is None:
+            log.info(initialize_from(model, init_from).line())
+        return Networks(model)
     teacher_option = cfg.teacher
     if resume_state is not None and teacher_option in (None, "auto"):
         teacher_option = resume_state.get("config", {}).get("teacher", teacher_option)
@@ -160,16 +179,36 @@ def build_networks(cfg: DictConfig, resume_state: dict | None, outputs_root: Pat
     init = cfg.stage.student_init
     if init not in ("teacher", "random"):
         raise ValueError(f"stage.student_init must be 'teacher' or 'random', got {init!r}")
-    if init == "teacher":
-        teacher_config = teacher.generator.config
-        if teacher_config != model_config:
-            log.warning("the student starts from the teacher, so it takes the teacher's architecture %s", teacher_config)
-        model_config = teacher_config
-    model = MattingModel(build_generator(model_config))
-    if init == "teacher" and resume_state is None:
-        model.load_checkpoint_state(teacher.checkpoint_state())
+    from_teacher = init == "teacher" and not init_from
+    model = student_of(teacher, model_cfg) if from_teacher else build_matting_model(model_cfg)
+    if resume_state is None and init_from:
+        log.info("init_from=%s replaces stage.student_init=%s", init_from, init)
+        log.info(initialize_from(model, init_from).line())
+    elif resume_state is None and from_teacher:
+        log.info(load_matching_weights(model, teacher.checkpoint_state(), f"teacher {teacher_path}").line())
     discriminator = build_discriminator(to_plain(cfg.model.discriminator))
     return Networks(model, discriminator, teacher, teacher_path)
+
+
+def student_of(teacher: MattingModel, model_cfg: Mapping[str, Any]) -> MattingModel:
+    """A fresh model with the teacher's architecture (``stage.student_init=teacher``; weights are loaded apart).
+
+    The teacher's generator, and its refiner if it has one. A plain teacher under a refining ``model`` config
+    gets that config's refine head and refiner (its base then starts as the teacher, the rest is new). The run
+    options of a refiner are the config's ``refine`` when it has them, else the teacher's.
+    """
+    generator_config = teacher.generator.config
+    refiner_config = teacher.refiner.config if teacher.refiner is not None else None
+    if refiner_config is None and model_cfg.get("refiner"):
+        refiner_config = dict(model_cfg["refiner"])
+        generator_config.update(refine_head=True, refine_hidden=refiner_config["hidden_channels"])
+    if generator_config != dict(model_cfg["generator"]):
+        log.warning("the student starts from the teacher, so it takes the teacher's architecture %s", generator_config)
+    generator = build_generator(generator_config)
+    if refiner_config is None:
+        return MattingModel(generator)
+    options = model_cfg.get("refine") or teacher.refine_options
+    return MattingModel(generator, Refiner(**refiner_config), **dict(options))
 
 
 def place_networks(networks: Networks, cfg: DictConfig, ctx: distributed.DistContext, device: torch.device,
@@ -186,6 +225,8 @@ def place_networks(networks: Networks, cfg: DictConfig, ctx: distributed.DistCon
         log.warning("distributed.sync_batchnorm needs CUDA; ignored on %s", device)
         sync_bn = False
     model = torch.compile(networks.model) if cfg.compile else networks.model
+    # a refining model needs no find_unused_parameters: a step that selects no patch still runs the refiner on
+    # an empty batch of windows, which gives its weights zero gradients (tests/engine/test_refine_training.py)
     model = distributed.wrap_module(model, ctx, device, sync_batchnorm=sync_bn)
     discriminator = networks.discriminator
     if discriminator is not None:

@@ -25,7 +25,8 @@ from bgmatting import losses
 from bgmatting.data.compositing import composite
 from bgmatting.engine.adversarial import fake_backgrounds, horizontal_shifts, shifted_composite
 from bgmatting.engine.distributed import unwrap
-from bgmatting.models import RawMatte
+from bgmatting.models import RawMatte, to_base_resolution
+from bgmatting.models.blocks import resize_bilinear
 from bgmatting.runtime import Precision
 from bgmatting.space import from_network, to_network
 
@@ -129,10 +130,19 @@ class AdobeStage(Stage):
     The network sees the perturbed captured background ``background`` while the compositional loss uses
     the clean ``background_clean`` the image was made with (paper and public code).
 
+    With a refining model (a :class:`~bgmatting.models.MattingModel` with a refiner) the four terms score the
+    refined full-resolution outputs, and the same four score the base's coarse outputs against the ground
+    truth brought to the base resolution (``coarse_*``, :func:`bgmatting.models.to_base_resolution`), plus
+    ``error``: the MSE of the predicted error map against |coarse alpha - true alpha| at the base resolution
+    (BackgroundMattingV2 scores both outputs alike and regresses the error map; the compositional terms are
+    the paper's). A plain model gets exactly the four terms.
+
     Args:
         generator: the :class:`~bgmatting.models.MattingModel` to train (possibly DDP-wrapped).
         precision: unused by this stage (its only network carries its own); kept for a uniform constructor.
-        losses: weights of ``alpha``, ``alpha_gradient``, ``foreground``, ``composite`` (paper: 1, 1, 2, 1).
+        losses: weights of ``alpha``, ``alpha_gradient``, ``foreground``, ``composite`` (paper: 1, 1, 2, 1) and,
+            used with a refiner only, ``coarse_alpha`` ... ``coarse_composite`` and ``error`` (default 1, 1, 2, 1
+            and 1); a term missing from a given dict has weight 0.
         foreground_mask_alpha: the foreground loss counts pixels with true alpha > this (paper: 0; the
             public code uses alpha > 0.005, i.e. -0.99 in network space).
         compose_opaque_alpha: in the compositional loss F is replaced by I where predicted alpha > this
@@ -141,7 +151,9 @@ class AdobeStage(Stage):
 
     name = "adobe"
     TERMS = ("alpha", "alpha_gradient", "foreground", "composite")
+    REFINE_TERMS = tuple(f"coarse_{t}" for t in TERMS) + ("error",)
     BATCH_KEYS = ("image", "background", "background_clean", "segmentation", "motion", "alpha", "foreground")
+    TRUTH_KEYS = ("alpha", "foreground", "background_clean")
 
     def __init__(
         self,
@@ -153,25 +165,45 @@ class AdobeStage(Stage):
     ):
         super().__init__({"generator": generator}, precision)
         defaults = {"alpha": 1.0, "alpha_gradient": 1.0, "foreground": 2.0, "composite": 1.0}
-        self.weights = _check_weights(defaults if losses is None else losses, self.TERMS, self.name)
+        defaults.update({f"coarse_{t}": w for t, w in defaults.items()}, error=1.0)
+        self.weights = _check_weights(defaults if losses is None else losses, self.TERMS + self.REFINE_TERMS, self.name)
         self.foreground_mask_alpha = foreground_mask_alpha
         self.compose_opaque_alpha = compose_opaque_alpha
 
     def updates(self, batch: dict, step: int, epoch: int) -> Iterator[Update]:
         self._require(batch, self.BATCH_KEYS, self.name)
         raw = self._raw_matte(self.networks["generator"], batch)
-        alpha_raw, fg_raw, image = raw.alpha, raw.foreground, raw.image
-        true_alpha = to_network(batch["alpha"])
-        true_fg = to_network(batch["foreground"])
+        terms = self._matte_terms(raw.alpha, raw.foreground, raw.image, *(batch[k] for k in self.TRUTH_KEYS))
+        if raw.coarse_alpha is not None:
+            terms.update(self._coarse_terms(raw, batch))
         clean_background = to_network(batch["background_clean"])
+        recomposite = from_network(composite(from_network(raw.alpha.detach()), raw.foreground.detach(), clean_background))
+        self._visuals = _visuals(batch, raw, batch["alpha"], recomposite)
+        yield Update("generator", terms)
 
-        fg_mask = (batch["alpha"] > self.foreground_mask_alpha).float()
+    def _matte_terms(
+        self,
+        alpha_raw: torch.Tensor,
+        fg_raw: torch.Tensor,
+        image: torch.Tensor,
+        alpha: torch.Tensor,
+        foreground: torch.Tensor,
+        background: torch.Tensor,
+        prefix: str = "",
+    ) -> dict[str, LossTerm]:
+        """The four terms of network-space predictions (``alpha_raw``, ``fg_raw``; ``image`` the network's input)
+        against the image-space truth ``alpha``, ``foreground`` and clean ``background`` of the same size;
+        the names and weights are the terms' with ``prefix``."""
+        true_alpha = to_network(alpha)
+        true_fg = to_network(foreground)
+        clean_background = to_network(background)
+        fg_mask = (alpha > self.foreground_mask_alpha).float()
         fg_for_composite = fg_raw
         if self.compose_opaque_alpha is not None:
             fg_for_composite = losses.replace_opaque_foreground(
                 fg_raw, image, alpha_raw, _alpha_threshold_raw(self.compose_opaque_alpha)
             )
-        w = self.weights
+        w = {term: self.weights[prefix + term] for term in self.TERMS}
         terms = {
             "alpha": LossTerm(losses.normalized_l1(alpha_raw, true_alpha), w["alpha"]),
             "alpha_gradient": LossTerm(losses.alpha_gradient_l1(alpha_raw, true_alpha), w["alpha_gradient"]),
@@ -180,9 +212,18 @@ class AdobeStage(Stage):
                 losses.compose_l1(image, alpha_raw, fg_for_composite, clean_background), w["composite"]
             ),
         }
-        recomposite = from_network(composite(from_network(alpha_raw.detach()), fg_raw.detach(), clean_background))
-        self._visuals = _visuals(batch, alpha_raw, fg_raw, batch["alpha"], recomposite)
-        yield Update("generator", terms)
+        return {prefix + name: term for name, term in terms.items()}
+
+    def _coarse_terms(self, raw: RawMatte, batch: dict) -> dict[str, LossTerm]:
+        """``coarse_*`` terms of the base's outputs and the ``error`` term, at the base resolution."""
+        size = raw.coarse_alpha.shape[-2:]
+        alpha, foreground, background = (to_base_resolution(batch[k], size) for k in self.TRUTH_KEYS)
+        terms = self._matte_terms(
+            raw.coarse_alpha, raw.coarse_foreground, raw.coarse_image, alpha, foreground, background, "coarse_"
+        )
+        error = losses.error_map_mse(raw.error, raw.coarse_alpha, to_network(alpha))
+        terms["error"] = LossTerm(error, self.weights["error"])
+        return terms
 
 
 @dataclass(frozen=True)
@@ -213,17 +254,26 @@ class RealStage(Stage):
     over another captured background of the batch or a target background. Every ``discriminator_every``-th
     step (k = 5) the discriminator minimises 0.5 (MSE(D(I), 1) + MSE(D(fake), 0)).
 
+    The teacher (with or without a refiner) gives its pseudo-labels at the full resolution of the batch. A
+    refining student is scored there on its refined outputs, and its fake (what the discriminator sees) is
+    made of them; its base's coarse outputs get the same four terms against the pseudo-labels brought to
+    the base resolution (``coarse_*``) and ``error`` regresses its error map on |coarse alpha - alpha~|,
+    all under lambda(epoch) as well.
+
     Options reproducing the public code: ``detach_fake_for_generator=True`` (its GAN term gives the generator
     no gradient), ``foreground_mask_alpha=0.01`` (F loss only where alpha~ > 0.01),
     ``composite_mask_segmentation=0.95`` (compositional loss only where S > 0.95),
     ``SupervisionSchedule(first_halving=1)``. Student initialisation from the teacher is decided by whoever
     builds the generator (see ``engine.build``). ``generator`` and ``teacher`` are
     :class:`~bgmatting.models.MattingModel` s (the student possibly DDP-wrapped); ``precision`` is the layout of
-    the discriminator's input.
+    the discriminator's input. ``losses``: weights by term name; a term missing from a given dict has weight 0
+    (defaults: the paper's, the coarse terms as the full-resolution ones, error 1).
     """
 
     name = "real"
     TERMS = ("gan", "alpha", "alpha_gradient", "foreground", "composite")
+    SUPERVISED = ("alpha", "alpha_gradient", "foreground", "composite")
+    REFINE_TERMS = tuple(f"coarse_{t}" for t in SUPERVISED) + ("error",)
     BATCH_KEYS = ("image", "background", "segmentation", "motion", "target_background")
 
     def __init__(
@@ -245,7 +295,8 @@ class RealStage(Stage):
     ):
         super().__init__({"generator": generator, "discriminator": discriminator}, precision)
         defaults = {"gan": 1.0, "alpha": 2.0, "alpha_gradient": 4.0, "foreground": 1.0, "composite": 1.0}
-        self.weights = _check_weights(defaults if losses is None else losses, self.TERMS, self.name)
+        defaults.update({f"coarse_{t}": defaults[t] for t in self.SUPERVISED}, error=1.0)
+        self.weights = _check_weights(defaults if losses is None else losses, self.TERMS + self.REFINE_TERMS, self.name)
         if discriminator_every < 1:
             raise ValueError("discriminator_every must be >= 1")
         self.teacher = teacher.eval().requires_grad_(False)
@@ -278,40 +329,78 @@ class RealStage(Stage):
         background = to_network(batch["background"])
         with torch.no_grad():
             teacher = self._raw_matte(self.teacher, batch)
-        teacher_alpha, teacher_fg = teacher.alpha, teacher.foreground
         student = self._raw_matte(self.networks["generator"], batch)
         alpha_raw, fg_raw, image = student.alpha, student.foreground, student.image
 
         lam = self.supervision(epoch)
-        w = self.weights
-        fg_mask = None
-        if self.foreground_mask_alpha is not None:
-            fg_mask = (teacher_alpha > _alpha_threshold_raw(self.foreground_mask_alpha)).float()
-        composite_mask = None
-        if self.composite_mask_segmentation is not None:
-            composite_mask = (batch["segmentation"] > self.composite_mask_segmentation).float()
-        terms = {
-            "alpha": LossTerm(losses.normalized_l1(alpha_raw, teacher_alpha), lam * w["alpha"]),
-            "alpha_gradient": LossTerm(losses.alpha_gradient_l1(alpha_raw, teacher_alpha), lam * w["alpha_gradient"]),
-            "foreground": LossTerm(losses.normalized_l1(fg_raw, teacher_fg, fg_mask), lam * w["foreground"]),
-            "composite": LossTerm(
-                losses.compose_l1(image, alpha_raw, fg_raw, background, composite_mask), lam * w["composite"]
-            ),
-        }
+        terms = self._supervised_terms(
+            alpha_raw, fg_raw, image, teacher.alpha, teacher.foreground, background, batch["segmentation"], lam
+        )
+        if student.coarse_alpha is not None:
+            terms.update(self._coarse_terms(student, teacher, background, batch["segmentation"], lam))
 
         fake = self._fake_images(batch, image, alpha_raw, fg_raw)
         discriminator = unwrap(self.networks["discriminator"])
         discriminator.requires_grad_(False)  # the generator's objective must not build D's weight gradients
         try:
             fake_for_generator = fake.detach() if self.detach_fake_for_generator else fake
-            terms["gan"] = LossTerm(losses.lsgan_loss(discriminator(self._prepare(fake_for_generator)), True), w["gan"])
+            score = discriminator(self._prepare(fake_for_generator))
+            terms["gan"] = LossTerm(losses.lsgan_loss(score, True), self.weights["gan"])
         finally:
             discriminator.requires_grad_(True)
-        self._visuals = _visuals(batch, alpha_raw, fg_raw, from_network(teacher_alpha), from_network(fake))
+        self._visuals = _visuals(batch, student, from_network(teacher.alpha), from_network(fake))
         yield Update("generator", terms)
 
         if step % self.discriminator_every == 0:
             yield self._discriminator_update(image, fake.detach())
+
+    def _supervised_terms(
+        self,
+        alpha_raw: torch.Tensor,
+        fg_raw: torch.Tensor,
+        image: torch.Tensor,
+        teacher_alpha: torch.Tensor,
+        teacher_fg: torch.Tensor,
+        background: torch.Tensor,
+        segmentation: torch.Tensor,
+        lam: float,
+        prefix: str = "",
+    ) -> dict[str, LossTerm]:
+        """The four teacher terms of network-space predictions against the teacher's (same size; ``background``
+        B' in network space, ``segmentation`` S in [0, 1]); names and weights are the terms' with ``prefix``."""
+        w = {term: lam * self.weights[prefix + term] for term in self.SUPERVISED}
+        fg_mask = None
+        if self.foreground_mask_alpha is not None:
+            fg_mask = (teacher_alpha > _alpha_threshold_raw(self.foreground_mask_alpha)).float()
+        composite_mask = None
+        if self.composite_mask_segmentation is not None:
+            composite_mask = (segmentation > self.composite_mask_segmentation).float()
+        terms = {
+            "alpha": LossTerm(losses.normalized_l1(alpha_raw, teacher_alpha), w["alpha"]),
+            "alpha_gradient": LossTerm(losses.alpha_gradient_l1(alpha_raw, teacher_alpha), w["alpha_gradient"]),
+            "foreground": LossTerm(losses.normalized_l1(fg_raw, teacher_fg, fg_mask), w["foreground"]),
+            "composite": LossTerm(
+                losses.compose_l1(image, alpha_raw, fg_raw, background, composite_mask), w["composite"]
+            ),
+        }
+        return {prefix + name: term for name, term in terms.items()}
+
+    def _coarse_terms(
+        self, student: RawMatte, teacher: RawMatte, background: torch.Tensor, segmentation: torch.Tensor, lam: float
+    ) -> dict[str, LossTerm]:
+        """``coarse_*`` and ``error`` terms of a refining student's base against the teacher's pseudo-labels
+        brought to the base resolution."""
+        size = student.coarse_alpha.shape[-2:]
+        teacher_alpha, teacher_fg, background, segmentation = (
+            to_base_resolution(x, size) for x in (teacher.alpha, teacher.foreground, background, segmentation)
+        )
+        terms = self._supervised_terms(
+            student.coarse_alpha, student.coarse_foreground, student.coarse_image, teacher_alpha, teacher_fg,
+            background, segmentation, lam, "coarse_",
+        )
+        error = losses.error_map_mse(student.error, student.coarse_alpha, teacher_alpha)
+        terms["error"] = LossTerm(error, lam * self.weights["error"])
+        return terms
 
     def _discriminator_update(self, image: torch.Tensor, fake: torch.Tensor) -> Update:
         """D scores real images and fakes in one batch; LSGAN loss (its real and fake parts are logged too)."""
@@ -336,17 +425,16 @@ class RealStage(Stage):
         return shifted_composite(alpha_raw, subject, backgrounds, shifts)
 
 
-def _visuals(
-    batch: dict, alpha_raw: torch.Tensor, fg_raw: torch.Tensor, reference_alpha: torch.Tensor, composite: torch.Tensor
-) -> dict[str, torch.Tensor]:
+def _visuals(batch: dict, raw: RawMatte, reference_alpha: torch.Tensor, composite: torch.Tensor) -> dict[str, torch.Tensor]:
     """First samples of the batch for the image grid, all B x C x H x W in [0, 1].
 
-    ``reference_alpha``: true alpha (Adobe) or the teacher's (real), in [0, 1]; ``composite``: a composite of
-    the prediction in [0, 1] (over the clean background, or the real stage's shifted fake).
+    ``raw``: the trained model's outputs; ``reference_alpha``: true alpha (Adobe) or the teacher's (real), in
+    [0, 1]; ``composite``: a composite of the prediction in [0, 1] (over the clean background, or the real
+    stage's shifted fake). A refining model adds its error map (resized to the frame).
     """
-    n = min(4, alpha_raw.shape[0])
-    alpha = from_network(alpha_raw[:n].detach()).clamp(0, 1)
-    fg = from_network(fg_raw[:n].detach()).clamp(0, 1)
+    n = min(4, raw.alpha.shape[0])
+    alpha = from_network(raw.alpha[:n].detach()).clamp(0, 1)
+    fg = from_network(raw.foreground[:n].detach()).clamp(0, 1)
     visuals = {
         "image": batch["image"][:n],
         "captured_background": batch["background"][:n],
@@ -357,4 +445,6 @@ def _visuals(
         "foreground_pred": fg * alpha,
         "composite_pred": composite[:n].detach().clamp(0, 1),
     }
+    if raw.error is not None:
+        visuals["error_pred"] = resize_bilinear(raw.error[:n].detach(), tuple(alpha.shape[-2:])).clamp(0, 1)
     return {k: v.detach().float() for k, v in visuals.items()}

@@ -12,6 +12,12 @@ With the original wiring (``motion_uses_background_feature=True``, the released 
 cannot change the output and the ONNX exporter drops the unused ``motion`` input: feed only the inputs the
 session lists (``session.get_inputs()``). TorchScript keeps all four.
 
+A model with a refiner (base + :class:`bgmatting.models.Refiner`) exports in refine mode ``thresholding`` or
+``full`` (``sampling`` needs TopK, which many runtimes limit): patch selection is a comparison and NonZero,
+crops are gathers and the paste a ScatterND. Its graph has a **fixed H x W**, the export size (the base's
+resolution is computed from the frame size at trace time); the batch stays dynamic. Its parity is checked at
+the export size with batches of 1 and 2.
+
 Cropping, the segmentation post-process and the connected-component clean-up stay outside the graph (they
 are in :mod:`bgmatting.inference`). After writing, the file is run (onnxruntime or torch.jit.load) at the
 export resolution and at a second one, and the largest absolute differences to PyTorch are reported; the
@@ -59,16 +65,29 @@ def example_inputs(
     return image.contiguous(), background.contiguous(), disc.contiguous(), gray.contiguous()
 
 
+#: Refine modes that export (``sampling`` selects with TopK).
+EXPORT_REFINE_MODES = ("thresholding", "full")
+
+
+def has_fixed_size(model: MattingModel) -> bool:
+    """Whether the exported graph of ``model`` has a fixed H x W (a refining model's); else H, W are dynamic."""
+    return model.refiner is not None
+
+
 def write_onnx(model: MattingModel, path: Path, height: int, width: int, opset: int = DEFAULT_OPSET) -> None:
-    """Trace-based ONNX export (``dynamo=False``) of ``model`` with dynamic batch, height and width."""
+    """Trace-based ONNX export (``dynamo=False``) of ``model`` with dynamic batch, height and width (a refining
+    model: dynamic batch, fixed ``height`` x ``width``)."""
     if opset < 17:
         raise ValueError(f"opset must be >= 17, got {opset}")
     inputs = example_inputs(height, width, motion_frames=model.motion_frames)
-    dynamic = {name: {0: "batch", 2: "height", 3: "width"} for name in INPUT_NAMES + OUTPUT_NAMES}
+    axes = {0: "batch"} if has_fixed_size(model) else {0: "batch", 2: "height", 3: "width"}
+    dynamic = {name: axes for name in INPUT_NAMES + OUTPUT_NAMES}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks become constants
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter announces its age
+        # the refiner's crops index with patch positions from NonZero, never negative (the warning's caveat)
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator", category=UserWarning)
         torch.onnx.export(
             model,
             inputs,
@@ -119,16 +138,18 @@ def _runner(kind: str, path: Path):
 
 
 def check_parity(
-    model: MattingModel, path: Path, kind: str, sizes: list[tuple[int, int]], batch: int = 1
+    model: MattingModel, path: Path, kind: str, sizes: list[tuple[int, int]], batch: int | list[int] = 1
 ) -> list[dict[str, float | int]]:
-    """Run the exported file and PyTorch on :func:`example_inputs` at each (H, W); largest |difference|.
+    """Run the exported file and PyTorch on :func:`example_inputs` at each (H, W) (with the batch size of the
+    same index when ``batch`` is a list); largest |difference|.
 
-    Returns one row per size: height, width, alpha_max_abs_diff, foreground_max_abs_diff (F over pixels with
-    alpha > 0.01, where it matters), alpha_mean_abs_diff.
+    Returns one row per size: height, width, batch, alpha_max_abs_diff, foreground_max_abs_diff (F over pixels
+    with alpha > 0.01, where it matters), alpha_mean_abs_diff.
     """
     run = _runner(kind, path)
     rows = []
-    for seed, (height, width) in enumerate(sizes):
+    batches = batch if isinstance(batch, list) else [batch] * len(sizes)
+    for seed, ((height, width), batch) in enumerate(zip(sizes, batches)):
         inputs = example_inputs(height, width, batch=batch, motion_frames=model.motion_frames, seed=seed + 1)
         with torch.inference_mode():
             alpha_ref, fg_ref = (t.numpy() for t in model(*inputs))
@@ -144,6 +165,7 @@ def check_parity(
             {
                 "height": height,
                 "width": width,
+                "batch": batch,
                 "alpha_max_abs_diff": float(np.abs(alpha - alpha_ref).max()),
                 "alpha_mean_abs_diff": float(np.abs(alpha - alpha_ref).mean()),
                 "foreground_max_abs_diff": float(fg_diff.max()) if fg_diff.size else 0.0,
@@ -171,14 +193,17 @@ def export_model(
     """Export ``model`` (a copy in eval mode, fp32, NCHW, on the CPU) to ``output`` and check parity at ``size``
     and ``check_size`` (default: a different, non-square size, proving dynamic height and width).
 
+    A refining model must run in refine mode ``thresholding`` or ``full`` (:data:`EXPORT_REFINE_MODES`); its graph
+    has the fixed H x W ``size`` (``check_size`` must be None or equal), so parity is checked at ``size`` with
+    batches of 1 and 2 (the batch stays dynamic).
+
     The file is written under a temporary name and renamed only when every alpha difference is within
     ``tolerance``; otherwise it is deleted and a RuntimeError reports the numbers. Returns the parity rows.
     """
     if kind not in FORMATS:
         raise ValueError(f"unknown format {kind!r}; choose one of {', '.join(FORMATS)}")
     _check_sizes([size] + ([check_size] if check_size else []))
-    if check_size is None:
-        check_size = (max(4, size[0] * 3 // 4 // 4 * 4), max(4, size[1] * 3 // 2 // 4 * 4))  # 256x256 -> 192x384
+    sizes, batches = _parity_cases(model, size, check_size)
     model = copy.deepcopy(model).float().cpu().eval().set_precision(None)
     model.to(memory_format=torch.contiguous_format)
     with atomic_path(output) as partial:
@@ -186,8 +211,26 @@ def export_model(
             write_onnx(model, partial, *size, opset=opset)
         else:
             write_torchscript(model, partial, *size)
-        rows = check_parity(model, partial, kind, [size, check_size])
+        rows = check_parity(model, partial, kind, sizes, batches)
         worst = max(row["alpha_max_abs_diff"] for row in rows)
         if not worst <= tolerance:
             raise RuntimeError(f"{output}: parity check failed, alpha max |diff| {worst:.3g} > {tolerance:g}: {rows}")
     return rows
+
+
+def _parity_cases(
+    model: MattingModel, size: tuple[int, int], check_size: tuple[int, int] | None
+) -> tuple[list[tuple[int, int]], list[int]]:
+    """(sizes, batches) of the parity check: ``size`` and ``check_size`` (default a different, non-square size)
+    at batch 1; a refining model (fixed H x W): ``size`` at batches 1 and 2."""
+    if not has_fixed_size(model):
+        if check_size is None:
+            check_size = (max(4, size[0] * 3 // 4 // 4 * 4), max(4, size[1] * 3 // 2 // 4 * 4))  # 256x256 -> 192x384
+        return [size, check_size], [1, 1]
+    if model.refine_mode not in EXPORT_REFINE_MODES:
+        raise ValueError(f"a refining model exports in refine mode {' or '.join(EXPORT_REFINE_MODES)} "
+                         f"(mode {model.refine_mode!r} selects patches with TopK)")
+    if check_size is not None and tuple(check_size) != tuple(size):
+        raise ValueError(f"a refining model's graph has a fixed H x W ({size[0]}x{size[1]}, the export size); "
+                         f"it cannot be checked at {check_size[0]}x{check_size[1]}: export once per frame size")
+    return [size, size], [1, 2]

@@ -12,6 +12,10 @@ Two modes:
   (:func:`bgmatting.preprocess.segment.segmentation_crop_scale`), and network; alpha and F upsampled bilinearly to the
   frame, then F = I (the full-resolution image) where alpha > 0.975, largest component, F = 0 where
   alpha <= 0.01.
+* ``"refine"``: full mode at the frame's native resolution with a model that has a refiner
+  (:class:`bgmatting.models.Refiner`): the base runs at the model's downsample ratio (automatic: long side
+  512) and the refiner brings alpha and F back to the native frame, refining the patches its error map
+  points at; set the ratio and the patch selection on the model (:meth:`MattingModel.set_refine_options`).
 
 Arrays are numpy, RGB float32 in [0, 1]: image and background H x W x 3, segmentation H x W, motion cues
 4 x H x W. Batches of frames run through the network together.
@@ -34,7 +38,7 @@ from bgmatting.preprocess.motion import image_motion_cues
 from bgmatting.preprocess.segment import REFERENCE_CROP_SIDE, postprocess_segmentation, segmentation_crop_scale
 from bgmatting.runtime import Precision, resolve_device, resolve_precision
 
-MODES = ("original", "full")
+MODES = ("original", "full", "refine")
 
 #: Segmentation level above which a pixel counts as subject for the crop box. The original takes any
 #: non-zero pixel of its binary DeepLab mask; on soft masks we use the level its post-process binarises at.
@@ -96,7 +100,7 @@ class Matter:
             one); put in eval mode, moved to ``device`` and set to ``precision``. Available as ``self.model``.
         mode: ``"original"`` or ``"full"`` (see the module docstring).
         size: network side in original mode (512 as the original); long side of the processing resolution
-            in full mode (0 or None: the frame's own size rounded to multiples of 4).
+            in full mode (0 or None: the frame's own size rounded to multiples of 4); unused in refine mode.
         segmenter: ``(image, background) -> soft segmentation H x W in [0, 1]``, used for frames given no
             segmentation, e.g. ``get_segmenter(name, postprocess=False)``
             (:mod:`bgmatting.preprocess.segment`): the raw mask, since the pipeline applies the original's
@@ -136,6 +140,8 @@ class Matter:
         self.precision = precision if isinstance(precision, Precision) else resolve_precision(self.device, precision)
         model = model if isinstance(model, MattingModel) else MattingModel(model)
         self.model = model.eval().to(self.device).set_precision(self.precision)
+        if mode == "refine" and self.model.refiner is None:
+            raise ValueError("refine mode needs a model with a refiner (a checkpoint trained with model=*_refine)")
 
     @property
     def uses_motion(self) -> bool:
@@ -220,7 +226,7 @@ class Matter:
             net_size = (self.size, self.size)
         else:
             box = CropBox.full_frame(height, width)
-            net_size = processing_size(height, width, self.size)
+            net_size = (height, width) if self.mode == "refine" else processing_size(height, width, self.size)
         net_segmentation = crop_to_network(segmentation, box, net_size)
         # The original post-processes S on its 512 x 512 crop; other sizes scale the iterations and blur.
         if self.mode == "original":
