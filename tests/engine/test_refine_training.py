@@ -115,7 +115,7 @@ def test_a_few_steps_of_both_stages_with_a_refining_model(tmp_path, tiny_cfg, ti
                            val_dataset=tiny_supervised(2, 32))
     rows = read_metrics(adobe_dir)
     assert all(f"loss/{t}" in rows[3] and np.isfinite(rows[3][f"loss/{t}"]) for t in FULL_TERMS + COARSE_TERMS)
-    assert "val/sad" in rows[3]
+    assert "val/val/sad" in rows[3] and "val/relative_sad" in rows[3]
     checkpoint = load_checkpoint(summary["checkpoint"])
     assert checkpoint["refine_options"]["downsample_ratio"] == 0.5 and "refiner" in checkpoint
     assert load_matting_model(summary["checkpoint"]).refiner is not None
