@@ -331,3 +331,61 @@ def test_run_on_the_synthetic_held_out_set_with_both_baselines(checkpoint, tmp_p
                                        f"output_dir={tmp_path / 'out2'}"])
     with pytest.raises(DataError, match="choose exactly one test set"):
         run(both)
+
+
+# ----------------------------------------------------------------------------------------------- no silent wrong results
+@pytest.mark.parametrize("encoding", ["class_index", "float"])
+def test_other_trimap_encodings_score_like_the_standard_one(test_set, tmp_path, encoding):
+    """A 0/1/2 or 0/0.5/1 trimap is read as the 0/128/255 one it encodes (it once read as all background: SAD 0)."""
+    root, preds = test_set
+    other = tmp_path / encoding
+    other.mkdir()
+    for path in (root / "trimap").iterdir():
+        standard = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if encoding == "class_index":
+            cv2.imwrite(str(other / path.name), (standard // 127).astype(np.uint8))
+        else:
+            cv2.imwrite(str(other / f"{path.stem}.tif"), (standard / 255.0).round(1).astype(np.float32))
+    expected = E.score_folders(preds, root / "alpha", root / "trimap")
+    rows = E.score_folders(preds, root / "alpha", other)
+    assert rows == expected and all(r["sad"] > 0 and r["unknown_pixels"] > 0 for r in rows)
+
+
+def test_a_trimap_without_unknown_pixels_is_an_error_not_a_perfect_score(test_set, tmp_path):
+    root, preds = test_set
+    write_alpha(root / "trimap" / "img1.png", np.where(_matte(1) > 0.5, 255, 0).astype(np.uint8))
+    with pytest.raises(DataError, match=r"img1\.png: the trimap has no unknown \(128\) pixels"):
+        E.score_folders(preds, root / "alpha", root / "trimap")
+    with pytest.raises(DataError, match=r"sample 1 \(img1\): the trimap has no unknown"):
+        E.score_model(_tiny_model(), _dataset(root, tmp_path))
+
+
+def test_a_model_producing_nan_is_named_as_the_cause_not_the_sample(test_set, tmp_path):
+    from bgmatting.models import NonFiniteOutputError
+
+    root, _ = test_set
+    model = _tiny_model()
+    with torch.no_grad():
+        model.generator.alpha_decoder.head.conv.bias.fill_(float("nan"))
+    with pytest.raises(NonFiniteOutputError, match=r"sample 0 \(img0\): the model's output holds NaN or infinite"):
+        E.score_model(model, _dataset(root, tmp_path))
+
+
+def test_manifest_names_cannot_write_outside_the_output_folder(test_set, tmp_path):
+    root, _ = test_set
+    manifest = E.manifest_from_folder(root, tmp_path / "set.csv")
+    lines = manifest.read_text().splitlines()
+    names = ["../../escaped", "/abs/olute", "..\\win"]
+    rows = [line.replace(f"img{i},", f"{names[i]},", 1) if line.startswith(f"img{i},") else line
+            for line in lines for i in [int(line[3]) if line.startswith("img") else 0]]
+    manifest.write_text("\n".join(rows) + "\n")
+    from bgmatting.data.adobe import CompositeSetDataset
+
+    dataset = CompositeSetDataset(manifest, segmentation="file")
+    out = tmp_path / "deep" / "er" / "out"
+    E.evaluate(_tiny_model(), dataset, output_dir=out, save_predictions=True, save_error_maps=True)
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file() and out not in p.parents)
+    assert all(p.parts[0] in ("set", "pred", "set.csv") for p in written), written  # only the inputs outside
+    assert sorted(p.name for p in (out / "predictions" / "alpha").iterdir()) == [
+        "_.._escaped.png", "_abs_olute.png", "_win.png"]
+    assert {r["name"] for r in E.read_rows_csv(out / "per_image.csv")} == {"_.._escaped", "_abs_olute", "_win"}

@@ -76,7 +76,7 @@ def test_check_reports_each_bad_row_with_path_and_reason(tmp_path, capsys):
     assert f"line 3: column 'image' {tmp_path / 'nowhere.png'}: file does not exist" in out
     assert "line 4: column 'background'" in out and "cut_b.jpg: cannot decode" in out
     assert "line 5: row: sizes disagree: image 10x8, background 10x9" in out
-    assert "line 6: column 'alpha'" in out and "alpha must be single-channel" in out
+    assert "line 6: column 'alpha'" in out and "alpha3_a.png: alpha must be single-channel" in out
     assert "line 8: column 'trimap': empty path" in out
     assert "line 9: row: 6 cells but the header has 5 columns" in out
     assert "8 rows checked, 2 good, 6 bad" in out
@@ -86,3 +86,25 @@ def test_check_of_a_missing_manifest_is_bad_input(tmp_path, capsys):
     assert main([str(tmp_path / "gone.csv"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "gone.csv" in err and "does not exist" in err
+
+
+def test_check_reads_trimaps_in_their_recognised_encodings_only(tmp_path, capsys):
+    rows = [good_row(tmp_path, n) for n in ("standard", "index", "junk")]
+    cv2.imwrite(str(rows[0]["trimap"]), np.array([[0, 128, 255] * 3 + [0]] * 8, np.uint8))
+    cv2.imwrite(str(rows[1]["trimap"]), np.array([[0, 1, 2] * 3 + [0]] * 8, np.uint8))  # class indices: fine
+    cv2.imwrite(str(rows[2]["trimap"]), np.array([[0, 7, 255] * 3 + [0]] * 8, np.uint8))
+    m = write_manifest(tmp_path / "m.csv", rows)
+    assert main([str(m), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert f"line 4: column 'trimap' {rows[2]['trimap']}: not a trimap: uint8 values 0, 7, 255" in out
+    assert "3 rows checked, 2 good, 1 bad" in out
+
+
+def test_an_unreadable_manifest_is_not_summarised_as_rows(tmp_path, capsys):
+    (tmp_path / "garbage.csv").write_bytes(b"")
+    report = check_manifest(tmp_path / "garbage.csv")
+    assert not report.readable and report.rows == 0 and report.bad_lines == []
+    assert "-1 good" not in report.summary() and "not checked" in report.summary()
+    assert main([str(tmp_path / "garbage.csv"), "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and "garbage.csv" in captured.err
