@@ -21,10 +21,15 @@ def one_line(error: BaseException | str) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def fail(command: str, error: BaseException | str, status: int = BAD_INPUT) -> NoReturn:
-    """Print ``<command>: error: <message>`` on stderr and exit with ``status``."""
+def report(command: str, error: BaseException | str, status: int = BAD_INPUT) -> int:
+    """Print ``<command>: error: <message>`` on stderr; returns ``status`` (for ``main`` functions that return it)."""
     print(f"{command}: error: {one_line(error)}", file=sys.stderr, flush=True)
-    sys.exit(status)
+    return status
+
+
+def fail(command: str, error: BaseException | str, status: int = BAD_INPUT) -> NoReturn:
+    """:func:`report`, then exit with ``status``."""
+    sys.exit(report(command, error, status))
 
 
 def require_writable_folder(folder: str | Path) -> None:
