@@ -50,3 +50,19 @@ def assert_refused(code: int, err: str, expected: str, root: Path, before: dict[
     new = [name for name in after if name not in before]
     escaped = [n for n in new if not any(a == (root / n).resolve() or a in (root / n).resolve().parents for a in allowed)]
     assert not escaped, f"written outside the allowed folders: {escaped}"
+
+
+def check_argparse_refusal(main: Callable[[list[str]], int], arguments: list[str], defaults: dict[str, str | None],
+                           root: Path, capsys, expected: str, allowed: Iterable[Path] = ()) -> None:
+    """Run ``main`` with ``arguments`` (``{tmp}`` = ``root``) plus the ``defaults`` they do not give (a value of
+    None: a flag), and :func:`assert_refused` (argparse's own errors print their usage line first)."""
+    given = {a for a in arguments if a.startswith("--")}
+    argv = [a.format(tmp=root) for a in arguments]
+    for key, value in defaults.items():
+        if key not in given:
+            argv += [key] if value is None else [key, value]
+    capsys.readouterr()
+    before = files_under(root)
+    code = run_argparse_main(main, argv)
+    err = capsys.readouterr().err
+    assert_refused(code, err, expected, root, before, allowed, argparse_usage=err.startswith("usage:"))

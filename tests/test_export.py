@@ -179,7 +179,7 @@ EXPORT_BAD_INPUT = [  # (case, arguments; {ckpt}: a good checkpoint, {out}: the 
 
 @pytest.mark.parametrize("case, arguments, expected", EXPORT_BAD_INPUT, ids=[c[0] for c in EXPORT_BAD_INPUT])
 def test_export_refuses_bad_input_with_one_line(tmp_path, capsys, monkeypatch, case, arguments, expected):
-    from bad_input import assert_refused, files_under, run_argparse_main
+    from bad_input import check_argparse_refusal
     from bgmatting.models import MultiscaleDiscriminator
 
     generator = _model().generator
@@ -194,13 +194,7 @@ def test_export_refuses_bad_input_with_one_line(tmp_path, capsys, monkeypatch, c
     if "--onnxruntime-missing" in arguments:
         monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as when the package is absent
         arguments = []
-    given = {a for a in arguments if a.startswith("--")}
     defaults = {"--checkpoint": str(tmp_path / "good.pt"), "--output": str(tmp_path / "out" / "model.onnx"),
                 "--size": "32,32"}
-    argv = [a.format(tmp=tmp_path) for a in arguments]
-    argv += [x for k, v in defaults.items() if k not in given for x in (k, v)]
-    before = files_under(tmp_path)
-    code = run_argparse_main(export.main, argv)
-    err = capsys.readouterr().err
-    assert_refused(code, err, expected, tmp_path, before, argparse_usage=err.startswith("usage:"))
+    check_argparse_refusal(export.main, arguments, defaults, tmp_path, capsys, expected)
     assert not (tmp_path / "out" / "model.onnx").exists()

@@ -119,22 +119,14 @@ COMPOSE_BAD_INPUT = [  # (case, arguments replacing the defaults, expected last 
 
 @pytest.mark.parametrize("case, arguments, expected", COMPOSE_BAD_INPUT, ids=[c[0] for c in COMPOSE_BAD_INPUT])
 def test_compose_refuses_bad_input_with_one_line(tmp_path, capsys, case, arguments, expected):
-    from bad_input import assert_refused, files_under, run_argparse_main
+    from bad_input import check_argparse_refusal
 
     make_inputs(tmp_path / "in", n_fg=2, n_bg=3)
     write_alpha(tmp_path / "in" / "alpha_only_one" / "fg0.png", np.full((30, 40), 128, np.uint8))
-    out = tmp_path / "set"
     defaults = {"--fg-dir": str(tmp_path / "in/fg"), "--alpha-dir": str(tmp_path / "in/alpha"),
-                "--bg-dir": str(tmp_path / "in/bg"), "--out": str(out), "--per-fg": "1", "--size": "16"}
+                "--bg-dir": str(tmp_path / "in/bg"), "--out": str(tmp_path / "set"), "--per-fg": "1", "--size": "16"}
     assert main([x for k, v in defaults.items() for x in (k, v)]) == 0  # an earlier set nothing may change
-    given = {a for a in arguments if a.startswith("--")}
-    argv = [a.format(tmp=tmp_path) for a in arguments] + [x for k, v in defaults.items() if k not in given for x in (k, v)]
-    capsys.readouterr()
-    before = files_under(tmp_path)
-    code = run_argparse_main(main, argv)
-    err = capsys.readouterr().err
-    assert_refused(code, err, expected, tmp_path, before, allowed=[tmp_path / "new"],
-                   argparse_usage=err.startswith("usage:"))
+    check_argparse_refusal(main, arguments, defaults, tmp_path, capsys, expected, allowed=[tmp_path / "new"])
 
 
 def test_cli_lists_trimaps_fit_seed_and_overwrite(tmp_path):

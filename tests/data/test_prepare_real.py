@@ -191,7 +191,7 @@ PREPARE_BAD_INPUT = [  # (case, arguments replacing the defaults, expected last 
 
 @pytest.mark.parametrize("case, arguments, expected", PREPARE_BAD_INPUT, ids=[c[0] for c in PREPARE_BAD_INPUT])
 def test_prepare_real_refuses_bad_input_with_one_line(capture, tmp_path, capsys, case, arguments, expected):
-    from bad_input import assert_refused, files_under, run_argparse_main
+    from bad_input import check_argparse_refusal
 
     video, plate = capture
     out = tmp_path / "data"
@@ -200,13 +200,8 @@ def test_prepare_real_refuses_bad_input_with_one_line(capture, tmp_path, capsys,
     (tmp_path / "fake.mp4").write_text("this is not a video")
     (tmp_path / "empty").mkdir()
     (tmp_path / "broken.png").write_bytes(b"\x89PNG garbage")
-    defaults = {"--video": str(video), "--background": str(plate), "--out": str(out)}
-    given = {a for a in arguments if a.startswith("--")}
-    argv = [a.format(tmp=tmp_path) for a in arguments] + [x for k, v in defaults.items() if k not in given for x in (k, v)]
-    before = files_under(tmp_path)
-    code = run_argparse_main(main, [*argv, "--quiet"])
-    err = capsys.readouterr().err
-    assert_refused(code, err, expected, tmp_path, before, argparse_usage=err.startswith("usage:"))
+    defaults = {"--video": str(video), "--background": str(plate), "--out": str(out), "--quiet": None}
+    check_argparse_refusal(main, arguments, defaults, tmp_path, capsys, expected)
 
 
 # ----------------------------------------------------------------------------------------------- options
