@@ -108,3 +108,34 @@ def test_an_unreadable_manifest_is_not_summarised_as_rows(tmp_path, capsys):
     assert main([str(tmp_path / "garbage.csv"), "--no-progress"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1 and "garbage.csv" in captured.err
+
+
+CHECK_BAD_INPUT = [  # (case, manifest file name, its content or None for none, expected last stderr line)
+    ("missing", "gone.csv", None, r"gone\.csv: manifest does not exist"),
+    ("empty", "empty.csv", "", r"empty\.csv: manifest is empty"),
+    ("no rows", "header.csv", "image,alpha\n", r"header\.csv: manifest has no rows"),
+    ("folder without manifest.json", "folder", "<folder>", r"folder/manifest\.json: real-captures manifest does not exist"),
+    ("not JSON", "bad.json", "{not json", r"bad\.json: not a valid JSON manifest"),
+    ("foreign JSON", "list.json", "[1, 2]", r"list\.json: not a real-captures manifest"),
+    ("clips not a list", "five.json", '{"format": "bgmatting/real-captures", "clips": 5}',
+     r'five\.json: "version" must be a number and "clips" a list'),
+    ("clip without path", "nopath.json", '{"format": "bgmatting/real-captures", "clips": [{"name": "x"}]}',
+     r"nopath\.json: clip #0 lacks name/path/n_frames"),
+    ("workers not a number", "--workers", "many", r"argument --workers: invalid int value: 'many'"),
+]
+
+
+@pytest.mark.parametrize("case, name, content, expected", CHECK_BAD_INPUT, ids=[c[0] for c in CHECK_BAD_INPUT])
+def test_check_data_refuses_unreadable_manifests_with_one_line(tmp_path, capsys, case, name, content, expected):
+    from bad_input import check_argparse_refusal
+
+    good = write_manifest(tmp_path / "good.csv", [good_row(tmp_path, "a")])
+    if name == "--workers":
+        arguments = [str(good), "--workers", content]
+    else:
+        if content == "<folder>":
+            (tmp_path / name).mkdir()
+        elif content is not None:
+            (tmp_path / name).write_text(content)
+        arguments = [str(tmp_path / name)]
+    check_argparse_refusal(main, [*arguments, "--no-progress"], {}, tmp_path, capsys, expected)
