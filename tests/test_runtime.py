@@ -39,3 +39,23 @@ def test_modes_prepare_inputs_and_run_autocast():
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     with P.resolve_precision("cpu", "bf16").autocast():
         assert conv(x).dtype == torch.bfloat16
+
+
+def _cpu_flags() -> set[str] | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return {flag for line in f if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    except OSError:
+        return None
+
+
+@pytest.mark.skipif(_cpu_flags() is None, reason="needs /proc/cpuinfo (Linux) to know the truth")
+def test_the_real_native_bf16_detector_agrees_with_the_cpu_flags():
+    """Not stubbed: native bf16 means AVX512-BF16 or AMX. AVX512 alone (oneDNN's own bf16 check) only emulates it,
+    slower than fp32, so "auto" must not pick bf16 there."""
+    flags = _cpu_flags()
+    native = bool({"avx512_bf16", "amx_bf16"} & flags)
+    assert P.cpu_has_native_bf16() is native
+    expected = ("bf16", "bf16") if native else ("fp32", "fp32_cl")
+    assert (P.resolve_precision("cpu", "auto", purpose="train").name,
+            P.resolve_precision("cpu", "auto", purpose="infer").name) == expected
