@@ -48,7 +48,8 @@ def assert_refused(code: int, err: str, expected: str, root: Path, before: dict[
     assert not changed, f"changed or lost: {changed}"
     allowed = [Path(a).resolve() for a in allowed]
     new = [name for name in after if name not in before]
-    escaped = [n for n in new if not any(a == (root / n).resolve() or a in (root / n).resolve().parents for a in allowed)]
+    escaped = [n for n in new
+               if not any(a == (root / n).resolve() or a in (root / n).resolve().parents for a in allowed)]
     assert not escaped, f"written outside the allowed folders: {escaped}"
 
 

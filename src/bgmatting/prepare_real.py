@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--targets", type=Path, help="folder of target backgrounds for the manifest")
     parser.add_argument("--photometric", action="store_true", help="also match the background's gain/bias")
     parser.add_argument("--overwrite", action="store_true", help="recompute files that already exist")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (there is none when stderr is not a terminal)")
     return parser
 
 

@@ -263,7 +263,8 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         """Restore a checkpoint written by :meth:`state_dict` (same stage and networks)."""
         if state.get("stage") != self.stage.name:
-            raise CheckpointError(f"checkpoint is of stage {state.get('stage')!r}, this run is stage {self.stage.name!r}")
+            raise CheckpointError(f"checkpoint is of stage {state.get('stage')!r}, "
+                                  f"this run is stage {self.stage.name!r}")
         try:
             distributed.unwrap(self.model).load_checkpoint_state(state)
             for name, module in self.stage.networks.items():
@@ -309,12 +310,13 @@ class Trainer:
         optimizer, scheduler = self.optimizers[name], self.schedulers.get(name)
         if scheduler is not None and not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
             raise CheckpointError(f"cannot change the learning rate of {name!r} under {type(scheduler).__name__}")
-        factors = [f(scheduler.last_epoch) for f in scheduler.lr_lambdas] if scheduler else [1.0] * len(optimizer.param_groups)
-        for group, factor in zip(optimizer.param_groups, factors):
+        groups = optimizer.param_groups
+        factors = [f(scheduler.last_epoch) for f in scheduler.lr_lambdas] if scheduler else [1.0] * len(groups)
+        for group, factor in zip(groups, factors):
             group["initial_lr"], group["lr"] = lr, lr * factor
         if scheduler is not None:
-            scheduler.base_lrs = [lr] * len(optimizer.param_groups)
-            scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+            scheduler.base_lrs = [lr] * len(groups)
+            scheduler._last_lr = [group["lr"] for group in groups]
 
     def save_checkpoint(self) -> Path | None:
         """Write a checkpoint of the current state (rank 0 writes; every rank contributes its RNG state)."""

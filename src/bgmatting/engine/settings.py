@@ -86,8 +86,8 @@ def check_batch_fits(batch_size: int, samples: int, processes: int = 1) -> None:
     """ConfigError when the training set gives no full batch per process (batches drop the remainder)."""
     if samples // max(processes, 1) < batch_size:
         per = f" per process ({samples} over {processes} processes)" if processes > 1 else ""
-        raise ConfigError(f"trainer.batch_size={batch_size}: larger than the training set's {samples // max(processes, 1)} "
-                          f"samples{per}; no full batch can be formed")
+        raise ConfigError(f"trainer.batch_size={batch_size}: larger than the training set's "
+                          f"{samples // max(processes, 1)} samples{per}; no full batch can be formed")
 
 
 # ------------------------------------------------------------------------------------------------- resume
@@ -147,9 +147,10 @@ def resume_changes(old: Mapping[str, Any], new: Mapping[str, Any], checkpoint: s
     refused = [c for c in changes
                if not (_covered(c.key, CHANGEABLE_ON_RESUME) or is_learning_rate(c.key) or _covered(c.key, accepted))]
     if refused:
-        shown = ", ".join(map(str, refused[:SHOWN])) + (f" (+{len(refused) - SHOWN} more)" if len(refused) > SHOWN else "")
+        more = f" (+{len(refused) - SHOWN} more)" if len(refused) > SHOWN else ""
+        shown = ", ".join(map(str, refused[:SHOWN])) + more
         keys = ",".join(sorted({c.key for c in refused}))
-        raise ConfigError(f"resume from {checkpoint}: {len(refused)} setting(s) differ from the checkpoint's and cannot "
-                          f"change on resume: {shown}. Start a new run (resume=false), or accept the change with "
-                          f"resume_allow_changes=[{keys}]")
+        raise ConfigError(f"resume from {checkpoint}: {len(refused)} setting(s) differ from the checkpoint's and "
+                          f"cannot change on resume: {shown}. Start a new run (resume=false), or accept the change "
+                          f"with resume_allow_changes=[{keys}]")
     return changes

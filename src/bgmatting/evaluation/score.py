@@ -3,8 +3,10 @@
 Rows are plain dicts, one per image: ``name``, ``height``, ``width``, ``unknown_pixels`` and the metrics
 ``sad``, ``mse``, ``grad``, ``conn`` (and ``fg_mse``, ``fg_sad`` when a foreground is predicted and known).
 Metrics are computed on full-resolution numpy arrays with the sample's trimap (unknown == 128), exactly
-as the Deep Image Matting MATLAB code does (a trimap without unknown pixels is an error, never a perfect score); units are those of :mod:`bgmatting.metrics` (SAD, Grad, Conn,
-fg SAD in thousands; MSE and fg MSE raw). Columns and summaries: :mod:`bgmatting.evaluation.summary`.
+as the Deep Image Matting MATLAB code does (a trimap without unknown pixels is an error, never a perfect
+score); units are those of :mod:`bgmatting.metrics` (SAD, Grad, Conn, fg SAD in thousands; MSE and fg MSE
+raw). Columns and summaries: :mod:`bgmatting.evaluation.summary`. A model whose output is not finite is a
+:class:`~bgmatting.models.NonFiniteOutputError` naming the sample.
 """
 from __future__ import annotations
 

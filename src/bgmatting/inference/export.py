@@ -53,7 +53,8 @@ def onnxruntime():
     try:
         import onnxruntime as ort  # an optional dependency: only ONNX export needs it
     except ImportError:
-        raise ExportError('ONNX export needs the packages onnx and onnxruntime: pip install "bgmatting[export]"') from None
+        raise ExportError('ONNX export needs the packages onnx and onnxruntime: '
+                          'pip install "bgmatting[export]"') from None
     return ort
 
 

@@ -312,7 +312,8 @@ def _unreadable_reason(path: Path, error: Exception) -> str:
                          "save state dicts (tensors in plain containers) instead")
     if path.stat().st_size == 0 or isinstance(error, EOFError):
         return prefix + "the file is empty or truncated"
-    first = str(error).strip().splitlines()[0].split(". ")[0] if isinstance(error, RuntimeError) and str(error).strip() else ""
+    text = str(error).strip() if isinstance(error, RuntimeError) else ""  # e.g. a zip reader's complaint
+    first = text.splitlines()[0].split(". ")[0] if text else ""
     return prefix + "not a PyTorch file, or a damaged one" + (f" ({first})" if first else "")
 
 
@@ -328,7 +329,8 @@ def nonfinite_tensors(obj: Any, prefix: str = "") -> list[str]:
         items = enumerate(obj)
     else:
         return []
-    return [name for key, value in items for name in nonfinite_tensors(value, f"{prefix}.{key}" if prefix else str(key))]
+    return [name for key, value in items
+            for name in nonfinite_tensors(value, f"{prefix}.{key}" if prefix else str(key))]
 
 
 def require_finite(state: Mapping[str, Any], name: str, consequence: str = "the checkpoint is unusable") -> None:
