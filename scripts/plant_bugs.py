@@ -136,7 +136,7 @@ def main() -> None:
             env = {**os.environ, "PYTHONPATH": str(Path(scratch) / "src")}
             result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
                                     cwd=REPO, env=env, capture_output=True, text=True)
-            failed = re.findall(r"^FAILED (\S+)", result.stdout, re.M)
+            failed = re.findall(r"^FAILED (.+?)(?: - .*)?$", result.stdout, re.M)
             print(f"{name}: {'CAUGHT by' if failed else 'SURVIVED'}", *failed, sep="\n    ", flush=True)
 
 
