@@ -331,3 +331,136 @@ def test_run_on_the_synthetic_held_out_set_with_both_baselines(checkpoint, tmp_p
                                        f"output_dir={tmp_path / 'out2'}"])
     with pytest.raises(DataError, match="choose exactly one test set"):
         run(both)
+
+
+# ----------------------------------------------------------------------------------------------- no silent wrong results
+@pytest.mark.parametrize("encoding", ["class_index", "float"])
+def test_other_trimap_encodings_score_like_the_standard_one(test_set, tmp_path, encoding):
+    """A 0/1/2 or 0/0.5/1 trimap is read as the 0/128/255 one it encodes (it once read as all background: SAD 0)."""
+    root, preds = test_set
+    other = tmp_path / encoding
+    other.mkdir()
+    for path in (root / "trimap").iterdir():
+        standard = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if encoding == "class_index":
+            cv2.imwrite(str(other / path.name), (standard // 127).astype(np.uint8))
+        else:
+            cv2.imwrite(str(other / f"{path.stem}.tif"), (standard / 255.0).round(1).astype(np.float32))
+    expected = E.score_folders(preds, root / "alpha", root / "trimap")
+    rows = E.score_folders(preds, root / "alpha", other)
+    assert rows == expected and all(r["sad"] > 0 and r["unknown_pixels"] > 0 for r in rows)
+
+
+def test_a_trimap_without_unknown_pixels_is_an_error_not_a_perfect_score(test_set, tmp_path):
+    root, preds = test_set
+    write_alpha(root / "trimap" / "img1.png", np.where(_matte(1) > 0.5, 255, 0).astype(np.uint8))
+    with pytest.raises(DataError, match=r"img1\.png: the trimap has no unknown \(128\) pixels"):
+        E.score_folders(preds, root / "alpha", root / "trimap")
+    with pytest.raises(DataError, match=r"sample 1 \(img1\): the trimap has no unknown"):
+        E.score_model(_tiny_model(), _dataset(root, tmp_path))
+
+
+def test_a_model_producing_nan_is_named_as_the_cause_not_the_sample(test_set, tmp_path):
+    from bgmatting.models import NonFiniteOutputError
+
+    root, _ = test_set
+    model = _tiny_model()
+    with torch.no_grad():
+        model.generator.alpha_decoder.head.conv.bias.fill_(float("nan"))
+    with pytest.raises(NonFiniteOutputError, match=r"sample 0 \(img0\): the model's output holds NaN or infinite"):
+        E.score_model(model, _dataset(root, tmp_path))
+
+
+def test_manifest_names_cannot_write_outside_the_output_folder(test_set, tmp_path):
+    root, _ = test_set
+    manifest = E.manifest_from_folder(root, tmp_path / "set.csv")
+    lines = manifest.read_text().splitlines()
+    names = ["../../escaped", "/abs/olute", "..\\win"]
+    rows = [line.replace(f"img{i},", f"{names[i]},", 1) if line.startswith(f"img{i},") else line
+            for line in lines for i in [int(line[3]) if line.startswith("img") else 0]]
+    manifest.write_text("\n".join(rows) + "\n")
+    from bgmatting.data.adobe import CompositeSetDataset
+
+    dataset = CompositeSetDataset(manifest, segmentation="file")
+    out = tmp_path / "deep" / "er" / "out"
+    E.evaluate(_tiny_model(), dataset, output_dir=out, save_predictions=True, save_error_maps=True)
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file() and out not in p.parents)
+    assert all(p.parts[0] in ("set", "pred", "set.csv") for p in written), written  # only the inputs outside
+    assert sorted(p.name for p in (out / "predictions" / "alpha").iterdir()) == [
+        "_.._escaped.png", "_abs_olute.png", "_win.png"]
+    assert {r["name"] for r in E.read_rows_csv(out / "per_image.csv")} == {"_.._escaped", "_abs_olute", "_win"}
+
+
+EVALUATE_BAD_INPUT = [  # (case, overrides; {tmp}: the test folder, {root}: the test set, {preds}: predictions)
+    ("missing checkpoint", ["checkpoint={tmp}/nope.pt", "dataset.root={root}"], r"nope\.pt: checkpoint not found"),
+    ("random checkpoint", ["checkpoint={tmp}/random.pt", "dataset.root={root}"],
+     r"random\.pt: cannot be read as a weights-only PyTorch checkpoint: not a PyTorch file"),
+    ("NaN checkpoint", ["checkpoint={tmp}/nan.pt", "dataset.root={root}"],
+     r"nan\.pt: 1 tensor\(s\) hold NaN or infinite values, e\.g\. alpha_decoder\.head\.conv\.bias"),
+    ("a trimap that is not one", ["checkpoint={tmp}/tiny.pt", "dataset.root={tmp}/junk_trimap"],
+     r"img1\.png: not a trimap: uint8 values 64, 255"),
+    ("a trimap without unknown pixels", ["pred_dir={preds}", "gt_dir={root}/alpha", "trimap_dir={tmp}/no_unknown"],
+     r"img0\.png: the trimap has no unknown \(128\) pixels"),
+    ("missing test set", ["checkpoint={tmp}/tiny.pt", "dataset.root={tmp}/nowhere"],
+     r"nowhere: test-set folder does not exist"),
+    ("missing predictions", ["pred_dir={tmp}/nowhere", "gt_dir={root}/alpha"], r"nowhere: prediction folder does not exist"),
+    ("predictions only", ["pred_dir={preds}"], r"model-free evaluation needs both pred_dir=DIR and gt_dir=DIR"),
+    ("model and predictions", ["checkpoint={tmp}/tiny.pt", "pred_dir={preds}", "gt_dir={root}/alpha"], r"not both"),
+    ("unknown precision", ["checkpoint={tmp}/tiny.pt", "dataset.root={root}", "precision=fp99"],
+     r"unknown precision 'fp99'"),
+    ("output folder under a file", ["pred_dir={preds}", "gt_dir={root}/alpha", "output_dir={tmp}/notes.txt/out"],
+     r"notes\.txt/out: cannot write the output folder: Not a directory"),
+]
+
+
+@pytest.mark.parametrize("case, overrides, expected", EVALUATE_BAD_INPUT, ids=[c[0] for c in EVALUATE_BAD_INPUT])
+def test_evaluate_refuses_bad_input_with_one_line(test_set, checkpoint, tmp_path, capfd, monkeypatch, case, overrides,
+                                                  expected):
+    import shutil
+
+    from bad_input import assert_refused, files_under, run_hydra_main
+    from bgmatting.evaluate import main
+
+    root, preds = test_set
+    (tmp_path / "random.pt").write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "notes.txt").write_text("not a folder")
+    state = torch.load(checkpoint, weights_only=True)
+    state["generator"]["alpha_decoder.head.conv.bias"][0] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    shutil.copytree(root, tmp_path / "junk_trimap")
+    write_alpha(tmp_path / "junk_trimap" / "trimap" / "img1.png", np.where(_matte(1) > 0.5, 255, 64).astype(np.uint8))
+    for i in range(3):
+        write_alpha(tmp_path / "no_unknown" / f"img{i}.png", np.where(_matte(i) > 0.5, 255, 0).astype(np.uint8))
+    out = tmp_path / "out"
+    given = " ".join(overrides)
+    argv = [o.format(tmp=tmp_path, root=root, preds=preds) for o in overrides] + ["progress=false"]
+    argv += [] if "output_dir=" in given else [f"output_dir={out}"]
+    argv += [f"hydra.run.dir={tmp_path / 'hydra'}"]
+    capfd.readouterr()
+    before = files_under(tmp_path)
+    code = run_hydra_main(main, argv, monkeypatch)
+    err = capfd.readouterr().err
+    assert_refused(code, err, rf"^evaluate: error: .*{expected}", tmp_path, before,
+                   allowed=[out, tmp_path / "hydra"])
+
+
+def test_evaluate_command_keeps_hostile_sample_names_inside_the_output_folder(test_set, checkpoint, tmp_path, capfd,
+                                                                             monkeypatch):
+    from bad_input import files_under, run_hydra_main
+    from bgmatting.evaluate import main
+
+    root, _ = test_set
+    manifest = E.manifest_from_folder(root, tmp_path / "set.csv")
+    absolute = Path("/tmp") / f"{tmp_path.name}_absolute"  # a Path join with it would leave every folder
+    text = manifest.read_text().replace("\nimg0,", "\n../../../escaped,").replace("\nimg1,", f"\n{absolute},")
+    manifest.write_text(text)
+    out = tmp_path / "deep" / "out"
+    before = files_under(tmp_path)
+    code = run_hydra_main(main, [f"checkpoint={checkpoint}", f"dataset.manifest={manifest}", f"output_dir={out}",
+                                 "save_predictions=true", "progress=false", f"hydra.run.dir={out}"], monkeypatch)
+    assert code == 0, capfd.readouterr().err
+    new = set(files_under(tmp_path)) - set(before)
+    assert new and all(name.startswith("deep/out/") for name in new), new
+    assert not list(Path("/tmp").glob(f"{tmp_path.name}_absolute*"))
+    assert sorted(p.name for p in (out / "predictions" / "alpha").iterdir()) == [
+        "_.._.._escaped.png", f"_tmp_{tmp_path.name}_absolute.png", "img2.png"]

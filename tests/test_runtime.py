@@ -56,3 +56,23 @@ def test_auto_inference_takes_a_reduced_precision_only_where_measured_accurate(m
         assert P._automatic(torch.device("cuda"), "train") == "bf16"
     assert not P.reduced_precision_allowed("fp8")  # never measured: never picked
 
+
+def _cpu_flags() -> set[str] | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return {flag for line in f if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    except OSError:
+        return None
+
+
+@pytest.mark.skipif(_cpu_flags() is None, reason="needs /proc/cpuinfo (Linux) to know the truth")
+def test_the_real_native_bf16_detector_agrees_with_the_cpu_flags():
+    """Not stubbed: native bf16 means AVX512-BF16 or AMX. AVX512 alone (oneDNN's own bf16 check) only emulates it,
+    slower than fp32, so "auto" must not pick bf16 there."""
+    flags = _cpu_flags()
+    native = bool({"avx512_bf16", "amx_bf16"} & flags)
+    assert P.cpu_has_native_bf16() is native
+    infer = "bf16" if native and P.reduced_precision_allowed("bf16") else "fp32_cl"  # the measured accuracy rule
+    expected = ("bf16" if native else "fp32", infer)
+    assert (P.resolve_precision("cpu", "auto", purpose="train").name,
+            P.resolve_precision("cpu", "auto", purpose="infer").name) == expected

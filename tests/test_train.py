@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import cv2
@@ -96,3 +98,94 @@ def test_help_is_a_short_page_and_cfg_job_prints_the_whole_config(tmp_path, run_
     assert full["stage"]["_target_"] == "bgmatting.engine.stages.RealStage"
     assert full["trainer"]["max_steps"] == 300 and full["data"]["train"]["size"] == 96
     assert {"seed", "model", "optim", "checkpoint", "evaluation"} <= set(full)
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+TRAIN_BAD_INPUT = [  # (case, overrides after the tiny adobe run's, or the real run's when the first is "real";
+    # {tmp}: the test folder, {run}: a finished run; expected last stderr line)
+    ("batch size 0", ["trainer.batch_size=0"], r"trainer\.batch_size=0: must be an integer >= 1"),
+    ("batch size negative", ["trainer.batch_size=-2"], r"trainer\.batch_size=-2: must be an integer >= 1"),
+    ("batch larger than the data", ["trainer.batch_size=1000"],
+     r"trainer\.batch_size=1000: larger than the training set's \d+ samples"),
+    ("log_every 0", ["logging.log_every=0"], r"logging\.log_every=0: must be an integer >= 1"),
+    ("nonfinite unknown", ["trainer.nonfinite=maybe"], r"trainer\.nonfinite='maybe': must be stop or skip"),
+    ("missing teacher", ["real", "teacher={tmp}/nope.pt"], r"teacher=.*nope\.pt: checkpoint not found"),
+    ("no teacher to find", ["real", "outputs_root={tmp}/elsewhere"], r"stage=real needs a teacher"),
+    ("random teacher", ["real", "teacher={tmp}/random.pt"],
+     r"teacher: .*random\.pt: cannot be read as a weights-only PyTorch checkpoint"),
+    ("foreign teacher", ["real", "teacher={tmp}/discriminator.pt"],
+     r"teacher: .*discriminator\.pt: neither a state dict nor a checkpoint with a 'generator' entry"),
+    ("nothing to resume", ["resume=true", "outputs_root={tmp}/elsewhere"], r"resume=true: no checkpoint of this stage"),
+    ("random resume file", ["resume={tmp}/random.pt"], r"random\.pt: cannot be read as a weights-only"),
+    ("foreign resume file", ["resume={tmp}/generator.pt"], r"generator\.pt is not a bgmatting training checkpoint"),
+    ("resume with NaN weights", ["resume={tmp}/nan.pt"], r"nan\.pt: 1 tensor\(s\) hold NaN or infinite values.*"
+                                                        r"cannot resume from it"),
+    ("resume with another model", ["resume={run}", "model.generator.ngf=8"],
+     r"setting\(s\) differ from the checkpoint's and cannot change on resume: model\.generator\.ngf \(4 -> 8\)"),
+    ("resume with another batch size", ["resume={run}", "trainer.batch_size=3"],
+     r"cannot change on resume: trainer\.batch_size \(2 -> 3\).*resume_allow_changes=\[trainer\.batch_size\]"),
+    ("outputs root under a file", ["outputs_root={tmp}/notes.txt/outputs"],
+     r"cannot write the run folder .*notes\.txt/outputs/adobe/.*: Not a directory$"),
+]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, cache, tiny_train_overrides):
+    """A finished one-step tiny adobe run made by the command (its config is what a resume compares with)."""
+    from bgmatting.train import main
+
+    outputs = tmp_path_factory.mktemp("finished") / "outputs"
+    argv = [*tiny_train_overrides("adobe", outputs, cache), "trainer.max_steps=1", "evaluation.enabled=false"]
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        from bad_input import run_hydra_main
+
+        assert run_hydra_main(main, argv, monkeypatch) == 0
+    return only_run(outputs / "adobe")
+
+
+@pytest.mark.parametrize("case, overrides, expected", TRAIN_BAD_INPUT, ids=[c[0] for c in TRAIN_BAD_INPUT])
+def test_train_refuses_bad_input_with_one_line(tmp_path, capfd, monkeypatch, cache, tiny_train_overrides,
+                                               finished_run, case, overrides, expected):
+    import shutil
+
+    from bad_input import assert_refused, files_under, run_hydra_main
+    from bgmatting.models import Generator, MultiscaleDiscriminator
+    from bgmatting.train import main
+
+    run = tmp_path / "outputs" / "adobe" / finished_run.name
+    shutil.copytree(finished_run, run)  # an earlier run, which nothing may change
+    state = load_checkpoint(run / "checkpoints" / "step_00000001.pt")
+    state["generator"]["image_encoder.stem.conv.bias"][0] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    (tmp_path / "random.pt").write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "notes.txt").write_text("not a folder")
+    torch.save({"discriminator": MultiscaleDiscriminator(ndf=4, n_layers=1).state_dict()}, tmp_path / "discriminator.pt")
+    generator = Generator(ngf=4, nf_part=4, n_blocks1=1, n_blocks2=1)
+    torch.save({"generator": generator.state_dict(), "model_config": generator.config}, tmp_path / "generator.pt")
+    stage = "real" if overrides[0] == "real" else "adobe"
+    argv = [*tiny_train_overrides(stage, tmp_path / "outputs", cache), "evaluation.enabled=false",
+            *(o.format(tmp=tmp_path, run=run) for o in overrides if o != "real")]
+    capfd.readouterr()
+    before = files_under(tmp_path)
+    code = run_hydra_main(main, argv, monkeypatch)
+    err = capfd.readouterr().err
+    assert_refused(code, err, rf"^train: error: .*{expected}", tmp_path, before,
+                   allowed=[tmp_path / "outputs", tmp_path / "elsewhere"])
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_train_refuses_a_read_only_outputs_root(tmp_path, capfd, monkeypatch, cache, tiny_train_overrides):
+    from bad_input import run_hydra_main
+    from bgmatting.train import main
+
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    try:
+        code = run_hydra_main(main, tiny_train_overrides("adobe", read_only / "outputs", cache), monkeypatch)
+    finally:
+        read_only.chmod(0o755)
+    err = capfd.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert re.search(r"^train: error: cannot write the run folder .*read_only/outputs/adobe/.*: Permission denied$",
+                     err.strip())

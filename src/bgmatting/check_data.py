@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bgmatting.cli import report as report_error
 from bgmatting.data.check import check_manifest
 
 
@@ -32,8 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in args.manifests:
         report = check_manifest(path, args.workers, progress=not args.no_progress and sys.stderr.isatty())
         if not report.readable:
-            print(f"error: {report.problems[0].reason}", file=sys.stderr)
-            status = 2
+            status = report_error("check_data", report.problems[0].reason)
             continue
         for problem in report.problems:
             print(f"{path}: {problem}")

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bgmatting.cli import report
 from bgmatting.data.compose import PRESETS, build_from_folders
 from bgmatting.data.io import DataError
 
@@ -47,10 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         manifest = build_from_folders(args.fg_dir, args.alpha_dir, args.bg_dir, args.out, args.fg_list, args.bg_list,
                                       args.trimap_dir, args.max_fg, per_fg=per_fg, size=size, seed=args.seed,
-                                      fit=args.fit, workers=args.workers, overwrite=args.overwrite)
+                                      fit=args.fit, workers=args.workers, overwrite=args.overwrite,
+                                      progress=sys.stderr.isatty())
     except (DataError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return report("compose", error)
+    except OSError as error:  # e.g. a read-only or full output folder
+        return report("compose", f"cannot write into {args.out}: {error.strerror or error}")
     print(f"wrote {manifest}")
     return 0
 

@@ -12,7 +12,6 @@ done by :func:`bgmatting.evaluation.evaluate` (the function training's evaluatio
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from bgmatting.cli import fail, require_writable_folder
 from bgmatting.data.io import DataError
 from bgmatting.data.synthetic.photo_set import heldout_dataset
 from bgmatting.evaluation import (BASELINES, Evaluation, evaluate, evaluate_predictions, evaluate_suite, format_summary,
@@ -89,6 +89,10 @@ def _report_options(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate as configured; returns {method: summary}. Raises DataError/CheckpointError/ValueError on bad input."""
     output_dir = _output_dir(cfg)
+    try:
+        require_writable_folder(output_dir)
+    except OSError as error:
+        raise DataError(f"{output_dir}: cannot write the output folder: {error.strerror or error}") from None
     model_free = bool(cfg.pred_dir or cfg.gt_dir)
     report = {"config": OmegaConf.to_container(cfg, resolve=True)}
     if model_free and cfg.checkpoint:
@@ -116,9 +120,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
-    except (DataError, CheckpointError, FileNotFoundError, ValueError) as error:
-        print(f"evaluate: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    except (DataError, CheckpointError, FileNotFoundError, ValueError) as error:  # ValueError: NonFiniteOutputError too
+        fail("evaluate", error)
 
 
 if __name__ == "__main__":

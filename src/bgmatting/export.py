@@ -8,7 +8,8 @@ thresholding (default) or full; the refine options apply to such checkpoints onl
 
 Reads the options and calls :func:`bgmatting.inference.export.export_model` on the checkpoint's
 :class:`bgmatting.models.MattingModel`; the graph's inputs and outputs (the ONNX contract) are described there
-and in the README.
+and in the README. Bad input (checkpoint, sizes, options, missing export packages): one line on stderr, exit
+status 2; a failed parity check: exit status 1, nothing written.
 """
 from __future__ import annotations
 
@@ -16,15 +17,27 @@ import argparse
 import json
 import sys
 
-from bgmatting.inference.export import DEFAULT_OPSET, DEFAULT_TOLERANCE, EXPORT_REFINE_MODES, FORMATS, export_model
-from bgmatting.models import MattingModel, load_matting_model
+from bgmatting.cli import report
+from bgmatting.inference.export import (
+    DEFAULT_OPSET,
+    DEFAULT_TOLERANCE,
+    EXPORT_REFINE_MODES,
+    FORMATS,
+    ExportError,
+    ParityError,
+    export_model,
+)
+from bgmatting.models import CheckpointError, MattingModel, NonFiniteOutputError, load_matting_model
 
 
 def _size(text: str) -> tuple[int, int]:
     parts = text.lower().replace("x", ",").split(",")
-    if len(parts) != 2:
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
         raise argparse.ArgumentTypeError(f"size must be H,W (e.g. 256,256), got {text!r}")
-    return int(parts[0]), int(parts[1])
+    size = int(parts[0]), int(parts[1])
+    if min(size) < 4 or size[0] % 4 or size[1] % 4:
+        raise argparse.ArgumentTypeError(f"size must be positive multiples of 4 (the graph does not pad), got {text!r}")
+    return size
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,17 +71,20 @@ def _with_refine_options(model: MattingModel, args: argparse.Namespace) -> Matti
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    model = load_matting_model(args.checkpoint)
+    """Exit status 0 when written; 2 for bad input (one line on stderr); 1 when the parity check refused it."""
+    args = build_parser().parse_args(argv)
     try:
-        model = _with_refine_options(model, args)
-    except ValueError as error:  # a refine option out of range: one line, status 2
-        parser.error(str(error))
-    rows = export_model(
-        model, args.output, args.format, opset=args.opset, size=args.size, check_size=args.check_size,
-        tolerance=args.tolerance,
-    )
+        model = _with_refine_options(load_matting_model(args.checkpoint), args)
+        rows = export_model(model, args.output, args.format, opset=args.opset, size=args.size,
+                            check_size=args.check_size, tolerance=args.tolerance)
+    except ParityError as error:
+        return report("export", error, status=1)
+    except (CheckpointError, ExportError, NonFiniteOutputError) as error:
+        return report("export", error)
+    except ValueError as error:  # a refine option out of range
+        return report("export", error)
+    except OSError as error:
+        return report("export", f"cannot write {args.output}: {error.strerror or error}")
     print(f"wrote {args.output} ({args.format}" + (f", opset {args.opset})" if args.format == "onnx" else ")"))
     for row in rows:
         print(

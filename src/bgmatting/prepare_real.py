@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bgmatting.cli import report
 from bgmatting.data.io import DataError
 from bgmatting.data.prepare_real import prepare_clip
 from bgmatting.preprocess.align import AlignOptions
@@ -39,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--targets", type=Path, help="folder of target backgrounds for the manifest")
     parser.add_argument("--photometric", action="store_true", help="also match the background's gain/bias")
     parser.add_argument("--overwrite", action="store_true", help="recompute files that already exist")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (there is none when stderr is not a terminal)")
     return parser
 
 
@@ -51,10 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 alignment=choose_alignment(handheld=args.handheld, no_align=args.no_align),
                                 segmenter=args.segmenter, segmenter_options=options, every=args.every,
                                 max_frames=args.max_frames, align_options=AlignOptions(photometric=args.photometric),
-                                targets=args.targets, overwrite=args.overwrite, progress=not args.quiet)
+                                targets=args.targets, overwrite=args.overwrite,
+                                progress=not args.quiet and sys.stderr.isatty())
     except (DataError, SegmenterWeightsError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return report("prepare_real", error)
+    except OSError as error:  # e.g. a read-only or full output folder
+        return report("prepare_real", f"cannot write into {args.out}: {error.strerror or error}")
     print(f"wrote {manifest}")
     return 0
 

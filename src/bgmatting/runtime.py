@@ -48,9 +48,11 @@ def reduced_precision_allowed(name: str) -> bool:
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when oneDNN has fast bf16 kernels on this CPU (AMX or AVX512-BF16)."""
+    """True when oneDNN has fast bf16 kernels on this CPU: AVX512-BF16 or AMX, and oneDNN's bf16 support.
+    (oneDNN's own check alone asks only for AVX512 core, where bf16 is emulated and slower than fp32.)"""
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return bool(native and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
 

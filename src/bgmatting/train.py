@@ -3,6 +3,7 @@
 Multi-process: ``torchrun --nproc_per_node=N -m bgmatting.train ...`` runs DDP; every rank joins the process
 group before Hydra starts, so all ranks share rank 0's run folder. ``--help`` lists the config groups and common
 overrides; the options are in configs/train.yaml (the package ``bgmatting.configs``, shipped inside the wheel).
+Bad input (config values, checkpoints, teacher, data, an unwritable outputs root): one line on stderr, exit 2.
 """
 from __future__ import annotations
 
@@ -13,13 +14,28 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from bgmatting.cli import fail
+from bgmatting.data.io import DataError
 from bgmatting.engine import distributed
 from bgmatting.engine.build import run_training
+from bgmatting.engine.checkpointing import CheckpointError
+from bgmatting.engine.loop import NonFiniteLossError
+from bgmatting.engine.sampling import SampleError
+from bgmatting.engine.settings import ConfigError
+
+
+#: Errors that are the user's to fix (one line, exit status 2); a non-finite loss ends the run (one line, status 1).
+USER_ERRORS = (ConfigError, CheckpointError, DataError, SampleError)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://bgmatting.configs", config_name="train")
 def main(cfg: DictConfig) -> None:
-    run_training(cfg, HydraConfig.get().runtime.output_dir)
+    try:
+        run_training(cfg, HydraConfig.get().runtime.output_dir)
+    except USER_ERRORS as error:
+        fail("train", error)
+    except NonFiniteLossError as error:
+        fail("train", error, status=1)
 
 
 def launch() -> None:

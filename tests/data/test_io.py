@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bgmatting.data.io import (DataError, atomic_path, list_images, read_alpha, read_image, read_rgba, read_trimap,
-                               temporary_prefix, to_float, to_uint8, write_alpha, write_image, write_text)
+                               temporary_prefix, to_float, to_uint8, write_image, write_text)
 
 
 def test_write_read_round_trip_keeps_rgb_order(tmp_path):
@@ -93,9 +93,34 @@ def test_list_images_errors_on_missing_or_empty_folder(tmp_path):
     assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png"]
 
 
-def test_trimap_values_are_snapped(tmp_path):
-    write_alpha(tmp_path / "t.png", np.array([[0, 127, 130, 255, 40, 220]], np.uint8))
-    assert read_trimap(tmp_path / "t.png").tolist() == [[0, 128, 128, 255, 0, 255]]
+STANDARD = [[0, 128, 255, 128, 0, 255]]
+
+
+@pytest.mark.parametrize("name, stored", [
+    ("standard.png", np.array([[0, 128, 255, 128, 0, 255]], np.uint8)),
+    ("class_index.png", np.array([[0, 1, 2, 1, 0, 2]], np.uint8)),
+    ("rgb.png", np.repeat(np.array([[0, 1, 2, 1, 0, 2]], np.uint8)[..., None], 3, axis=2)),
+    ("float.tif", np.array([[0.0, 0.5, 1.0, 0.5, 0.0, 1.0]], np.float32)),
+])
+def test_trimap_encodings_are_recognised(tmp_path, name, stored):
+    path = tmp_path / name
+    assert cv2.imwrite(str(path), stored)
+    trimap = read_trimap(path)
+    assert trimap.dtype == np.uint8 and trimap.tolist() == STANDARD
+
+
+@pytest.mark.parametrize("name, stored, found", [
+    ("jpeg_like.png", np.array([[0, 127, 130, 255, 40, 220]], np.uint8), "uint8 values 0, 40, 127, 130, 220, 255"),
+    ("binary.png", np.array([[0, 255, 3]], np.uint8), "uint8 values 0, 3, 255"),
+    ("sixteen.png", np.array([[0, 32768, 65535]], np.uint16), "uint16 values 0, 32768, 65535"),
+    ("soft.tif", np.array([[0.0, 0.25, 1.0]], np.float32), "float32 values 0, 0.25, 1"),
+])
+def test_other_trimap_values_are_refused_naming_file_and_values(tmp_path, name, stored, found):
+    path = tmp_path / name
+    assert cv2.imwrite(str(path), stored)
+    with pytest.raises(DataError, match=rf"{name}: not a trimap: {found}; expected one of uint8 0/128/255; "
+                                        r"uint8 class index 0/1/2; float 0/0\.5/1"):
+        read_trimap(path)
 
 
 def test_float_tiff_out_of_range_is_an_error_not_clipped(tmp_path):

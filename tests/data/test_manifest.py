@@ -76,7 +76,7 @@ def test_check_reports_each_bad_row_with_path_and_reason(tmp_path, capsys):
     assert f"line 3: column 'image' {tmp_path / 'nowhere.png'}: file does not exist" in out
     assert "line 4: column 'background'" in out and "cut_b.jpg: cannot decode" in out
     assert "line 5: row: sizes disagree: image 10x8, background 10x9" in out
-    assert "line 6: column 'alpha'" in out and "alpha must be single-channel" in out
+    assert "line 6: column 'alpha'" in out and "alpha3_a.png: alpha must be single-channel" in out
     assert "line 8: column 'trimap': empty path" in out
     assert "line 9: row: 6 cells but the header has 5 columns" in out
     assert "8 rows checked, 2 good, 6 bad" in out
@@ -86,3 +86,56 @@ def test_check_of_a_missing_manifest_is_bad_input(tmp_path, capsys):
     assert main([str(tmp_path / "gone.csv"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "gone.csv" in err and "does not exist" in err
+
+
+def test_check_reads_trimaps_in_their_recognised_encodings_only(tmp_path, capsys):
+    rows = [good_row(tmp_path, n) for n in ("standard", "index", "junk")]
+    cv2.imwrite(str(rows[0]["trimap"]), np.array([[0, 128, 255] * 3 + [0]] * 8, np.uint8))
+    cv2.imwrite(str(rows[1]["trimap"]), np.array([[0, 1, 2] * 3 + [0]] * 8, np.uint8))  # class indices: fine
+    cv2.imwrite(str(rows[2]["trimap"]), np.array([[0, 7, 255] * 3 + [0]] * 8, np.uint8))
+    m = write_manifest(tmp_path / "m.csv", rows)
+    assert main([str(m), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert f"line 4: column 'trimap' {rows[2]['trimap']}: not a trimap: uint8 values 0, 7, 255" in out
+    assert "3 rows checked, 2 good, 1 bad" in out
+
+
+def test_an_unreadable_manifest_is_not_summarised_as_rows(tmp_path, capsys):
+    (tmp_path / "garbage.csv").write_bytes(b"")
+    report = check_manifest(tmp_path / "garbage.csv")
+    assert not report.readable and report.rows == 0 and report.bad_lines == []
+    assert "-1 good" not in report.summary() and "not checked" in report.summary()
+    assert main([str(tmp_path / "garbage.csv"), "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and "garbage.csv" in captured.err
+
+
+CHECK_BAD_INPUT = [  # (case, manifest file name, its content or None for none, expected last stderr line)
+    ("missing", "gone.csv", None, r"gone\.csv: manifest does not exist"),
+    ("empty", "empty.csv", "", r"empty\.csv: manifest is empty"),
+    ("no rows", "header.csv", "image,alpha\n", r"header\.csv: manifest has no rows"),
+    ("folder without manifest.json", "folder", "<folder>", r"folder/manifest\.json: real-captures manifest does not exist"),
+    ("not JSON", "bad.json", "{not json", r"bad\.json: not a valid JSON manifest"),
+    ("foreign JSON", "list.json", "[1, 2]", r"list\.json: not a real-captures manifest"),
+    ("clips not a list", "five.json", '{"format": "bgmatting/real-captures", "clips": 5}',
+     r'five\.json: "version" must be a number and "clips" a list'),
+    ("clip without path", "nopath.json", '{"format": "bgmatting/real-captures", "clips": [{"name": "x"}]}',
+     r"nopath\.json: clip #0 lacks name/path/n_frames"),
+    ("workers not a number", "--workers", "many", r"argument --workers: invalid int value: 'many'"),
+]
+
+
+@pytest.mark.parametrize("case, name, content, expected", CHECK_BAD_INPUT, ids=[c[0] for c in CHECK_BAD_INPUT])
+def test_check_data_refuses_unreadable_manifests_with_one_line(tmp_path, capsys, case, name, content, expected):
+    from bad_input import check_argparse_refusal
+
+    good = write_manifest(tmp_path / "good.csv", [good_row(tmp_path, "a")])
+    if name == "--workers":
+        arguments = [str(good), "--workers", content]
+    else:
+        if content == "<folder>":
+            (tmp_path / name).mkdir()
+        elif content is not None:
+            (tmp_path / name).write_text(content)
+        arguments = [str(tmp_path / name)]
+    check_argparse_refusal(main, [*arguments, "--no-progress"], {}, tmp_path, capsys, expected)

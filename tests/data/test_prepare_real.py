@@ -163,3 +163,93 @@ def test_script_wrapper_runs(capture, tmp_path, monkeypatch):
         runpy.run_path(str(REPO / "scripts" / "prepare_real.py"), run_name="__main__")
     assert exit_info.value.code == 0
     assert json.loads((out / "manifest.json").read_text())["clips"][0]["n_frames"] == 2
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+PREPARE_BAD_INPUT = [  # (case, arguments replacing the defaults, expected last stderr line)
+    ("every 0", ["--every", "0"], r"every must be >= 1, got 0"),
+    ("every negative", ["--every", "-3"], r"every must be >= 1, got -3"),
+    ("max-frames 0", ["--max-frames", "0"], r"max_frames must be >= 1, got 0"),
+    ("every not a number", ["--every", "two"], r"argument --every: invalid int value: 'two'"),
+    ("name escaping --out", ["--name", "../../escaped"], r"clip name '\.\./\.\./escaped': must be a plain folder name"),
+    ("name with a folder", ["--name", "a/b"], r"clip name 'a/b': must be a plain folder name"),
+    ("name ..", ["--name", ".."], r"clip name '\.\.': must be a plain folder name"),
+    ("missing video", ["--video", "{tmp}/nope.mp4"], r"nope\.mp4: video file or frame folder does not exist"),
+    ("not a video", ["--video", "{tmp}/fake.mp4"], r"fake\.mp4: (cannot open|no frames)"),
+    ("empty frame folder", ["--video", "{tmp}/empty"], r"empty: folder contains no images"),
+    ("missing plate", ["--background", "{tmp}/missing.png"], r"missing\.png: background photo does not exist"),
+    ("broken plate", ["--background", "{tmp}/broken.png"], r"broken\.png: cannot decode image"),
+    ("folder of plates", ["--background", "{tmp}/plates"], r"plates: is a folder; a clip takes one background photo"),
+    ("unknown segmenter", ["--segmenter", "magic"], r"unknown segmenter 'magic'; available: "),
+    ("missing segmenter weights", ["--segmenter", "deeplabv3", "--segmenter-weights", "{tmp}/w.pth"],
+     r"w\.pth: segmentation weights file does not exist"),
+    ("missing targets", ["--targets", "{tmp}/nowhere"], r"nowhere: target-background folder does not exist"),
+    ("handheld and no-align", ["--handheld", "--no-align"], r"argument --no-align: not allowed with argument --handheld"),
+    ("output is a file", ["--out", "{tmp}/plate.png"], r"plate\.png: output exists and is not a folder"),
+]
+
+
+@pytest.mark.parametrize("case, arguments, expected", PREPARE_BAD_INPUT, ids=[c[0] for c in PREPARE_BAD_INPUT])
+def test_prepare_real_refuses_bad_input_with_one_line(capture, tmp_path, capsys, case, arguments, expected):
+    from bad_input import check_argparse_refusal
+
+    video, plate = capture
+    out = tmp_path / "data"
+    prepare_clip(video, plate, out, name="earlier", segmenter=CountingSegmenter(), max_frames=2, progress=False,
+                 alignment="none")  # an earlier clip, which nothing may change
+    (tmp_path / "fake.mp4").write_text("this is not a video")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG garbage")
+    defaults = {"--video": str(video), "--background": str(plate), "--out": str(out), "--quiet": None}
+    check_argparse_refusal(main, arguments, defaults, tmp_path, capsys, expected)
+
+
+# ----------------------------------------------------------------------------------------------- options
+def test_handheld_alignment_undoes_a_real_camera_move(tmp_path):
+    """Frames shot through a known homography (a hand-held camera): every aligned plate matches its frame."""
+    size = (240, 320)
+    photo = cv2.resize(skimage.data.astronaut(), (size[1] + 80, size[0] + 60), interpolation=cv2.INTER_AREA)
+    scene = photo.astype(np.float32) / 255.0
+    plate = scene[30:30 + size[0], 40:40 + size[1]]
+    folder = tmp_path / "frames"
+    moves = [np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]]) for dx, dy in ((-12.0, 7.0), (9.0, -5.0), (15.0, 10.0))]
+    for i, shift in enumerate(moves):
+        angle = np.deg2rad(1.5 * (i - 1))
+        rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+        h_true = shift @ rotation  # plate px -> frame px
+        frame = cv2.warpPerspective(plate, h_true, (size[1], size[0]), borderMode=cv2.BORDER_REFLECT)
+        frame[100:200, 130 + 10 * i:190 + 10 * i] = (0.9, 0.1, 0.8)  # the subject, absent from the plate
+        write_image(folder / f"f{i}.png", frame)
+    write_image(tmp_path / "plate.png", plate)
+    out = tmp_path / "data"
+    assert main(["--video", str(folder), "--background", str(tmp_path / "plate.png"), "--out", str(out),
+                 "--handheld", "--quiet"]) == 0
+    (clip,) = read_real_manifest(out).clips
+    for i in range(3):
+        frame, aligned = read_image(clip.frame_path(i)), read_image(clip.background_path(i))
+        inner = np.zeros(size, bool)
+        inner[20:-20, 20:-20] = True
+        inner[95:205, 120:210] = False  # not under the subject
+        aligned_error = np.abs(aligned - frame).max(axis=2)[inner].mean()
+        unaligned_error = np.abs(plate - frame).max(axis=2)[inner].mean()
+        assert aligned_error < 0.02 < 0.1 < unaligned_error, (i, aligned_error, unaligned_error)
+
+
+def test_options_every_max_frames_targets_overwrite_and_photometric(capture, tmp_path):
+    video, plate = capture
+    out = tmp_path / "data"
+    targets = tmp_path / "targets"
+    write_image(targets / "beach.png", np.full((H, W, 3), 0.7))
+    assert main(["--video", str(video), "--background", str(plate), "--out", str(out), "--every", "3",
+                 "--max-frames", "2", "--targets", str(targets), "--name", "walk3", "--photometric", "--quiet"]) == 0
+    m = read_real_manifest(out)
+    assert [c.n_frames for c in m.clips] == [2] and [p.name for p in m.target_backgrounds] == ["beach.png"]
+    second = read_image(m.clips[0].frame_path(1))
+    errors = [np.abs(second - f).mean() for f in _frames()]
+    assert int(np.argmin(errors)) == 3 and errors[3] < 0.03  # frames 0 and 3 (MJPG is lossy)
+    marker = m.clips[0].frame_path(0)
+    write_image(marker, np.zeros((H, W, 3)))
+    args = ["--video", str(video), "--background", str(plate), "--out", str(out), "--every", "3", "--max-frames",
+            "2", "--name", "walk3", "--quiet"]
+    assert main(args) == 0 and read_image(marker).max() == 0  # resumed: present files kept
+    assert main([*args, "--overwrite"]) == 0 and read_image(marker).max() > 0.5  # recomputed

@@ -8,6 +8,8 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from bgmatting.engine.build import run_training
+
 
 def _soft_disk(size: int, cx: float, cy: float, radius: float, softness: float = 2.0) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
@@ -114,6 +116,13 @@ def tiny_cfg(tmp_path, compose_config):
         return compose_config("train", [*TINY_OVERRIDES, f"outputs_root={tmp_path / 'outputs'}", *overrides])
 
     return make
+
+
+@pytest.fixture
+def adobe_teacher(tmp_path, tiny_cfg):
+    """A finished tiny Adobe-stage run (2 steps) under tmp_path/outputs/adobe/run; returns its summary."""
+    cfg = tiny_cfg("trainer.max_steps=2", "trainer.validate_every=0")
+    return run_training(cfg, tmp_path / "outputs" / "adobe" / "run", train_dataset=TinySupervised(4, 32))
 
 
 def finite(x: float) -> bool:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bgmatting.engine.build import build_optimizer, build_schedule, find_resume_checkpoint, resolve_teacher
-from bgmatting.engine.checkpointing import CheckpointManager
+from bgmatting.engine.checkpointing import CheckpointError, CheckpointManager
 
 
 def _run(root, stage, name, steps, best=None):
@@ -25,22 +25,22 @@ def test_find_resume_checkpoint_modes(tmp_path):
     assert find_resume_checkpoint(True, current, outputs / "adobe") == old / "checkpoints" / "step_00000004.pt"
     assert find_resume_checkpoint(str(old), current, outputs / "adobe").name == "step_00000004.pt"
     assert find_resume_checkpoint("auto", old, outputs / "adobe").name == "step_00000004.pt"
-    with pytest.raises(FileNotFoundError, match="no checkpoint of this stage"):
+    with pytest.raises(CheckpointError, match="no checkpoint of this stage"):
         find_resume_checkpoint(True, current, outputs / "real")
-    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
         find_resume_checkpoint(str(tmp_path / "missing.pt"), current, outputs / "adobe")
 
 
 def test_resolve_teacher_auto_explicit_and_missing(tmp_path):
     outputs = tmp_path / "outputs"
-    with pytest.raises(FileNotFoundError, match="stage=real needs a teacher.*teacher="):
+    with pytest.raises(CheckpointError, match="stage=real needs a teacher.*teacher="):
         resolve_teacher("auto", outputs)
     run = _run(outputs, "adobe", "r1", [3, 6], best=3)
     assert resolve_teacher("auto", outputs) == run / "checkpoints" / "best.pt"
     assert resolve_teacher(str(run), outputs) == run / "checkpoints" / "best.pt"
     explicit = run / "checkpoints" / "step_00000006.pt"
     assert resolve_teacher(str(explicit), outputs) == explicit
-    with pytest.raises(FileNotFoundError, match="teacher checkpoint not found"):
+    with pytest.raises(CheckpointError, match=r"teacher=.*nope\.pt: checkpoint not found"):
         resolve_teacher(str(tmp_path / "nope.pt"), outputs)
 
 

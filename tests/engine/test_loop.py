@@ -26,13 +26,6 @@ def losses_of(rows: dict[int, dict]) -> dict[int, dict[str, float]]:
     return {step: {k: v for k, v in row.items() if k.startswith("loss/")} for step, row in rows.items()}
 
 
-@pytest.fixture
-def adobe_teacher(tmp_path, tiny_cfg, tiny_supervised):
-    """A finished tiny Adobe-stage run (2 steps) under tmp_path/outputs/adobe/run; returns its summary."""
-    cfg = tiny_cfg("trainer.max_steps=2", "trainer.validate_every=0")
-    return run_training(cfg, tmp_path / "outputs" / "adobe" / "run", train_dataset=tiny_supervised(4, 32))
-
-
 def test_adobe_stage_few_steps_logs_validates_and_checkpoints(tmp_path, tiny_cfg, tiny_supervised):
     cfg = tiny_cfg("trainer.epochs=2", "logging.tensorboard=true", "logging.image_every=2")
     run_dir = tmp_path / "run"

@@ -7,6 +7,7 @@ discriminator with inputs and the outputs the public code computed from them.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from bgmatting.models import (
     MultiscaleDiscriminator,
     load_discriminator,
     load_generator,
+    load_matting_model,
     original_to_ours,
     ours_to_original,
 )
@@ -258,8 +260,60 @@ def test_wrong_files_give_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="bad Generator configuration"):
         load_generator({"generator": tiny, "model_config": {"ngf": 4, "width": 3}})
 
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(CheckpointError, match=r"missing\.pth: checkpoint not found"):
         load_generator(tmp_path / "missing.pth")
+
+
+class _Pickled:
+    def __reduce__(self):
+        return (print, ("pickled code ran",))
+
+
+@pytest.mark.parametrize("content, reason", [
+    (bytes(range(256)) * 4, "not a PyTorch file, or a damaged one"),
+    (b"", "empty or truncated"),
+    ("pickled", r"holds pickled code or objects \(print\), which are refused, never run"),
+    ("truncated", r"damaged one \(PytorchStreamReader failed reading zip archive"),
+])
+def test_unreadable_files_are_explained_without_torchs_advice_to_run_their_code(tmp_path, capsys, content, reason):
+    path = tmp_path / "file.pt"
+    if content == "pickled":
+        torch.save({"x": _Pickled()}, path)
+    elif content == "truncated":
+        torch.save(Generator(ngf=4, nf_part=4, n_blocks1=1, n_blocks2=1).state_dict(), path)
+        path.write_bytes(path.read_bytes()[:2000])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError) as error:
+        load_generator(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: cannot be read as a weights-only PyTorch checkpoint: ")
+    assert re.search(reason, message), message
+    assert "weights_only" not in message and "likely succeed" not in message and "\n" not in message
+    assert "pickled code ran" not in capsys.readouterr().out
+
+
+def test_nonfinite_weights_are_refused_at_load_naming_the_file_and_the_tensors(tmp_path):
+    generator = Generator(ngf=4, nf_part=4, n_blocks1=1, n_blocks2=1)
+    state = generator.state_dict()
+    state["alpha_decoder.head.conv.weight"][0, 0, 0, 0] = float("nan")
+    state["image_encoder.stem.norm.running_var"][1] = float("inf")
+    path = tmp_path / "nan.pt"
+    torch.save({"generator": state, "model_config": generator.config}, path)
+    expected = (r"nan\.pt: 2 tensor\(s\) hold NaN or infinite values, e\.g\. "
+                r"image_encoder\.stem\.norm\.running_var, alpha_decoder\.head\.conv\.weight")
+    with pytest.raises(CheckpointError, match=expected):
+        load_generator(path)
+    with pytest.raises(CheckpointError, match=expected):
+        load_matting_model(path)
+    bare = tmp_path / "original.pth"
+    torch.save(ours_to_original(state), bare)  # the original release's names: named in ours after the mapping
+    with pytest.raises(CheckpointError, match=r"original\.pth: 2 tensor\(s\) hold NaN"):
+        load_generator(bare)
+    discriminator = MultiscaleDiscriminator(ndf=4, n_layers=1).state_dict()
+    discriminator["scales.0.stages.0.conv.bias"][0] = -float("inf")
+    with pytest.raises(CheckpointError, match=r"scales\.0\.stages\.0\.conv\.bias"):
+        load_discriminator({"discriminator": discriminator})
 
 
 # ----------------------------------------------------------------------------------------------------- refine head

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import cv2
@@ -241,3 +242,42 @@ def test_bad_inputs_raise_clear_errors():
         align_background(image, image, subject_mask=np.zeros((32, 32), bool))
     with pytest.raises(ValueError, match="fill"):
         align_background(image, image, fill="mirror")
+
+
+def _pair_with_a_pasted_copy():
+    """A hand-held pair whose image also shows a copy of another part of the scene: features there match the
+    plate's original well but in the wrong place, so some of the best matches are RANSAC outliers."""
+    h_true = hand_held_homography(WIDTH, HEIGHT)
+    image, background = make_pair(data.astronaut(), h_true)
+    image = image.copy()
+    image[20:120, 260:380] = background[170:270, 20:140]
+    return image, background
+
+
+@pytest.mark.parametrize("case, options, reason", [
+    ("too few matches", {"min_matches": 100_000}, r"too few matches \(\d+ kept of \d+, need 100000\)"),
+    ("too few inliers", {"min_inliers": 100_000}, r"too few RANSAC inliers \(\d+ of \d+ kept matches, need 100000"),
+    ("inlier ratio", "ratio", r"too few RANSAC inliers \(\d+ of \d+ kept matches, need 4 and \d+%\)"),
+    ("degenerate: little overlap", {"min_coverage": 0.9999}, r"degenerate homography: warped background covers "
+                                                            r"\d+\.\d% of the image \(< 100%\)"),
+    ("degenerate: scale", {"max_scale": 1.001}, r"degenerate homography: extreme scale"),
+])
+def test_each_fallback_reason_of_a_real_pair(case, options, reason):
+    """Every gate of align_background is exercised end to end (the gate removed, the pair would align)."""
+    image, background = _pair_with_a_pasted_copy()
+    _, normal = align_quietly(image, background)
+    assert not normal.fell_back and normal.inliers < normal.kept_matches  # the copy gives outliers
+    if options == "ratio":  # enough inliers by count, one short of the ratio
+        options = {"min_inliers": 4, "min_inlier_ratio": (normal.inliers + 1) / normal.kept_matches}
+    with pytest.warns(AlignmentWarning, match="fell back"):
+        aligned, report = align_background(image, background, **options)
+    assert report.fell_back and re.search(reason, report.reason), report.reason
+    np.testing.assert_array_equal(aligned, background)
+
+
+def test_a_failed_ransac_falls_back(monkeypatch):
+    image, background = make_pair(data.coffee(), hand_held_homography(WIDTH, HEIGHT))
+    monkeypatch.setattr(cv2, "findHomography", lambda *args, **kwargs: (None, None))
+    with pytest.warns(AlignmentWarning, match="RANSAC found no homography"):
+        _, report = align_background(image, background)
+    assert report.fell_back and report.reason == "RANSAC found no homography"

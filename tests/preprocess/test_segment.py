@@ -246,7 +246,7 @@ def test_deeplab_without_weights_offline_says_where_to_put_them(tmp_path, monkey
     def no_network(*args, **kwargs):
         raise AssertionError("must not touch the network without download=True")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     expected_path = tmp_path / "checkpoints" / "deeplabv3_resnet101_coco-586e9e4e.pth"
     assert segment_module.deeplab_cache_path() == expected_path
     with pytest.raises(SegmenterWeightsError) as error:
@@ -261,7 +261,7 @@ def test_deeplab_download_failure_is_reported_not_raised_raw(tmp_path, monkeypat
     def offline(*args, **kwargs):
         raise OSError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(SegmenterWeightsError, match="downloading it failed.*name resolution"):
         DeepLabSegmenter(download=True)
 
@@ -271,7 +271,7 @@ def test_deeplab_bad_weight_files_name_the_file(tmp_path):
         DeepLabSegmenter(weights_path=tmp_path / "missing.pth")
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"not a torch file")
-    with pytest.raises(SegmenterWeightsError, match="corrupt.pth: cannot read"):
+    with pytest.raises(SegmenterWeightsError, match=r"corrupt\.pth: cannot be read as a weights-only PyTorch checkpoint"):
         DeepLabSegmenter(weights_path=corrupt)
     wrong = tmp_path / "wrong.pth"
     torch.save({"conv.weight": torch.zeros(3, 3, 1, 1)}, wrong)
@@ -297,3 +297,24 @@ def test_get_segmenter_gives_the_device_only_to_backends_that_run_a_network(monk
     get_segmenter("probe", device=torch.device("cpu"))
     assert seen["device"] == "cpu"
     assert DeepLabSegmenter.runs_on_device
+
+
+class _Payload:
+    """Unpickling it runs code (prints a marker): what a tampered weights file would do."""
+
+    def __reduce__(self):
+        return (print, ("PAYLOAD RAN",))
+
+
+def test_downloaded_weights_are_never_unpickled_with_code(tmp_path, monkeypatch, capsys):
+    """The download goes through torch.hub; a file holding pickled code is refused, its code never runs."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(segment_module, "deeplab_weights_url", lambda arch="resnet101": "https://example.invalid/w.pth")
+
+    def tampered_download(url, dst, hash_prefix=None, progress=True):
+        torch.save({"classifier.4.weight": _Payload()}, dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", tampered_download)
+    with pytest.raises(SegmenterWeightsError, match=r"w\.pth.*holds pickled code or objects \(print\)"):
+        DeepLabSegmenter(download=True)
+    assert "PAYLOAD RAN" not in capsys.readouterr().out

@@ -4,7 +4,8 @@ A ``.json`` manifest (or a folder holding ``manifest.json``) is a real-captures 
 (:mod:`bgmatting.data.real`): every clip's plate, frames, segmentations and aligned plates must exist, decode and
 share the clip's frame size (segmentations single-channel); problems name the clip, frame and path.
 A CSV composite manifest is checked row by row. For every row: each referenced file exists and decodes;
-single-channel columns (alpha, trimap, segmentation, mask) hold one channel (or identical colour channels, the documented conversion); all files
+single-channel columns (alpha, trimap, segmentation, mask) hold one channel (or identical colour channels, the
+documented conversion) and trimaps one of the recognised encodings (``data.io.read_trimap``); all files
 of a row share one size (except columns with their own size, e.g. target_background); the row has as many
 cells as the header. Each problem names its line (or clip and frame), column, path and reason.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bgmatting.data.io import DataError, read_alpha, read_image
+from bgmatting.data.io import DataError, read_alpha, read_image, read_trimap
 from bgmatting.data.manifest import Manifest, is_path_cell, read_manifest
 from bgmatting.data.real import manifest_path, read_real_manifest
 
@@ -54,13 +55,16 @@ class CheckReport:
 
     @property
     def bad_lines(self) -> list[int]:
-        return sorted({p.line for p in self.problems})
+        """Manifest lines (rows) with a problem; problems of the manifest itself (line 0) are not rows."""
+        return sorted({p.line for p in self.problems if p.line > 0})
 
     @property
     def ok(self) -> bool:
         return self.rows > 0 and not self.problems
 
     def summary(self) -> str:
+        if not self.readable:
+            return f"not checked: {self.problems[0].reason}"
         if self.manifest.suffix.lower() == ".json":
             return f"{self.manifest}: {self.rows} frames checked, {len(self.problems)} problems"
         bad = len(self.bad_lines)
@@ -71,6 +75,14 @@ def _reason(error: DataError, path: Path) -> str:
     """The error's message without the leading ``"<path>: "`` (the problem prints the path itself)."""
     reason, prefix = str(error), f"{path}: "
     return reason[len(prefix):] if reason.startswith(prefix) else reason
+
+
+def _reader(column: str, single_channel: Sequence[str]):
+    """How a column's files are read: trimaps as trimaps (recognised encodings only), single-channel columns as
+    mattes, the others as RGB images."""
+    if column == "trimap":
+        return read_trimap
+    return read_alpha if column in single_channel else read_image
 
 
 def check_row(manifest: Manifest, index: int, single_channel: Sequence[str] = SINGLE_CHANNEL_COLUMNS,
@@ -91,7 +103,7 @@ def check_row(manifest: Manifest, index: int, single_channel: Sequence[str] = SI
             continue
         path = manifest.resolve(value)
         try:
-            array = read_alpha(path) if column in single_channel else read_image(path)
+            array = _reader(column, single_channel)(path)
         except DataError as err:
             problems.append(Problem(line, column, path, _reason(err, path)))
             continue

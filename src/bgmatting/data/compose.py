@@ -82,7 +82,11 @@ def build_composite_set(fg_paths: Sequence[PathLike], alpha_paths: Sequence[Path
         raise DataError(f"{out_dir}: no background images to composite onto")
     if per_fg < 1:
         raise ValueError(f"per_fg must be >= 1, got {per_fg}")
+    if size is not None and size < 1:
+        raise ValueError(f"size must be >= 1 (or None: each foreground's own size), got {size}")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: output exists and is not a folder")
     for sub in ("image", "background", "alpha", "foreground", "trimap"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     if len(bg_paths) < len(fg_paths) * per_fg:
@@ -183,12 +187,18 @@ def build_from_folders(fg_dir: PathLike | Sequence[PathLike], alpha_dir: PathLik
 
     With ``bg_list`` the backgrounds keep the list's order (no shuffle) unless ``shuffle_backgrounds`` is given.
     """
+    if max_fg is not None and max_fg < 1:
+        raise ValueError(f"max_fg must be >= 1, got {max_fg}")
     fgs, alphas = resolve_foregrounds(fg_dir, alpha_dir, fg_list)
     if max_fg is not None:
         fgs, alphas = fgs[:max_fg], alphas[:max_fg]
     trimaps = None
     if trimap_dir is not None:
         trimaps = [Path(trimap_dir) / p.name for p in fgs]
+        missing = [t for t in trimaps if not t.is_file()]
+        if missing:
+            raise DataError(f"{missing[0]}: no trimap for foreground {missing[0].name!r} in {trimap_dir}"
+                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     kwargs.setdefault("shuffle_backgrounds", bg_list is None)
     backgrounds = resolve_backgrounds(bg_dir, bg_list)
     return build_composite_set(fgs, alphas, backgrounds, out_dir, trimap_paths=trimaps, **kwargs)

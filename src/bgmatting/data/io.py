@@ -8,6 +8,8 @@ Conversions (documented, not errors):
 * grayscale image where RGB is expected -> replicated to 3 channels.
 * RGBA image where RGB is expected -> alpha channel dropped (``read_image``); use ``read_rgba`` to keep it.
 * alpha stored as 3 identical channels -> one channel; 3 *different* channels -> error.
+* trimaps: 0/128/255, class indices 0/1/2 or float 0/0.5/1 -> 0/128/255; anything else -> error
+  (:func:`read_trimap`).
 """
 from __future__ import annotations
 
@@ -100,33 +102,54 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(f[:, :, 2::-1])
 
 
-def read_alpha(path: str | os.PathLike) -> np.ndarray:
-    """Read a single-channel matte (alpha or soft segmentation) as float32 H x W in [0, 1].
-
-    A 3-channel file is accepted only when its channels are identical; an RGBA file's alpha plane is used
-    when its colour planes are constant, otherwise its (identical) colour planes.
-    """
-    img = _read_raw(path)
-    f = to_float(img, path)
-    if f.ndim == 2:
-        return f
-    if f.shape[2] == 1:
-        return f[:, :, 0]
-    colour = f[:, :, :3]
-    if f.shape[2] == 4 and np.ptp(colour) == 0:
-        return np.ascontiguousarray(f[:, :, 3])
+def _one_channel(img: np.ndarray, path: str | os.PathLike, what: str) -> np.ndarray:
+    """H x W pixels of a single-channel file, as stored: a 3-channel file only when its channels are identical;
+    an RGBA file's alpha plane when its colour planes are constant, otherwise its (identical) colour planes."""
+    if img.ndim == 2:
+        return img
+    if img.shape[2] == 1:
+        return img[:, :, 0]
+    colour = img[:, :, :3]
+    if img.shape[2] == 4 and np.ptp(colour) == 0:
+        return np.ascontiguousarray(img[:, :, 3])
     if np.array_equal(colour[:, :, 0], colour[:, :, 1]) and np.array_equal(colour[:, :, 0], colour[:, :, 2]):
         return np.ascontiguousarray(colour[:, :, 0])
-    raise DataError(f"{path}: alpha must be single-channel, got {f.shape[2]} channels with different content")
+    raise DataError(f"{path}: {what} must be single-channel, got {img.shape[2]} channels with different content")
+
+
+def read_alpha(path: str | os.PathLike) -> np.ndarray:
+    """Read a single-channel matte (alpha or soft segmentation) as float32 H x W in [0, 1] (channels: see
+    :func:`_one_channel`)."""
+    return to_float(_one_channel(_read_raw(path), path, "alpha"), path)
+
+
+#: Trimap values as stored -> 0 / 128 / 255 (background / unknown / foreground), per encoding.
+TRIMAP_ENCODINGS = {
+    "uint8 0/128/255": (np.uint8, (0, 128, 255)),
+    "uint8 class index 0/1/2": (np.uint8, (0, 1, 2)),
+    "float 0/0.5/1": (np.floating, (0.0, 0.5, 1.0)),
+}
 
 
 def read_trimap(path: str | os.PathLike) -> np.ndarray:
-    """Read a trimap as uint8 H x W with values 0 / 128 / 255 (other values are snapped to the nearest)."""
-    a = read_alpha(path)
-    t = np.full(a.shape, 128, np.uint8)
-    t[a < 0.25] = 0
-    t[a > 0.75] = 255
-    return t
+    """Read a trimap as uint8 H x W with values 0 / 128 / 255 (background / unknown / foreground).
+
+    Recognised encodings (:data:`TRIMAP_ENCODINGS`): 8-bit 0/128/255 (Adobe, Deep Image Matting), 8-bit class
+    indices 0/1/2, and float files (TIFF) with 0/0.5/1. Any other value set (e.g. a JPEG's or a bilinearly
+    resized trimap's in-between values, a 16-bit file) is a DataError naming the file and the values found.
+    """
+    raw = _one_channel(_read_raw(path), path, "trimap")
+    values = np.unique(raw)
+    for kind, levels in TRIMAP_ENCODINGS.values():
+        if np.issubdtype(raw.dtype, kind) and np.isin(values, levels).all():
+            trimap = np.zeros(raw.shape, np.uint8)
+            trimap[raw == levels[1]] = 128
+            trimap[raw == levels[2]] = 255
+            return trimap
+    shown = ", ".join(f"{v:g}" for v in values[:8]) + (" ..." if len(values) > 8 else "")
+    raise DataError(f"{path}: not a trimap: {raw.dtype} values {shown}; expected one of "
+                    f"{'; '.join(TRIMAP_ENCODINGS)} (resize trimaps with nearest-neighbour interpolation and "
+                    "store them losslessly, e.g. as PNG)")
 
 
 #: Temporaries of :func:`atomic_path` are named ``.<final name>.<random>.tmp`` next to the final path

@@ -21,7 +21,7 @@ from bgmatting.data.io import DataError, read_image, to_float, write_alpha, writ
 from bgmatting.data.real import MANIFEST_NAME, Clip, frame_name, upsert_clip
 from bgmatting.preprocess.align import AlignOptions
 from bgmatting.preprocess.capture import DEFAULT_ALIGNMENT, BackgroundPlates, CapturedBackgrounds, Frame, open_input
-from bgmatting.preprocess.segment import SEGMENTERS, Segmenter, get_segmenter
+from bgmatting.preprocess.segment import SEGMENTERS, Segmenter, SegmenterWeightsError, get_segmenter
 
 PathLike = str | os.PathLike
 PLATE_NAME = "background.png"
@@ -94,14 +94,28 @@ class _ClipFiles:
         return self.fixed_plate
 
 
-def _check_inputs(video: Path, background: Path, segmenter, targets: PathLike | None) -> Path | None:
+def check_clip_name(name: str) -> str:
+    """``name`` when it is a plain folder name (the clip's folder stays inside ``out/clips``), else a DataError."""
+    if not name or name in (".", "..") or Path(name).name != name or "\\" in name or name != name.strip():
+        raise DataError(f"clip name {name!r}: must be a plain folder name (no path separators, not '.' or '..', "
+                        "no leading or trailing spaces)")
+    return name
+
+
+def _check_inputs(video: Path, background: Path, out: Path, segmenter, segmenter_options: dict | None,
+                  targets: PathLike | None) -> Path | None:
     """Fail on bad inputs before anything is written; returns the resolved target-background folder."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: output exists and is not a folder")
     if not video.exists():
         raise DataError(f"{video}: video file or frame folder does not exist")
     if not background.exists():
         raise DataError(f"{background}: background photo does not exist")
     if isinstance(segmenter, str) and segmenter not in SEGMENTERS:  # the model itself is built when needed
         raise ValueError(f"unknown segmenter {segmenter!r}; available: {', '.join(sorted(SEGMENTERS))}")
+    weights = (segmenter_options or {}).get("weights_path")
+    if weights is not None and not Path(weights).is_file():
+        raise SegmenterWeightsError(f"{weights}: segmentation weights file does not exist")
     if targets is None:
         return None
     targets = Path(targets).resolve()  # relative to the working directory, not to the manifest
@@ -136,13 +150,13 @@ def prepare_clip(video: PathLike, background: PathLike, out: PathLike, *, name: 
     many. align_options configure the alignment. Returns the manifest path.
     """
     video, background, out = Path(video), Path(background), Path(out)
-    targets = _check_inputs(video, background, segmenter, targets)
+    name = check_clip_name(video.stem if name is None else name)
+    targets = _check_inputs(video, background, out, segmenter, segmenter_options, targets)
     frames = open_input(video, every, max_frames)
     captured = CapturedBackgrounds(background)
     if not captured.is_single:
         raise DataError(f"{background}: is a folder; a clip takes one background photo")
     plates = BackgroundPlates(captured, alignment, align_options)
-    name = name or video.stem
     clip_dir = out / "clips" / name
     files = _ClipFiles(clip_dir, plates, _lazy_segmenter(segmenter, segmenter_options), overwrite)
     count = 0

@@ -144,11 +144,14 @@ def read_real_manifest(path: PathLike) -> RealCaptureManifest:
         raise DataError(f"{path}: not a valid JSON manifest ({err})") from None
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         raise DataError(f"{path}: not a real-captures manifest (expected \"format\": \"{MANIFEST_FORMAT}\")")
-    if int(data.get("version", 0)) > MANIFEST_VERSION:
-        raise DataError(f"{path}: manifest version {data.get('version')} is newer than this code ({MANIFEST_VERSION})")
+    version, entries = data.get("version", 0), data.get("clips") or []
+    if not isinstance(version, int) or not isinstance(entries, list):
+        raise DataError(f"{path}: \"version\" must be a number and \"clips\" a list")
+    if version > MANIFEST_VERSION:
+        raise DataError(f"{path}: manifest version {version} is newer than this code ({MANIFEST_VERSION})")
     root = path.parent
     clips = []
-    for k, entry in enumerate(data.get("clips") or []):
+    for k, entry in enumerate(entries):
         try:
             name, rel, n = str(entry["name"]), entry["path"], int(entry["n_frames"])
         except (KeyError, TypeError, ValueError) as err:

@@ -13,7 +13,7 @@ import math
 import os
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,11 @@ from bgmatting.engine.initialization import initialize_from, load_matching_weigh
 from bgmatting.engine.loop import LoopOptions, Trainer
 from bgmatting.engine.run_logging import RunLogger
 from bgmatting.engine.sampling import ResumableDistributedSampler, SeededSamples, collate_skipping_none
+from bgmatting.engine.settings import Change, check_batch_fits, check_values, is_learning_rate, resume_changes
 from bgmatting.engine.stages import Stage
 from bgmatting.evaluation import SuiteValidation, evaluate_suite, suite_table, write_learning_curves
 from bgmatting.models import Generator, MattingModel, MultiscaleDiscriminator, Refiner, load_matting_model
+from bgmatting.models.checkpoints import require_finite
 from bgmatting.runtime import Precision, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -124,7 +126,7 @@ def resolve_teacher(teacher: str | None, outputs_root: str | os.PathLike) -> Pat
     if teacher in (None, "", "auto"):
         found = latest_run_checkpoint(Path(outputs_root) / "adobe", prefer_best=True)
         if found is None:
-            raise FileNotFoundError(
+            raise CheckpointError(
                 f"stage=real needs a teacher: no Adobe-stage checkpoint under {Path(outputs_root) / 'adobe'}. "
                 "Run `python -m bgmatting.train stage=adobe` first, or pass teacher=/path/to/checkpoint.pt"
             )
@@ -135,10 +137,10 @@ def resolve_teacher(teacher: str | None, outputs_root: str | os.PathLike) -> Pat
         best = path / CHECKPOINT_DIRNAME / "best.pt"
         found = best if best.is_file() else found
         if found is None:
-            raise FileNotFoundError(f"teacher={path}: folder holds no checkpoints/ with step_*.pt or best.pt")
+            raise CheckpointError(f"teacher={path}: folder holds no checkpoints/ with step_*.pt or best.pt")
         return found
     if not path.is_file():
-        raise FileNotFoundError(f"teacher checkpoint not found: {path}")
+        raise CheckpointError(f"teacher={path}: checkpoint not found")
     return path
 
 
@@ -174,7 +176,10 @@ def build_networks(cfg: DictConfig, resume_state: dict | None, outputs_root: Pat
     if resume_state is not None and teacher_option in (None, "auto"):
         teacher_option = resume_state.get("config", {}).get("teacher", teacher_option)
     teacher_path = resolve_teacher(teacher_option, outputs_root)
-    teacher = load_matting_model(teacher_path)
+    try:
+        teacher = load_matting_model(teacher_path)
+    except CheckpointError as error:
+        raise CheckpointError(f"teacher: {error}") from None
     log.info("teacher: %s", teacher_path)
     init = cfg.stage.student_init
     if init not in ("teacher", "random"):
@@ -337,31 +342,35 @@ def find_resume_checkpoint(resume: Any, run_dir: Path, stage_dir: Path) -> Path 
     if resume in (True, "true", "True"):
         found = latest_in_run(run_dir) or latest_run_checkpoint(stage_dir, exclude=run_dir)
         if found is None:
-            raise FileNotFoundError(f"resume=true: no checkpoint of this stage under {stage_dir}")
+            raise CheckpointError(f"resume=true: no checkpoint of this stage under {stage_dir} to resume")
         return found
     path = Path(str(resume))
     if path.is_dir():
         found = latest_in_run(path)
         if found is None:
-            raise FileNotFoundError(f"resume={path}: no checkpoints/step_*.pt in that folder")
+            raise CheckpointError(f"resume={path}: no checkpoints/step_*.pt in that folder")
         return found
     if not path.is_file():
-        raise FileNotFoundError(f"resume={path}: no such checkpoint")
+        raise CheckpointError(f"resume={path}: no such checkpoint")
     return path
 
 
 @dataclass
 class Resume:
-    """Where a launch continues: the checkpoint ``path`` and its ``state`` (None for a fresh run), and the run
-    folder it writes to (the resumed run's own folder)."""
+    """Where a launch continues: the checkpoint ``path`` and its ``state`` (None for a fresh run), the run
+    folder it writes to (the resumed run's own folder), and the config ``changes`` to apply (see
+    :mod:`bgmatting.engine.settings`)."""
 
     path: Path | None
     state: dict | None
     run_dir: Path
+    changes: list[Change] = field(default_factory=list)
 
 
 def resolve_resume(cfg: DictConfig, ctx: distributed.DistContext, run_dir: Path) -> Resume:
-    """Find and load the checkpoint ``cfg.resume`` asks for (rank 0 decides, every rank loads)."""
+    """Find and load the checkpoint ``cfg.resume`` asks for (rank 0 decides, every rank loads); compare its
+    config with this launch's (ConfigError for changes a resume cannot take) and its tensors (CheckpointError
+    for NaN or infinity)."""
     stage_name = cfg.stage.name
     path = find_resume_checkpoint(cfg.resume, run_dir, Path(cfg.outputs_root) / stage_name) if ctx.is_main else None
     path = distributed.broadcast_object(path)
@@ -370,10 +379,14 @@ def resolve_resume(cfg: DictConfig, ctx: distributed.DistContext, run_dir: Path)
     state = require_training_checkpoint(load_checkpoint(path), path)
     if state.get("stage") != stage_name:
         raise CheckpointError(f"{path} is a {state.get('stage')!r} checkpoint, not {stage_name!r}")
+    require_finite(state, str(path), "the run cannot resume from it (resume=PATH picks an earlier checkpoint)")
+    changes = resume_changes(state.get("config") or {}, to_plain(cfg), str(path)) if state.get("config") else []
+    for change in changes:
+        log.info("resume: %s (applied)", change)
     if run_dir_of(path) != run_dir.resolve():
         log.info("resuming the run in %s (this launch's folder %s keeps only its config)", run_dir_of(path), run_dir)
         run_dir = run_dir_of(path)
-    return Resume(path, state, run_dir)
+    return Resume(path, state, run_dir, changes)
 
 
 # --------------------------------------------------------------------------------------------------- main
@@ -438,6 +451,7 @@ def build_trainer(cfg: DictConfig, ctx: distributed.DistContext, device: torch.d
     (restored from ``resume`` when it holds a checkpoint)."""
     train_dataset = train_dataset if train_dataset is not None else build_dataset(cfg.data.get("train"), "train")
     batch_size = int(cfg.trainer.batch_size)
+    check_batch_fits(batch_size, len(train_dataset), ctx.world_size)
     loader, sampler = build_loader(train_dataset, ctx, batch_size=batch_size, num_workers=int(cfg.trainer.num_workers),
                                    seed=seed, on_error=cfg.trainer.data_errors, pin_memory=device.type == "cuda")
     batch_transform = instantiate(cfg.data.batch_augment) if cfg.data.get("batch_augment") else None
@@ -462,6 +476,9 @@ def build_trainer(cfg: DictConfig, ctx: distributed.DistContext, device: torch.d
                       validation_enabled=validation_enabled)
     if resume.state is not None:
         trainer.load_state_dict(resume.state)
+        for change in resume.changes:
+            if is_learning_rate(change.key) and change.key.split(".")[1] in trainer.optimizers:
+                trainer.set_learning_rate(change.key.split(".")[1], float(change.new))
         logger.message(f"resumed from {resume.path} at step {trainer.state.step} (epoch {trainer.state.epoch})")
     logger.message(
         f"stage {cfg.stage.name}: {len(train_dataset)} training samples, {len(loader)} steps/epoch x {options.epochs} "
@@ -481,6 +498,7 @@ def run_training(
 
     ``train_dataset`` / ``val_dataset`` replace ``cfg.data.train`` / the validation sets (tests, notebooks).
     """
+    check_values(to_plain(cfg))
     ctx = distributed.init_distributed(cfg.distributed.backend)
     if not ctx.is_main:
         logging.getLogger().setLevel(logging.WARNING)

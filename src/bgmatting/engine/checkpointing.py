@@ -7,7 +7,9 @@ executes pickled code). Keys written by the training loop:
 dict), ``model_config`` (Generator kwargs; with ``generator`` this is what ``bgmatting.models.load_generator``
 reads), ``modules`` (other trained networks, e.g. ``discriminator``), ``optimizers``, ``schedulers``,
 ``grad_scalers``, ``stage_state`` (e.g. the stage's own RNG), ``rng`` (python / numpy / torch / cuda),
-``best`` (best validation value so far), ``metrics`` (last validation), ``config`` (resolved config).
+``best`` (best validation value so far), ``metrics`` (last validation), ``log_interval`` (loss sums of the
+unfinished logging interval), ``config`` (resolved config).
+A state holding a NaN or infinite tensor is never written.
 """
 from __future__ import annotations
 
@@ -22,12 +24,18 @@ import numpy as np
 import torch
 
 from bgmatting.data.io import atomic_path
-from bgmatting.models.checkpoints import CheckpointError  # one error type for every checkpoint problem
+from bgmatting.models.checkpoints import (  # one error type for every checkpoint problem
+    CheckpointError,
+    read_weights_file,
+    require_finite,
+)
 
 CHECKPOINT_FORMAT = "bgmatting.train/1"
 CHECKPOINT_DIRNAME = "checkpoints"
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 BEST_NAME = "best.pt"
+#: Temporaries of checkpoint writes (``data.io.atomic_path``): left behind only when a write was killed.
+_ORPHAN = re.compile(r"^\.(step_\d+\.pt|best\.pt)\..+\.tmp$")
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -39,13 +47,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint dict safely (``weights_only=True``); clear error for missing or foreign files."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file name
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    state = read_weights_file(path, map_location)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint dict")
     return state
@@ -130,8 +132,17 @@ class CheckpointManager:
             return True
         return value < best if self.mode == "min" else value > best
 
+    def require_writable(self, state: dict, step: int) -> None:
+        """CheckpointError naming the tensors when ``state`` holds NaN or infinity: such a checkpoint is never
+        written (the newest good one stays the latest)."""
+        kept = self.latest()
+        require_finite(state, str(self.step_path(step)),
+                       "not written, " + (f"the last good checkpoint {kept} is kept" if kept else "no checkpoint yet"))
+
     def save(self, state: dict, step: int, is_best: bool = False) -> Path:
-        """Write the checkpoint of ``step`` atomically; refresh ``best.pt`` when ``is_best``; prune old files."""
+        """Write the checkpoint of ``step`` atomically (refused when :meth:`require_writable` objects); refresh
+        ``best.pt`` when ``is_best``; prune old files."""
+        self.require_writable(state, step)
         path = atomic_save(state, self.step_path(step))
         if is_best:
             self._publish_best(path)
@@ -160,6 +171,16 @@ class CheckpointManager:
     def latest(self) -> Path | None:
         files = self.step_files()
         return files[-1][1] if files else None
+
+    def remove_orphans(self) -> list[Path]:
+        """Delete partial checkpoints (temporaries of writes killed before their rename); returns them. Call it
+        only when no other process writes into this folder (the training loop does, at its start)."""
+        if not self.directory.is_dir():
+            return []
+        orphans = sorted(p for p in self.directory.iterdir() if _ORPHAN.match(p.name) and p.is_file())
+        for path in orphans:
+            path.unlink(missing_ok=True)
+        return orphans
 
     def prune(self) -> None:
         for _, path in self.step_files()[: -self.keep_last]:

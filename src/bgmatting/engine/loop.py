@@ -7,6 +7,7 @@ it yields :class:`~bgmatting.engine.stages.Update` s (named loss terms + the opt
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import math
@@ -22,6 +23,7 @@ from torch import nn
 from bgmatting.engine import distributed
 from bgmatting.engine.checkpointing import (
     CHECKPOINT_FORMAT,
+    CheckpointError,
     CheckpointManager,
     capture_rng_state,
     restore_rng_state,
@@ -108,6 +110,14 @@ class _Meter:
         self.interval, self.interval_count, self.interval_samples, self.interval_wait = {}, 0, 0, 0.0
         self.last_log = now
 
+    def interval_state(self) -> dict:
+        """The loss sums of the unfinished logging interval (kept in checkpoints: a resumed run logs the same means)."""
+        return {"sums": dict(self.interval), "count": self.interval_count}
+
+    def resume_interval(self, state: dict | None) -> None:
+        if state:
+            self.interval, self.interval_count = dict(state["sums"]), int(state["count"])
+
 
 def move_to_device(batch: dict, device: torch.device) -> dict:
     non_blocking = device.type == "cuda"
@@ -175,6 +185,9 @@ class Trainer:
         self.ctx = ctx
         self.logger = logger or RunLogger(self.run_dir, enabled=False)
         self.checkpoints = checkpoints or CheckpointManager(self.run_dir / "checkpoints")
+        if ctx.is_main:
+            for orphan in self.checkpoints.remove_orphans():
+                log.info("removed %s, a partial checkpoint left by an interrupted write", orphan)
         self.validate = validate
         self.validation_enabled = (validate is not None) if validation_enabled is None else validation_enabled
         self.config = config or {}
@@ -193,6 +206,8 @@ class Trainer:
                 f"{ctx.world_size} process(es) with batch size {self.batch_size} (drop_last)"
             )
         self.history: list[dict[str, float]] = []  # per logged interval, for callers and tests
+        self._meter: _Meter | None = None
+        self._resumed_interval: dict | None = None
         self._consecutive_skips = 0
         self._last_saved_step: int | None = None
         self._last_validated_step: int | None = None
@@ -240,6 +255,7 @@ class Trainer:
             "rng": rng_per_rank,
             "best": self.state.best,
             "metrics": dict(self.state.metrics),
+            "log_interval": self._meter.interval_state() if self._meter is not None else None,
             "config": self.config,
         }
         if "discriminator" in networks:  # also readable by bgmatting.models.load_discriminator
@@ -252,13 +268,18 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         """Restore a checkpoint written by :meth:`state_dict` (same stage and networks)."""
         if state.get("stage") != self.stage.name:
-            raise ValueError(f"checkpoint is of stage {state.get('stage')!r}, this run is stage {self.stage.name!r}")
-        distributed.unwrap(self.model).load_checkpoint_state(state)
-        for name, module in self.stage.networks.items():
-            if name != "generator":
-                distributed.unwrap(module).load_state_dict(state.get("modules", {})[name])
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
+            raise CheckpointError(f"checkpoint is of stage {state.get('stage')!r}, "
+                                  f"this run is stage {self.stage.name!r}")
+        try:
+            distributed.unwrap(self.model).load_checkpoint_state(state)
+            for name, module in self.stage.networks.items():
+                if name != "generator":
+                    distributed.unwrap(module).load_state_dict(state.get("modules", {})[name])
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(state["optimizers"][name])
+        except (KeyError, RuntimeError, ValueError) as error:  # torch reports size mismatches as RuntimeError
+            first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise CheckpointError(f"the checkpoint's networks or optimisers do not fit this run's: {first}") from None
         for name, sched in self.schedulers.items():
             if name in state.get("schedulers", {}):
                 sched.load_state_dict(state["schedulers"][name])
@@ -278,6 +299,7 @@ class Trainer:
         if "batch_transform" in state["rng"][rank]:
             self.batch_rng.set_state(state["rng"][rank]["batch_transform"])
         self.stage.load_state_dict(state["stage_state"][rank])
+        self._resumed_interval = state.get("log_interval")
         self.state = LoopState(
             step=int(state["step"]),
             epoch=int(state["epoch"]),
@@ -287,12 +309,28 @@ class Trainer:
         )
         self._last_saved_step = self.state.step
 
+    def set_learning_rate(self, name: str, lr: float) -> None:
+        """Give optimiser ``name`` the base learning rate ``lr`` (e.g. a resumed run's new ``optim.<name>.lr``);
+        its schedule keeps its factor at the current step."""
+        optimizer, scheduler = self.optimizers[name], self.schedulers.get(name)
+        if scheduler is not None and not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            raise CheckpointError(f"cannot change the learning rate of {name!r} under {type(scheduler).__name__}")
+        groups = optimizer.param_groups
+        factors = [f(scheduler.last_epoch) for f in scheduler.lr_lambdas] if scheduler else [1.0] * len(groups)
+        for group, factor in zip(groups, factors):
+            group["initial_lr"], group["lr"] = lr, lr * factor
+        if scheduler is not None:
+            scheduler.base_lrs = [lr] * len(groups)
+            scheduler._last_lr = [group["lr"] for group in groups]
+
     def save_checkpoint(self) -> Path | None:
         """Write a checkpoint of the current state (rank 0 writes; every rank contributes its RNG state)."""
         state = self.state_dict()  # collective: every rank must call it
+        self.checkpoints.require_writable(state, self.state.step)  # every rank: all stop together
         path = None
         if self.ctx.is_main:
-            value = self.state.metrics.get(self.options.best_metric)
+            # best.pt only for weights whose score was measured (validated at this very step)
+            value = self.state.metrics.get(self.options.best_metric) if self._validated_now() else None
             is_best = self.checkpoints.is_better(value, self.state.best)
             if is_best:
                 self.state.best = value
@@ -301,6 +339,9 @@ class Trainer:
         self._last_saved_step = self.state.step
         distributed.barrier()
         return path
+
+    def _validated_now(self) -> bool:
+        return self._last_validated_step == self.state.step
 
     # ----------------------------------------------------------------------------------------- training
     def _set_train_mode(self, mode: bool) -> None:
@@ -348,8 +389,33 @@ class Trainer:
         scaler.update()
         return scalars
 
+    def _snapshot(self) -> dict | None:
+        """With ``nonfinite=skip``: a copy of all a step changes (weights, BatchNorm statistics, optimiser and
+        scaler states), so that a skipped step can be undone completely; None otherwise."""
+        if self.options.nonfinite != "skip":
+            return None
+        return {
+            "networks": {name: {k: v.detach().clone() for k, v in distributed.unwrap(m).state_dict().items()}
+                         for name, m in self.stage.networks.items()},
+            "optimizers": {name: copy.deepcopy(opt.state_dict()) for name, opt in self.optimizers.items()},
+            "scalers": {name: scaler.state_dict() for name, scaler in self.scalers.items()},
+        }
+
+    def _restore(self, snapshot: dict) -> None:
+        """Undo a step: back to :meth:`_snapshot`'s state, gradients cleared."""
+        for name, module in self.stage.networks.items():
+            distributed.unwrap(module).load_state_dict(snapshot["networks"][name])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(snapshot["optimizers"][name])
+            opt.zero_grad(set_to_none=True)
+        for name, scaler in self.scalers.items():
+            if snapshot["scalers"][name]:
+                scaler.load_state_dict(snapshot["scalers"][name])
+
     def train_step(self, batch: dict) -> dict[str, float] | None:
-        """One batch through all of the stage's updates. Returns scalars, or None when the step was skipped."""
+        """One batch through all of the stage's updates. Returns scalars, or None when the step was skipped: a
+        skipped step leaves every network, optimiser and scaler exactly as before it (``nonfinite=skip``)."""
+        snapshot = self._snapshot()
         updates = self.stage.updates(batch, self.state.step, self.state.epoch)
         scalars: dict[str, float] = {}
         while True:
@@ -367,6 +433,7 @@ class Trainer:
                         result + "; the run stopped and the last good checkpoint is kept "
                         f"({self.checkpoints.latest() or 'none written yet'}). Set trainer.nonfinite=skip to skip such steps."
                     )
+                self._restore(snapshot)
                 self._consecutive_skips += 1
                 self.logger.message(f"skipping step: {result}")
                 if self._consecutive_skips > self.options.max_skipped_steps:
@@ -380,7 +447,9 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train until ``epochs`` (or ``max_steps``) are done; returns a summary dict (on every rank)."""
-        meter = _Meter(start_step=self.state.step)
+        meter = self._meter = _Meter(start_step=self.state.step)
+        meter.resume_interval(self._resumed_interval)
+        self._resumed_interval = None
         start_step = self.state.step
         stopped_early = False
         while self.state.epoch < self.options.epochs and self.state.step < self.total_steps:
@@ -440,8 +509,9 @@ class Trainer:
             self._log_interval(meter)
         if opts.image_every and step % opts.image_every == 0:
             self.logger.images(step, "train/grid", self.stage.visuals())
-        if opts.checkpoint_every and step % opts.checkpoint_every == 0:
-            self.save_checkpoint()
+        ends_epoch_or_run = self.state.batches_done == self.steps_per_epoch or step == self.total_steps
+        if opts.checkpoint_every and step % opts.checkpoint_every == 0 and not ends_epoch_or_run:
+            self.save_checkpoint()  # an epoch's or the run's end saves after its validation, for best.pt
         if step - meter.start_step == ESTIMATE_AFTER_STEPS and step < self.total_steps:
             self._announce_duration(meter)
         if opts.fail_at_step is not None and step == opts.fail_at_step:
@@ -478,15 +548,15 @@ class Trainer:
         self.state.batches_done = 0
         if self.validation_enabled and opts.validate_every and self.state.epoch % opts.validate_every == 0:
             self._run_validation()
-        if not (opts.checkpoint_every and self.state.step % opts.checkpoint_every == 0):
+        if self._last_saved_step != self.state.step or self._validated_now():
             self.save_checkpoint()
 
     def _end_training(self) -> None:
         """A last validation (so best.pt also considers the final weights) and checkpoint, unless already done."""
-        if self.validation_enabled and self.options.validate_every and self._last_validated_step != self.state.step:
+        validate = self.validation_enabled and self.options.validate_every and not self._validated_now()
+        if validate:
             self._run_validation()
-            self._last_saved_step = None
-        if self._last_saved_step != self.state.step:
+        if validate or self._last_saved_step != self.state.step:
             self.save_checkpoint()
 
     def _summary(self, meter: _Meter, start_step: int, stopped_early: bool) -> dict[str, Any]:

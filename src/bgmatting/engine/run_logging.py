@@ -16,6 +16,8 @@ import torch
 from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
+from bgmatting.data.io import write_text
+
 log = logging.getLogger(__name__)
 
 GRID_ORDER = (
@@ -46,6 +48,21 @@ def image_grid(visuals: dict[str, torch.Tensor], order: tuple[str, ...] = GRID_O
     return make_grid(rows, nrow=len(names), padding=2, pad_value=1.0)
 
 
+def truncate_jsonl(path: Path, last_step: int) -> None:
+    """Keep the rows of ``metrics.jsonl`` up to ``last_step`` (and drop a torn last line), atomically."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= last_step:
+            kept.append(line + "\n")
+    write_text(path, "".join(kept))
+
+
 class RunLogger:
     """TensorBoard + ``metrics.jsonl`` + tqdm progress, for the main process only.
 
@@ -54,8 +71,9 @@ class RunLogger:
         enabled: False on non-main ranks (then nothing is written or shown).
         tensorboard: write TensorBoard event files.
         progress: show a tqdm bar (with ETA) on the console.
-        total_steps / initial_step: for the progress bar; ``initial_step`` also purges TensorBoard events
-            after a resumed checkpoint so curves do not double back.
+        total_steps / initial_step: for the progress bar. A run resumed from the checkpoint of step
+            ``initial_step`` first drops what the interrupted run logged after that step (TensorBoard events
+            and ``metrics.jsonl`` rows of later steps), so its logs equal an uninterrupted run's.
     """
 
     def __init__(
@@ -75,12 +93,15 @@ class RunLogger:
         if not enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if initial_step > 0:
+            truncate_jsonl(self.run_dir / "metrics.jsonl", initial_step)
         self._jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # imports TensorBoard (~1 s): only when asked for
 
+            # purge_step: events at steps >= it are dropped; the resumed checkpoint's own step stays
             self._writer = SummaryWriter(
-                log_dir=str(self.run_dir / "tensorboard"), purge_step=initial_step if initial_step > 0 else None
+                log_dir=str(self.run_dir / "tensorboard"), purge_step=initial_step + 1 if initial_step > 0 else None
             )
         if progress:
             self._bar = tqdm(total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True, desc="train")

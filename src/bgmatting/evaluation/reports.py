@@ -10,6 +10,7 @@ import csv
 import io
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,21 @@ def save_error_map(path: PathLike, pred: np.ndarray, gt: np.ndarray, trimap: np.
     write_image(path, error_heatmap(pred, gt, trimap))
 
 
+_UNSAFE_CHARACTERS = re.compile(r"[^\w.-]+")
+
+
+def safe_file_name(name: str) -> str:
+    """``name`` as a plain file name that stays inside its folder: every run of characters other than letters,
+    digits, ``.``, ``_`` and ``-`` (path separators included) becomes ``_``, and leading dots are dropped
+    (``../../x`` -> ``_.._x``; no hidden files, no ``..``)."""
+    return _UNSAFE_CHARACTERS.sub("_", str(name)).lstrip(".") or "unnamed"
+
+
 def save_prediction(save_dir: PathLike, name: str, alpha: np.ndarray, foreground: np.ndarray | None = None,
                     gt_alpha: np.ndarray | None = None, trimap: np.ndarray | None = None) -> None:
-    """Write ``alpha/<name>.png`` (8-bit), ``foreground/<name>.png`` and, with ``gt_alpha``, ``error/<name>.png``."""
-    save_dir = Path(save_dir)
+    """Write ``alpha/<name>.png`` (8-bit), ``foreground/<name>.png`` and, with ``gt_alpha``, ``error/<name>.png``
+    (``name`` made a safe file name first, :func:`safe_file_name`: nothing is written outside ``save_dir``)."""
+    save_dir, name = Path(save_dir), safe_file_name(name)
     write_alpha(save_dir / "alpha" / f"{name}.png", alpha)
     if foreground is not None:
         write_image(save_dir / "foreground" / f"{name}.png", foreground)

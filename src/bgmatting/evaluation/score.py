@@ -3,8 +3,10 @@
 Rows are plain dicts, one per image: ``name``, ``height``, ``width``, ``unknown_pixels`` and the metrics
 ``sad``, ``mse``, ``grad``, ``conn`` (and ``fg_mse``, ``fg_sad`` when a foreground is predicted and known).
 Metrics are computed on full-resolution numpy arrays with the sample's trimap (unknown == 128), exactly
-as the Deep Image Matting MATLAB code does; units are those of :mod:`bgmatting.metrics` (SAD, Grad, Conn,
-fg SAD in thousands; MSE and fg MSE raw). Columns and summaries: :mod:`bgmatting.evaluation.summary`.
+as the Deep Image Matting MATLAB code does (a trimap without unknown pixels is an error, never a perfect
+score); units are those of :mod:`bgmatting.metrics` (SAD, Grad, Conn, fg SAD in thousands; MSE and fg MSE
+raw). Columns and summaries: :mod:`bgmatting.evaluation.summary`. A model whose output is not finite is a
+:class:`~bgmatting.models.NonFiniteOutputError` naming the sample.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from bgmatting.data.io import DataError, read_alpha, read_trimap
 from bgmatting.evaluation.reports import save_error_map, save_prediction
 from bgmatting.evaluation.summary import Row
 from bgmatting.evaluation.testsets import has_true_foreground, images_by_stem, sample_names
-from bgmatting.models import MattingModel
+from bgmatting.models import MattingModel, NonFiniteOutputError
 from bgmatting.preprocess.segment import background_difference_matte
 
 PathLike = str | os.PathLike
@@ -35,12 +37,17 @@ BASELINES = ("segmentation", "background_difference")
 # ----------------------------------------------------------------------------------------------- per image
 def image_metrics(pred_alpha: np.ndarray, gt_alpha: np.ndarray, trimap: np.ndarray | None = None,
                   pred_fg: np.ndarray | None = None, gt_fg: np.ndarray | None = None) -> Row:
-    """All metrics of one image. Mattes H x W float [0, 1]; trimap uint8 H x W or None (all pixels);
-    foregrounds H x W x 3 float [0, 1] (fg metrics only when both are given). Raises ValueError on bad input."""
+    """All metrics of one image. Mattes H x W float [0, 1]; trimap uint8 H x W (0 / 128 / 255) or None (all
+    pixels); foregrounds H x W x 3 float [0, 1] (fg metrics only when both are given). Raises ValueError on bad
+    input, also for a trimap without unknown pixels (its SAD would be 0, a perfect score for nothing scored)."""
+    unknown = int(gt_alpha.size if trimap is None else np.count_nonzero(np.asarray(trimap) == 128))
+    if unknown == 0:
+        raise ValueError("the trimap has no unknown (128) pixels, so a trimap-based score would be empty (SAD 0); "
+                         "check the trimap, or evaluate without trimaps")
     row: Row = {
         "height": int(gt_alpha.shape[0]),
         "width": int(gt_alpha.shape[1]),
-        "unknown_pixels": int(gt_alpha.size if trimap is None else np.count_nonzero(np.asarray(trimap) == 128)),
+        "unknown_pixels": unknown,
         "sad": metrics.sad(pred_alpha, gt_alpha, trimap),
         "mse": metrics.mse(pred_alpha, gt_alpha, trimap),
         "grad": metrics.grad(pred_alpha, gt_alpha, trimap),
@@ -74,6 +81,16 @@ def _sample_trimap(batch: Mapping[str, Any], b: int) -> np.ndarray | None:
     return (t[0] if t.ndim == 3 else t).astype(np.uint8, copy=False)
 
 
+def _require_finite_output(alpha: torch.Tensor, foreground: torch.Tensor, names: list[str], first: int) -> None:
+    """NonFiniteOutputError naming the first sample whose predicted alpha or F holds NaN or infinity: a model
+    problem (weights, precision), not the sample's."""
+    bad = ~(torch.isfinite(alpha).flatten(1).all(dim=1) & torch.isfinite(foreground).flatten(1).all(dim=1))
+    if bool(bad.any()):
+        b = int(bad.nonzero()[0])
+        raise NonFiniteOutputError(f"sample {first + b} ({names[b]}): the model's output holds NaN or infinite "
+                                   "values (its weights or the precision, not the sample's data)")
+
+
 def score_model(model: MattingModel, dataset: Dataset, *, batch_size: int = 1, save_dir: PathLike | None = None,
                 save_error_maps: bool = False, progress: bool = False, num_workers: int = 0) -> list[Row]:
     """Score ``model`` on every sample of a supervised ``dataset`` at the samples' full resolution.
@@ -92,6 +109,7 @@ def score_model(model: MattingModel, dataset: Dataset, *, batch_size: int = 1, s
     with tqdm(total=len(dataset), desc="evaluate", unit="img", disable=not progress) as bar:
         for batch in loader:
             alpha, foreground = model.predict(batch)
+            _require_finite_output(alpha, foreground, names[len(rows):len(rows) + alpha.shape[0]], len(rows))
             for b in range(alpha.shape[0]):
                 index, name = len(rows), names[len(rows)]
                 pred_alpha, gt_alpha = numpy_image(alpha[b]).astype(np.float64), numpy_image(batch["alpha"][b])

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset, Subset
 from bgmatting.data.adobe import CompositeSetDataset
 from bgmatting.data.io import IMAGE_EXTENSIONS, DataError
 from bgmatting.data.manifest import read_manifest, write_manifest
+from bgmatting.evaluation.reports import safe_file_name
 
 PathLike = str | os.PathLike
 
@@ -68,10 +69,11 @@ def _sample_name(dataset: Dataset, index: int) -> str:
 
 
 def sample_names(dataset: Dataset) -> list[str]:
-    """A unique name per sample: the manifest's ``name`` column, else the image file's stem (datasets with
-    ``file(index, "image")``, also behind ``Subset``), else the zero-padded index."""
+    """A unique name per sample, usable as a file name (:func:`~bgmatting.evaluation.reports.safe_file_name`): the
+    manifest's ``name`` column, else the image file's stem (datasets with ``file(index, "image")``, also behind
+    ``Subset``), else the zero-padded index."""
     n = len(dataset)
-    names = [_sample_name(dataset, i) for i in range(n)]
+    names = [safe_file_name(_sample_name(dataset, i)) for i in range(n)]
     if len(set(names)) != n:
         names = [f"{i:05d}_{name}" for i, name in enumerate(names)]
     return names

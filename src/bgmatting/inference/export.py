@@ -31,11 +31,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from bgmatting.data.io import atomic_path
-from bgmatting.models import MattingModel
+from bgmatting.models import MattingModel, NonFiniteOutputError
 
 FORMATS = ("onnx", "torchscript")
 INPUT_NAMES = ("image", "background", "segmentation", "motion")
@@ -45,6 +44,24 @@ DEFAULT_OPSET = 17
 #: (ONNX Runtime, BatchNorm folded into the convolutions) differ by ~1e-6 relative to the pre-tanh activations,
 #: which reach the hundreds in a randomly initialised full-size generator: 6e-4 measured there, < 1e-5 on small ones.
 DEFAULT_TOLERANCE = 1e-3
+
+
+class ExportError(ValueError):
+    """An export that cannot be made or was refused: bad options, missing packages, a failed parity check."""
+
+
+class ParityError(ExportError):
+    """The exported file's outputs differ from PyTorch's by more than the tolerance (the file is not kept)."""
+
+
+def onnxruntime():
+    """The ``onnxruntime`` module, or ExportError saying how to install the export extras."""
+    try:
+        import onnxruntime as ort  # an optional dependency: only ONNX export needs it
+    except ImportError:
+        raise ExportError('ONNX export needs the packages onnx and onnxruntime: '
+                          'pip install "bgmatting[export]"') from None
+    return ort
 
 
 def example_inputs(
@@ -78,7 +95,7 @@ def write_onnx(model: MattingModel, path: Path, height: int, width: int, opset: 
     """Trace-based ONNX export (``dynamo=False``) of ``model`` with dynamic batch, height and width (a refining
     model: dynamic batch, fixed ``height`` x ``width``)."""
     if opset < 17:
-        raise ValueError(f"opset must be >= 17, got {opset}")
+        raise ExportError(f"opset must be >= 17, got {opset}")
     inputs = example_inputs(height, width, motion_frames=model.motion_frames)
     axes = {0: "batch"} if has_fixed_size(model) else {0: "batch", 2: "height", 3: "width"}
     dynamic = {name: axes for name in INPUT_NAMES + OUTPUT_NAMES}
@@ -115,7 +132,7 @@ def write_torchscript(model: MattingModel, path: Path, height: int, width: int) 
 def _runner(kind: str, path: Path):
     """A function (inputs) -> (alpha, foreground) numpy, running the exported file."""
     if kind == "onnx":
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = onnxruntime().InferenceSession(str(path), providers=["CPUExecutionProvider"])
         names = [i.name for i in session.get_inputs()]
 
         def run(inputs: tuple[torch.Tensor, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -153,9 +170,12 @@ def check_parity(
         inputs = example_inputs(height, width, batch=batch, motion_frames=model.motion_frames, seed=seed + 1)
         with torch.inference_mode():
             alpha_ref, fg_ref = (t.numpy() for t in model(*inputs))
+        if not (np.isfinite(alpha_ref).all() and np.isfinite(fg_ref).all()):
+            raise NonFiniteOutputError(f"the model's output holds NaN or infinite values at {height}x{width} "
+                                       "(its weights), so there is nothing to export")
         alpha, foreground = run(inputs)
         if alpha.shape != alpha_ref.shape or foreground.shape != fg_ref.shape:
-            raise RuntimeError(
+            raise ParityError(
                 f"{path}: output shapes {alpha.shape}, {foreground.shape} differ from PyTorch's "
                 f"{alpha_ref.shape}, {fg_ref.shape} at {height}x{width}"
             )
@@ -177,7 +197,7 @@ def check_parity(
 def _check_sizes(sizes: list[tuple[int, int]]) -> None:
     for h, w in sizes:
         if h % 4 or w % 4 or h < 4 or w < 4:
-            raise ValueError(f"export sizes must be positive multiples of 4, got {h}x{w}")
+            raise ExportError(f"export sizes must be positive multiples of 4, got {h}x{w}")
 
 
 def export_model(
@@ -198,11 +218,14 @@ def export_model(
     batches of 1 and 2 (the batch stays dynamic).
 
     The file is written under a temporary name and renamed only when every alpha difference is within
-    ``tolerance``; otherwise it is deleted and a RuntimeError reports the numbers. Returns the parity rows.
+    ``tolerance``; otherwise it is deleted and a :class:`ParityError` reports the numbers. Bad options are an
+    :class:`ExportError`, a model whose output is not finite a NonFiniteOutputError. Returns the parity rows.
     """
     if kind not in FORMATS:
-        raise ValueError(f"unknown format {kind!r}; choose one of {', '.join(FORMATS)}")
+        raise ExportError(f"unknown format {kind!r}; choose one of {', '.join(FORMATS)}")
     _check_sizes([size] + ([check_size] if check_size else []))
+    if kind == "onnx":
+        onnxruntime()  # the packages first: nothing is written without them
     sizes, batches = _parity_cases(model, size, check_size)
     model = copy.deepcopy(model).float().cpu().eval().set_precision(None)
     model.to(memory_format=torch.contiguous_format)
@@ -214,7 +237,8 @@ def export_model(
         rows = check_parity(model, partial, kind, sizes, batches)
         worst = max(row["alpha_max_abs_diff"] for row in rows)
         if not worst <= tolerance:
-            raise RuntimeError(f"{output}: parity check failed, alpha max |diff| {worst:.3g} > {tolerance:g}: {rows}")
+            raise ParityError(f"{output}: parity check failed, alpha max |diff| {worst:.3g} > {tolerance:g} "
+                              f"(--tolerance); not written. Per size: {rows}")
     return rows
 
 
@@ -228,9 +252,9 @@ def _parity_cases(
             check_size = (max(4, size[0] * 3 // 4 // 4 * 4), max(4, size[1] * 3 // 2 // 4 * 4))  # 256x256 -> 192x384
         return [size, check_size], [1, 1]
     if model.refine_mode not in EXPORT_REFINE_MODES:
-        raise ValueError(f"a refining model exports in refine mode {' or '.join(EXPORT_REFINE_MODES)} "
+        raise ExportError(f"a refining model exports in refine mode {' or '.join(EXPORT_REFINE_MODES)} "
                          f"(mode {model.refine_mode!r} selects patches with TopK)")
     if check_size is not None and tuple(check_size) != tuple(size):
-        raise ValueError(f"a refining model's graph has a fixed H x W ({size[0]}x{size[1]}, the export size); "
+        raise ExportError(f"a refining model's graph has a fixed H x W ({size[0]}x{size[1]}, the export size); "
                          f"it cannot be checked at {check_size[0]}x{check_size[1]}: export once per frame size")
     return [size, size], [1, 2]

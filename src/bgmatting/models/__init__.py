@@ -19,7 +19,7 @@ from bgmatting.models.checkpoints import (
 )
 from bgmatting.models.discriminator import MultiscaleDiscriminator
 from bgmatting.models.generator import Generator, GeneratorOutputs, matte_from_raw
-from bgmatting.models.matting import MattingModel, RawMatte, pad_to_multiple, to_base_resolution
+from bgmatting.models.matting import MattingModel, NonFiniteOutputError, RawMatte, pad_to_multiple, to_base_resolution
 from bgmatting.models.refiner import Refiner, RefinerOutputs
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "Refiner",
     "RefinerOutputs",
     "MultiscaleDiscriminator",
+    "NonFiniteOutputError",
     "init_weights",
     "load_discriminator",
     "load_generator",

@@ -9,12 +9,14 @@ Formats understood by :func:`load_generator` (and likewise :func:`load_discrimin
 * a state dict of the public code (``model_enc1.1.weight`` ..., ``layer0.0.weight`` ...), optionally with
   the ``module.`` prefix that nn.DataParallel adds (the released models have it).
 
-Files are always read with ``torch.load(..., map_location="cpu", weights_only=True)``: no pickled code runs.
+Files are always read with ``torch.load(..., map_location="cpu", weights_only=True)`` (:func:`read_weights_file`):
+no pickled code runs. Weights holding NaN or infinity are refused at load, naming the file and the tensors.
 """
 from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Union
@@ -283,19 +285,69 @@ def infer_discriminator_config(state_dict: Mapping[str, Any], name: str = "state
 # Loading
 
 
+def read_weights_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: the one way a checkpoint file is read (no pickled code runs).
+
+    Raises :class:`CheckpointError` naming the file when it is missing, not a PyTorch file, damaged, or holds
+    pickled objects other than tensors in plain containers (refused, never executed).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # pickle/zip/EOF errors come in many types
+        raise CheckpointError(f"{path}: {_unreadable_reason(path, error)}") from None
+
+
+def _unreadable_reason(path: Path, error: Exception) -> str:
+    """Why torch could not read ``path``, in our words (torch's advice to load without ``weights_only``, i.e. to
+    run the file's pickled code, is not passed on)."""
+    prefix = "cannot be read as a weights-only PyTorch checkpoint: "
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+    if refused:
+        return prefix + (f"it holds pickled code or objects ({refused.group(1)}), which are refused, never run; "
+                         "save state dicts (tensors in plain containers) instead")
+    if path.stat().st_size == 0 or isinstance(error, EOFError):
+        return prefix + "the file is empty or truncated"
+    text = str(error).strip() if isinstance(error, RuntimeError) else ""  # e.g. a zip reader's complaint
+    first = text.splitlines()[0].split(". ")[0] if text else ""
+    return prefix + "not a PyTorch file, or a damaged one" + (f" ({first})" if first else "")
+
+
+def nonfinite_tensors(obj: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the floating-point tensors holding NaN or infinity in ``obj`` (nested dicts, lists and
+    tuples of tensors, e.g. a state dict or a whole checkpoint), in order."""
+    if isinstance(obj, torch.Tensor):
+        bad = obj.is_floating_point() and obj.numel() > 0 and not bool(torch.isfinite(obj).all())
+        return [prefix or "<tensor>"] if bad else []
+    if isinstance(obj, Mapping):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    else:
+        return []
+    return [name for key, value in items
+            for name in nonfinite_tensors(value, f"{prefix}.{key}" if prefix else str(key))]
+
+
+def require_finite(state: Mapping[str, Any], name: str, consequence: str = "the checkpoint is unusable") -> None:
+    """Raise :class:`CheckpointError` naming ``name`` (the file) and the tensors when ``state`` holds NaN or
+    infinite values (such weights give silently wrong mattes, e.g. an all-zero alpha); ``consequence`` ends
+    the message."""
+    bad = nonfinite_tensors(state)
+    if bad:
+        more = f" (+{len(bad) - SHOWN} more)" if len(bad) > SHOWN else ""
+        raise CheckpointError(f"{name}: {len(bad)} tensor(s) hold NaN or infinite values, e.g. "
+                              f"{', '.join(bad[:SHOWN])}{more}; {consequence}")
+
+
 def _read(source: Source) -> tuple[str, Any]:
     if isinstance(source, Mapping):
         return "<state dict>", source
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        return str(path), torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle/zip errors come in many types
-        raise CheckpointError(
-            f"{path}: cannot be read as a weights-only torch checkpoint ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}). Files holding pickled modules or code are refused."
-        ) from error
+    return str(source), read_weights_file(source)
 
 
 def _split(obj: Any, name: str, network_key: str, config_key: str) -> tuple[Mapping[str, Any], dict | None]:
@@ -331,6 +383,7 @@ def _load_into(model: torch.nn.Module, state: Mapping[str, Any], name: str) -> N
             problems.append(f"{len(items)} {label}: {'; '.join(items[:SHOWN])}{more}")
     if problems:
         raise CheckpointError(f"{name} does not fit {type(model).__name__}({_describe(model)}): " + " | ".join(problems))
+    require_finite(state, name)
     model.load_state_dict(state, strict=True)
 
 

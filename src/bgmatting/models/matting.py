@@ -29,6 +29,10 @@ from bgmatting.space import to_network
 SIZE_MULTIPLE = 4
 
 
+class NonFiniteOutputError(ValueError):
+    """A matting model produced NaN or infinite alpha or foreground; the message names the input (sample, frame)."""
+
+
 class RawMatte(NamedTuple):
     """Network-space outputs for losses (B x C x H x W at the input's size).
 

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import torch
 
+from bgmatting.models.checkpoints import CheckpointError, read_weights_file
 from bgmatting.preprocess.motion import to_gray
 from bgmatting.runtime import resolve_device
 
@@ -488,8 +489,11 @@ class DeepLabSegmenter(Segmenter):
             raise SegmenterWeightsError(help_text + "; download=True lets torchvision fetch it.")
         previous = socket.getdefaulttimeout()
         socket.setdefaulttimeout(timeout_s)
-        try:
-            torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True)
+        try:  # download only (hash-checked); reading is _read_state_dict's, weights-only (hub's load unpickles freely)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            hash_prefix = torch.hub.HASH_REGEX.search(cache.name)
+            torch.hub.download_url_to_file(url, str(cache), hash_prefix.group(1) if hash_prefix else None,
+                                           progress=False)
         except Exception as error:  # network errors come as URLError, OSError, socket.timeout, RuntimeError...
             raise SegmenterWeightsError(f"{help_text}; downloading it failed: {error}") from error
         finally:
@@ -545,9 +549,9 @@ class DeepLabSegmenter(Segmenter):
 
 def _read_state_dict(path: Path) -> dict:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated zip, pickle with code, not a torch file...
-        raise SegmenterWeightsError(f"{path}: cannot read DeepLabV3 weights ({error})") from error
+        state = read_weights_file(path)  # weights-only: pickled code is refused, never run
+    except CheckpointError as error:  # truncated zip, pickle with code, not a torch file...
+        raise SegmenterWeightsError(f"DeepLabV3 weights {error}") from None
     if isinstance(state, dict):
         for key in ("state_dict", "model"):
             if key in state and isinstance(state[key], dict):
