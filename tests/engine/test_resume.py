@@ -8,8 +8,9 @@ import logging
 import pytest
 import torch
 
-from bgmatting.engine.build import make_validation, run_training
+from bgmatting.engine.build import run_training
 from bgmatting.engine.checkpointing import CheckpointError, atomic_save, load_checkpoint
+from bgmatting.evaluation import SuiteValidation
 from bgmatting.models import load_matting_model
 
 
@@ -57,7 +58,7 @@ def test_resumed_run_logs_equal_an_uninterrupted_runs(tmp_path, tiny_cfg, tiny_s
     assert [r["step"] for r in reference] == [3, 4, 6, 8, 9, 12, 12]
     assert_rows_equal(reference, resumed)
     reference_tb, resumed_tb = tensorboard_scalars(tmp_path / "reference"), tensorboard_scalars(tmp_path / "crashed")
-    assert sorted(resumed_tb) == sorted(reference_tb) and "val/sad" in reference_tb
+    assert sorted(resumed_tb) == sorted(reference_tb) and "val/val/sad" in reference_tb
     for tag, points in reference_tb.items():
         assert [s for s, _ in resumed_tb[tag]] == [s for s, _ in points], tag
         assert [v for _, v in resumed_tb[tag]] == pytest.approx([v for _, v in points], rel=1e-5, abs=1e-7), tag
@@ -71,9 +72,9 @@ def test_best_checkpoint_holds_exactly_the_weights_whose_score_it_records(tmp_pa
     run_dir = tmp_path / "run"
     run_training(cfg, run_dir, train_dataset=tiny_supervised(8, 32), val_dataset=val)
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
-    assert best["step"] in (4, 8, 12) and best["metrics"]["val/sad"] == best["best"]
-    rescored = make_validation(val, 2, None)(load_matting_model(run_dir / "checkpoints" / "best.pt"))
-    assert rescored["val/sad"] == pytest.approx(best["best"], rel=1e-6)
+    assert best["step"] in (4, 8, 12) and best["metrics"]["val/relative_sad"] == best["best"]
+    rescored = SuiteValidation({"val": val}, None, batch_size=2)(load_matting_model(run_dir / "checkpoints" / "best.pt"))
+    assert rescored["val/relative_sad"] == pytest.approx(best["best"], rel=1e-6)
     same_step = load_checkpoint(run_dir / "checkpoints" / f"step_{best['step']:08d}.pt")
     for key, value in best["generator"].items():
         assert torch.equal(value, same_step["generator"][key]), key
