@@ -76,7 +76,8 @@ def test_the_api_mattes_an_example_and_recomposites_it(server):
     assert np.all(composite[alpha == 0] == (255, 0, 0))  # BGR: pure blue where alpha is 0
     status, again = _post(base + "/api/composite", {"id": result["id"], "color": "#ff0000"})
     assert status == 200 and np.all(_decode(again["composite"])[alpha == 0] == (0, 0, 255))
-    status, target = _post(base + "/api/composite", {"id": result["id"], "image": _file_url(base, "/examples/target.png")})
+    image = _file_url(base, "/examples/target.png")
+    status, target = _post(base + "/api/composite", {"id": result["id"], "image": image})
     assert status == 200 and _decode(target["composite"]).shape == (240, 320, 3)
 
 

@@ -69,8 +69,9 @@ def matte(
     """Matte ``input`` against its captured ``background`` with the network in ``checkpoint``.
 
     input: an image file, a folder of images, a video file, an H x W x 3 RGB array (uint8, or float in
-        [0, 1]), or a list of arrays (a clip's frames with ``sequence=True``, else stills). background: the plate (file, folder of plates matched by name, or array); None for a folder
-        in the original release's layout (``0001_img.png`` + ``0001_back.png``).
+        [0, 1]), or a list of arrays (a clip's frames with ``sequence=True``, else stills).
+    background: the plate (file, folder of plates matched by name, or array); None for a folder in the
+        original release's layout (``0001_img.png`` + ``0001_back.png``).
     checkpoint: a checkpoint file (ours or the original release's), or a loaded model (e.g.
         ``bgmatting.models.load_matting_model(path)``, to load it once for many calls).
     output: a folder to write alpha/, foreground/, composite/ (and videos, summary.json) into; then the summary

@@ -57,20 +57,25 @@ def _nan_checkpoint(path: Path) -> Path:
     return save_checkpoint(path, generator)
 
 
-CASES = {
+CASES = {  # name: (the arguments from the finished run's, the message)
     "batch size 0": (lambda a, r: _replace(a, "--batch-size", 0), "batch size must be a positive integer, got 0"),
     "negative batch size": (lambda a, r: _replace(a, "--batch-size", -3), "got -3"),
-    "size 130 in original mode": (lambda a, r: _replace(a, "--size", 130), "positive multiple of 4 in original mode (the network side), got 130"),
+    "size 130 in original mode": (lambda a, r: _replace(a, "--size", 130),
+                                  "positive multiple of 4 in original mode (the network side), got 130"),
     "size 0 in original mode": (lambda a, r: _replace(a, "--size", 0), "in original mode (the network side), got 0"),
-    "negative size in full mode": (lambda a, r: _replace(a, "--size", -8) + ["--mode", "full"], "size must be 0 (native) or positive, got -8"),
-    "missing checkpoint": (lambda a, r: _replace(a, "--checkpoint", r / "none.pt"), "none.pt: checkpoint does not exist"),
+    "negative size in full mode": (lambda a, r: _replace(a, "--size", -8) + ["--mode", "full"],
+                                   "size must be 0 (native) or positive, got -8"),
+    "missing checkpoint": (lambda a, r: _replace(a, "--checkpoint", r / "none.pt"),
+                           "none.pt: checkpoint does not exist"),
     "random checkpoint": (lambda a, r: _replace(a, "--checkpoint", _random_file(r / "random.pt")), "random.pt"),
     "missing input": (lambda a, r: _replace(a, "--input", r / "nothing"), "nothing: input does not exist"),
-    "missing plate": (lambda a, r: _replace(a, "--background", r / "no_plate.png"), "no_plate.png: captured background does not exist"),
+    "missing plate": (lambda a, r: _replace(a, "--background", r / "no_plate.png"),
+                      "no_plate.png: captured background does not exist"),
     "weights for the wrong segmenter": (lambda a, r: _without_segmentation(a) + ["--segmenter-weights", r / "w.pt"],
                                         "w.pt: segmenter weights are for the deeplabv3 segmenter"),
     "unreadable segmenter weights": (lambda a, r: _without_segmentation(a) + [
-        "--segmenter", "deeplabv3", "--segmenter-weights", _random_file(r / "deeplab.pt")], "deeplab.pt: cannot read DeepLabV3 weights"),
+        "--segmenter", "deeplabv3", "--segmenter-weights", _random_file(r / "deeplab.pt")],
+        "deeplab.pt: cannot read DeepLabV3 weights"),
     "zero fps": (lambda a, r: a + ["--sequence", "--fps", 0], "fps must be positive, got 0"),
     "memory above the limit": (lambda a, r: _replace(a, "--size", 0) + ["--mode", "full", "--max-memory-gb", 1e-4],
                                "above the limit of 0.0 GiB (--max-memory-gb); use --size"),
@@ -189,7 +194,8 @@ def test_the_memory_estimate_refuses_a_huge_frame_before_the_network_runs():
     need = matter.memory_estimate(4000, 6000)
     assert need >= (a * 8 + b) * 4000 * 6000  # ngf 8
     matter.memory_limit = need // 4
-    with pytest.raises(MemoryLimitError, match=r"6000x4000 in full mode needs about .* use --size (\d+) .* or --mode original"):
+    advice = r"6000x4000 in full mode needs about .* use --size (\d+) .* or --mode original"
+    with pytest.raises(MemoryLimitError, match=advice):
         matter.matte_batch([huge], [huge], [np.zeros((4000, 6000), np.float32)])
     side = matter.memory_estimate(4000, 6000, size=3000)
     assert side < need  # a smaller processing size needs less

@@ -237,6 +237,7 @@ def load_matter(job: InferenceJob, segmentations: Segmentations | None = None) -
 def run_job(job: InferenceJob, writer: ResultWriter | MemoryWriter | None = None) -> dict[str, Any]:
     """Check, open, load and run (module docstring); returns the summary (also in ``summary.json``)."""
     check_job(job)
+    job.notes.clear()
     inputs = open_inputs(job)
     matter = load_matter(job, inputs.segmentations)
     if writer is None:
@@ -283,7 +284,8 @@ def plate_lines(records: Sequence[PlateRecord | dict], limit: int = 20) -> list[
             details.append(f"exposure corrected on {corrected}")
         notes = sorted({r["note"] for r in group if r.get("note") and action == "fell_back"})
         details += notes[:1]
-        lines.append(f"  {_range([r['frame'] for r in group])}: {action}" + (f" ({'; '.join(details)})" if details else ""))
+        suffix = f" ({'; '.join(details)})" if details else ""
+        lines.append(f"  {_range([r['frame'] for r in group])}: {action}{suffix}")
     if len(lines) > limit:
         lines = lines[:limit] + [f"  ... {len(lines) - limit} more (summary.json lists every frame)"]
     return lines
