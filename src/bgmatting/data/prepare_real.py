@@ -4,7 +4,8 @@ Writes ``DATA/clips/NAME/{frames,segmentation}/000000.png ...``, ``background.pn
 (``alignment="per_frame"``), ``aligned_background/`` (the plate aligned to every frame). Otherwise the plate
 is aligned once, to the first frame (``alignment="once"``), or only resized (``"none"``). The default,
 ``"auto"`` (shared with inference), measures the plate's misalignment on frames spread over the clip and picks
-one of the three (:func:`bgmatting.preprocess.capture.resolve_alignment`). Frames and plates are read and aligned by :mod:`bgmatting.preprocess.capture`. Then
+one of the three (:func:`bgmatting.preprocess.capture.resolve_alignment`). Frames and plates are read and
+aligned by :mod:`bgmatting.preprocess.capture`. Then
 the clip is added to ``DATA/manifest.json`` (layout and manifest: :mod:`bgmatting.data.real`). Resumable:
 files already present are kept (every file is written atomically, so a present file is complete); the
 manifest is written last. Command line: ``python -m bgmatting.prepare_real``.

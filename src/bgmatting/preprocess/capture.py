@@ -398,7 +398,7 @@ class BackgroundPlates:
     plates are aligned at their own size (the homography absorbs the scale); unaligned ones go through
     :func:`fit_plate`. ``exposure``: "auto" or "off" (module docstring). ``tolerance``: the misalignment,
     as a share of the frame's longest side, that counts as registered. ``records`` says per frame what was
-    done (:class:`PlateRecord`), ``reports`` collects the alignment reports.
+    done (:class:`PlateRecord`), ``reports`` collects the alignment reports (without their masks).
 
     A greyscale image with a colour plate: the plate is converted to gray the same way (BT.601 luma, 3 equal
     channels), with a warning; a colour image with a greyscale plate is a DataError. A plate that still differs
@@ -464,6 +464,7 @@ class BackgroundPlates:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AlignmentWarning)  # reported below, once per reason
             aligned, report = align_background(image, background, subject_mask=subject_mask, options=self.options)
+        report.valid_mask = None  # H x W per aligned frame: not kept for long clips
         self.reports.append(report)
         if report.fell_back:
             record.action, record.note = "fell_back", report.reason
