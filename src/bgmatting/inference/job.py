@@ -12,6 +12,7 @@ when neither a segmentation folder nor a segmenter is given. Every user error is
 """
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -131,9 +132,10 @@ def check_job(job: InferenceJob) -> None:
     _check_numbers(job)
     if job.target_background is not None and job.target_color is not None:
         raise DataError("give a target background or a target colour, not both")
-    if job.segmenter_weights is not None and (job.segmenter or DEFAULT_SEGMENTER) != "deeplabv3":
+    segmenter = job.segmenter or DEFAULT_SEGMENTER
+    if job.segmenter_weights is not None and "weights_path" not in inspect.signature(SEGMENTERS[segmenter]).parameters:
         raise DataError(f"{job.segmenter_weights}: segmenter weights are for the deeplabv3 segmenter "
-                        f"(the segmenter is {job.segmenter or DEFAULT_SEGMENTER})")
+                        f"(the segmenter is {segmenter})")
     if job.segmentation is not None and job.segmenter is not None:
         raise DataError("give precomputed segmentations or a segmenter, not both")
     if _is_path(job.checkpoint) and not Path(job.checkpoint).is_file():
