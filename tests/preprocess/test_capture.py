@@ -128,7 +128,11 @@ def test_a_fixed_camera_plate_is_aligned_once_and_a_moving_camera_per_frame():
 def test_explicit_modes_do_what_they_say(mode, expected):
     scene = _scene("coffee")
     plates = _plates(_view(scene, _pose(-6.0, 4.0)), mode)
-    _run(plates, [_with_subject(_view(scene, _pose(dx, 0.0)))[0] for dx in (0.0, 8.0, -8.0)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _run(plates, [_with_subject(_view(scene, _pose(dx, 0.0)))[0] for dx in (0.0, 8.0, -8.0)])
+    told = [str(w.message) for w in caught if "px off the frames" in str(w.message)]
+    assert len(told) == (1 if mode == "none" else 0)  # --no-align on a plate that is visibly off: said once
     assert [r.action for r in plates.records] == expected
     assert all(r.misalignment_px is not None for r in plates.records)  # measured and reported in every mode
 

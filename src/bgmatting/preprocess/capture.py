@@ -430,14 +430,18 @@ class BackgroundPlates:
         state = self._states.get(path)
         homography = state.homography if state is not None else resize_matrix(background.shape[:2], image.shape[:2])
         misalignment = measure_misalignment(image, background, homography, subject_mask)
-        registered = misalignment.within(tolerance_px(image.shape[:2], self.tolerance))
-        action = self._decide(state, registered and same_aspect(background.shape[:2], image.shape[:2]))
+        tolerance = tolerance_px(image.shape[:2], self.tolerance)
+        registered = misalignment.within(tolerance) and same_aspect(background.shape[:2], image.shape[:2])
+        action = self._decide(state, registered)
         record = PlateRecord(frame.name, action, misalignment.pixels, note=misalignment.reason)
         if action == "reused":
             self.records.append(record)
             return state.plate
         if action == "none":
             state = _PlateState(fit_plate(background, image.shape[:2], path), homography)
+            if self.alignment == "none" and (misalignment.pixels or 0.0) > 5 * tolerance:
+                self._warn_once(path, "off", f"{path}: the plate looks {misalignment.pixels:.1f} px off the frames; "
+                                "without --no-align it would be aligned")
         else:
             state = self._align(image, background, subject_mask, path, record)
         self._finish(state, image, subject_mask, path, record)
