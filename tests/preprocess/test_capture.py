@@ -137,6 +137,14 @@ def test_explicit_modes_do_what_they_say(mode, expected):
     assert all(r.misalignment_px is not None for r in plates.records)  # measured and reported in every mode
 
 
+def test_a_plate_that_can_be_neither_measured_nor_aligned_is_not_retried_on_every_frame():
+    flat_scene = np.full((HEIGHT, WIDTH, 3), 0.4, np.float32)
+    plates = _plates(flat_scene * 1.1)
+    _run(plates, [_with_subject(flat_scene)[0] for _ in range(3)])
+    assert [r.action for r in plates.records] == ["fell_back", "reused", "reused"] and len(plates.reports) == 1
+    assert "too few" in plates.records[0].note
+
+
 def test_resolve_alignment_picks_the_layout_of_real_capture_preparation():
     scene = _scene("coffee")
     cases = {"none": (_pose(), [(0, 0)] * 4), "once": (_pose(-6.0, 4.0), [(0, 0)] * 4),

@@ -372,10 +372,12 @@ class PlateRecord:
 
 @dataclass
 class _PlateState:
-    """The plate in use for one captured plate file: pixels at the frame's size, and plate px -> frame px."""
+    """The plate in use for one captured plate file: pixels at the frame's size, plate px -> frame px, and
+    whether its alignment failed."""
 
     plate: np.ndarray
     homography: np.ndarray
+    fell_back: bool = False
 
 
 def is_gray(image: np.ndarray, step: int = 7) -> bool:
@@ -432,6 +434,8 @@ class BackgroundPlates:
         misalignment = measure_misalignment(image, background, homography, subject_mask)
         tolerance = tolerance_px(image.shape[:2], self.tolerance)
         registered = misalignment.within(tolerance) and same_aspect(background.shape[:2], image.shape[:2])
+        if state is not None and state.fell_back and misalignment.pixels is None:
+            registered = True  # neither aligned nor measured (too little texture): not retried on every frame
         action = self._decide(state, registered)
         record = PlateRecord(frame.name, action, misalignment.pixels, note=misalignment.reason)
         if action == "reused":
@@ -477,7 +481,7 @@ class BackgroundPlates:
         else:
             residual = measure_misalignment(image, background, report.homography, subject_mask)
             record.residual_px = residual.pixels
-        return _PlateState(aligned.astype(np.float32, copy=False), report.homography)
+        return _PlateState(aligned.astype(np.float32, copy=False), report.homography, report.fell_back)
 
     def _finish(self, state: _PlateState, image: np.ndarray, subject_mask: np.ndarray | None, path: Path,
                 record: PlateRecord) -> None:

@@ -164,7 +164,7 @@ def measure_misalignment(
     moved = points @ residual[:, :2].T + residual[:, 2]
     offsets = np.linalg.norm(moved - points, axis=1)
     pixels = float(np.percentile(offsets, 90)) / image_to_small[0, 0]
-    return Misalignment(round(pixels, 3), len(start), inliers)
+    return Misalignment(round(float(pixels), 3), len(start), inliers)
 
 
 @dataclass(frozen=True)
