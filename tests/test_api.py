@@ -13,6 +13,7 @@ import pytest
 
 import bgmatting
 from bgmatting.data.io import DataError, read_alpha, write_image
+from bgmatting.inference.temporal import DEFAULT_TEMPORAL
 
 sys.path.insert(0, str(Path(__file__).parent / "inference"))
 from infer_helpers import disc_alpha, paste_subject, photo, save_checkpoint, tiny_generator  # noqa: E402
@@ -71,7 +72,7 @@ def test_a_folder_and_a_video_in_memory_and_into_a_folder(capture):
     assert len(frames) == 4 and frames[3].name == "00003"
     summary = bgmatting.matte(root / "clip.mp4", root / "plate.png", checkpoint=root / "ckpt.pt", size=64,
                               output=root / "out", target=root / "plate.png", png_sequences=True, progress=False)
-    assert summary["frames"] == 4 and summary["temporal"] == "ofd" and len(summary["plates"]) == 4
+    assert summary["frames"] == 4 and summary["temporal"] == DEFAULT_TEMPORAL and len(summary["plates"]) == 4
     assert json.loads((root / "out" / "summary.json").read_text())["frames"] == 4
     assert (root / "out" / "clip_composite.mp4").exists()
     assert read_alpha(root / "out" / "alpha" / "00000.png").shape == (96, 128)
