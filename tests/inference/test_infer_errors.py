@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from infer_helpers import save_checkpoint, tiny_generator
 
 from bgmatting import infer
@@ -182,7 +181,6 @@ def test_a_working_run_after_the_bad_ones_replaces_the_earlier_results(capsys, f
     assert code == 0, stderr
     assert not np.array_equal(read_alpha(out / "alpha" / "chelsea.png"), before)
     assert (out / SUMMARY_NAME).exists() and not list(out.rglob(".*"))
-    assert torch.load(finished["args"][finished["args"].index("--checkpoint") + 1], weights_only=True)
 
 
 def test_the_memory_estimate_refuses_a_huge_frame_before_the_network_runs():
