@@ -3,33 +3,38 @@
     python -m bgmatting.infer --input clip.mp4 --background plate.png --checkpoint ckpt.pt --output out/
         [--target-background beach.jpg | --target-color 120,255,155] [--mode original|full|refine] [--size 512]
         [--refine-mode sampling|thresholding|full] [--refine-pixels 80000] [--downsample-ratio R]
-        [--handheld | --align-once | --no-align] [--segmenter background_difference|deeplabv3] [--segmentation DIR]
-        [--batch-size N] [--device auto] [--precision auto] [--png-sequences]
+        [--handheld | --align-once | --no-align] [--no-exposure] [--temporal ofd|static|ofd+static|none]
+        [--segmenter background_difference|deeplabv3 [--segmenter-weights W]] [--segmentation DIR]
+        [--batch-size N] [--device auto] [--precision auto] [--max-memory-gb G] [--png-sequences]
 
-Inputs: an image, a folder of images (each its own still, or ``--sequence`` for consecutive video frames),
-or a video file; a captured background image (or a folder with one per input image, matched by name),
-aligned to the frames as real-capture preparation does (:mod:`bgmatting.preprocess.capture`: once per plate
-by default, per frame with ``--handheld``, not at all with ``--no-align``).
+Inputs: an image, a folder of images (each its own still, or ``--sequence`` for consecutive video frames; a
+folder in the original release's layout, ``0001_img.png`` + ``0001_back.png`` (+ ``0001_masksDL.png``), needs
+no ``--background``), or a video file; a captured background image (or a folder with one per input image,
+matched by name). The plate is aligned to the frames as needed, as real-capture preparation does
+(:mod:`bgmatting.preprocess.capture`): its misalignment is measured per frame and it is aligned when it is off.
 Outputs in ``--output`` (see :mod:`bgmatting.inference.sinks`): alpha/, foreground/ (RGBA), composite/ PNGs
-per frame, for videos an encoded composite and alpha video, and summary.json (frames/s) when complete.
-A thin layer over :class:`bgmatting.inference.Matter` and :func:`bgmatting.inference.matte_sequence`.
+per frame, for videos an encoded composite and alpha video, and summary.json (frames/s, what was done with the
+plate per frame) when complete. A thin layer over :func:`bgmatting.inference.job.run_job`; bad input: one line
+on stderr naming the file or value, exit status 2.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from bgmatting.data.io import DataError
-from bgmatting.inference.pipeline import MODES, Matter
-from bgmatting.inference.runner import matte_sequence
-from bgmatting.inference.sinks import DEFAULT_FOURCC, ResultWriter
-from bgmatting.inference.sources import GREEN_SCREEN, Segmentations, TargetBackgrounds, parse_colour
-from bgmatting.models import CheckpointError, load_generator, load_matting_model
+from bgmatting.inference.job import InferenceJob, plate_lines, run_job
+from bgmatting.inference.pipeline import MODES, MemoryLimitError, NonFiniteOutputError
+from bgmatting.inference.sinks import DEFAULT_FOURCC
+from bgmatting.inference.sources import GREEN_SCREEN, parse_colour
+from bgmatting.inference.temporal import DEFAULT_TEMPORAL, TEMPORAL_FILTERS
+from bgmatting.models import CheckpointError
 from bgmatting.models.refiner import MODES as REFINE_MODES
-from bgmatting.preprocess.capture import BackgroundPlates, CapturedBackgrounds, VideoFrames, choose_alignment, open_input
+from bgmatting.preprocess.capture import choose_alignment
 from bgmatting.preprocess.motion import DEFAULT_OFFSETS
-from bgmatting.preprocess.segment import SEGMENTERS, SegmenterWeightsError, get_segmenter
+from bgmatting.preprocess.segment import SEGMENTERS, SegmenterWeightsError
+
+USER_ERRORS = (DataError, CheckpointError, SegmenterWeightsError, MemoryLimitError, NonFiniteOutputError)
 
 
 def _offsets(text: str) -> tuple[int, ...]:
@@ -62,13 +67,33 @@ def _pixels(text: str) -> int:
     return int(text)
 
 
+def _add_refine(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--refine-mode", choices=REFINE_MODES, default="sampling",
+                   help="refine mode: which 4x4 patches the refiner re-predicts (default sampling: the highest errors)")
+    p.add_argument("--refine-pixels", type=_pixels, default=80_000,
+                   help="refine mode sampling: full-resolution pixels refined per frame (default 80000, BGMv2's HD)")
+    p.add_argument("--downsample-ratio", type=_ratio, default=None,
+                   help="refine mode: base resolution / frame resolution (default: automatic, base long side 512)")
+
+
+def _add_alignment(p: argparse.ArgumentParser) -> None:
+    align = p.add_mutually_exclusive_group()
+    align.add_argument("--handheld", action="store_true", help="align the background to every frame (AKAZE)")
+    align.add_argument("--align-once", action="store_true", help="align the background once, to the first frame")
+    align.add_argument("--no-align", action="store_true", help="background already registered: only resize it")
+    p.add_argument("--no-exposure", action="store_true",
+                   help="never correct the plate's exposure (default: a gain/bias where it measurably helps)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bgmatting.infer",
-        description="Matte photos and videos with a Background Matting generator: alpha, foreground, composites.",
+        description="Matte photos and videos with a Background Matting generator: alpha, foreground, composites. "
+                    "By default the plate is aligned to the frames where it is measurably off.",
     )
     p.add_argument("--input", required=True, help="image, folder of images, or video file")
-    p.add_argument("--background", required=True, help="captured background image (or folder, one per image)")
+    p.add_argument("--background", help="captured background image (or folder, one per image); not needed for a "
+                                        "folder in the original layout (0001_img.png + 0001_back.png)")
     p.add_argument("--checkpoint", required=True, help="our checkpoint or an original-release state dict")
     p.add_argument("--output", required=True, help="output folder")
     target = p.add_mutually_exclusive_group()
@@ -77,26 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=MODES, default="original",
                    help="original: crop around the subject, network at SIZE x SIZE; full: whole frame; refine: "
                         "whole frame at native resolution, base downsampled + refiner (a checkpoint with a refiner)")
-    p.add_argument("--refine-mode", choices=REFINE_MODES, default="sampling",
-                   help="refine mode: which 4x4 patches the refiner re-predicts (default sampling: the highest errors)")
-    p.add_argument("--refine-pixels", type=_pixels, default=80_000,
-                   help="refine mode sampling: full-resolution pixels refined per frame (default 80000, BGMv2's HD)")
-    p.add_argument("--downsample-ratio", type=_ratio, default=None,
-                   help="refine mode: base resolution / frame resolution (default: automatic, base long side 512)")
+    _add_refine(p)
     p.add_argument("--size", type=int, default=512,
                    help="original: network side (512); full: long side of the processing size (0: native)")
-    align = p.add_mutually_exclusive_group()
-    align.add_argument("--handheld", action="store_true", help="align the background to every frame (AKAZE)")
-    align.add_argument("--align-once", action="store_true",
-                       help="align the background once to the first frame (fixed camera; the default)")
-    align.add_argument("--no-align", action="store_true", help="background already registered: only resize it")
-    p.add_argument("--segmenter", choices=sorted(SEGMENTERS), default="background_difference",
-                   help="soft segmentation backend when --segmentation is not given")
+    _add_alignment(p)
+    p.add_argument("--segmenter", choices=sorted(SEGMENTERS),
+                   help="soft segmentation backend when --segmentation is not given (default background_difference)")
+    p.add_argument("--segmenter-weights", help="weights file of the deeplabv3 segmenter (offline use)")
     p.add_argument("--segmentation", help="folder of precomputed (raw) soft segmentations, matched by name")
     p.add_argument("--sequence", action="store_true", help="an input folder holds consecutive video frames")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate of the video written for --sequence")
     p.add_argument("--motion-offsets", type=_offsets, default=DEFAULT_OFFSETS,
                    help="video motion-cue frame offsets (default -40,-20,20,40)")
+    p.add_argument("--temporal", choices=TEMPORAL_FILTERS, default=DEFAULT_TEMPORAL,
+                   help=f"temporal smoothing of a clip's alpha (default {DEFAULT_TEMPORAL}; README: Matting)")
     p.add_argument("--png-sequences", action="store_true", help="videos: also write per-frame PNGs")
     p.add_argument("--video-codec", default=DEFAULT_FOURCC, help="OpenCV fourcc of the encoded videos")
     p.add_argument("--video-extension", default=".mp4", help="container of the encoded videos (.mp4, .avi)")
@@ -104,76 +123,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1, help="frames per network call")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--precision", default="auto", help="auto, fp32, fp32_cl, bf16, fp16 (CUDA)")
+    p.add_argument("--max-memory-gb", type=float,
+                   help="refuse frames whose estimated memory is above this (default: 75%% of the device's memory)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
-def run(args: argparse.Namespace) -> dict:
-    frames = open_input(args.input)
-    is_video = isinstance(frames, VideoFrames)
-    clip = is_video or args.sequence
-    captured = CapturedBackgrounds(args.background, by_order=clip)
-    segmentations = Segmentations(args.segmentation, by_order=clip) if args.segmentation else None
-    targets = TargetBackgrounds(args.target_background, args.target_color)
-    checkpoint = Path(args.checkpoint)
-    if not checkpoint.is_file():
-        raise DataError(f"{checkpoint}: checkpoint does not exist")
-    model = _refining_model(checkpoint, args) if args.mode == "refine" else load_generator(checkpoint)
-    alignment = choose_alignment(handheld=args.handheld, align_once=args.align_once, no_align=args.no_align)
-    matter = Matter(
-        model,
-        mode=args.mode,
-        size=args.size,
-        precision=args.precision,
-        device=args.device,
-        largest_component=not args.no_largest_component,
+def job_from_args(args: argparse.Namespace) -> InferenceJob:
+    return InferenceJob(
+        input=args.input, background=args.background, checkpoint=args.checkpoint, output=args.output,
+        target_background=args.target_background, target_color=args.target_color, mode=args.mode, size=args.size,
+        refine_mode=args.refine_mode, refine_pixels=args.refine_pixels, downsample_ratio=args.downsample_ratio,
+        alignment=choose_alignment(handheld=args.handheld, align_once=args.align_once, no_align=args.no_align),
+        exposure="off" if args.no_exposure else "auto", segmenter=args.segmenter,
+        segmenter_weights=args.segmenter_weights, segmentation=args.segmentation, sequence=args.sequence,
+        fps=args.fps, motion_offsets=args.motion_offsets, temporal=args.temporal, png_sequences=args.png_sequences,
+        video_codec=args.video_codec, video_extension=args.video_extension,
+        largest_component=not args.no_largest_component, batch_size=args.batch_size, device=args.device,
+        precision=args.precision, max_memory_gb=args.max_memory_gb, progress=not args.no_progress,
     )
-    if segmentations is None:  # raw masks: the pipeline post-processes them on the network crop
-        matter.segmenter = get_segmenter(args.segmenter, postprocess=False, device=matter.device)
-    video = None
-    if clip:
-        video = (frames.fps if is_video else args.fps, Path(args.input).stem)
-    writer = ResultWriter(
-        args.output,
-        pngs=not clip or args.png_sequences,
-        video=video,
-        video_extension=args.video_extension,
-        fourcc=args.video_codec,
-    )
-    return matte_sequence(
-        matter,
-        frames,
-        BackgroundPlates(captured, alignment),
-        targets,
-        writer,
-        segmentations=segmentations,
-        clip=clip,
-        motion_offsets=args.motion_offsets,
-        batch_size=args.batch_size,
-        total=len(frames) or None,
-        progress=not args.no_progress,
-        source_name=str(args.input),
-    )
-
-
-def _refining_model(checkpoint: Path, args: argparse.Namespace):
-    """The checkpoint's base + refiner, run with the command's refine options (the others as stored)."""
-    model = load_matting_model(checkpoint)
-    if model.refiner is None:
-        raise CheckpointError(f"{checkpoint}: --mode refine needs a checkpoint with a refiner (trained with "
-                              "model=quickstart_refine or model=paper_refine); this one holds a generator only")
-    options = dict(model.refine_options, downsample_ratio=args.downsample_ratio, refine_mode=args.refine_mode,
-                   refine_pixels=args.refine_pixels)
-    return model.set_refine_options(**options)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        summary = run(args)
-    except (DataError, CheckpointError, SegmenterWeightsError) as error:
+        summary = run_job(job_from_args(args))
+    except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    for note in summary["notes"]:
+        print(note)
+    print(f"plate ({summary['alignment']} alignment):")
+    print("\n".join(plate_lines(summary["plates"])))
     print(
         f"{summary['frames']} frames in {summary['seconds']:.2f} s: {summary['frames_per_second']:.2f} frames/s "
         f"({summary['mode']} mode, {summary['precision']} on {summary['device']}); outputs in {args.output}"

@@ -7,6 +7,7 @@ leaving a complete-looking output.
 """
 from __future__ import annotations
 
+import inspect
 import json
 
 import cv2
@@ -15,6 +16,7 @@ import pytest
 from infer_helpers import photo
 
 from bgmatting import infer, prepare_real
+from bgmatting.data.prepare_real import prepare_clip
 from bgmatting.data.io import read_alpha, read_image, read_rgba, write_image
 from bgmatting.inference.crop import subject_box
 from bgmatting.inference.sinks import SUMMARY_NAME
@@ -144,8 +146,9 @@ def test_the_default_alignment_is_the_one_of_real_capture_preparation(tmp_path, 
                      photo_folder["plates"], "--segmentation", photo_folder["masks"], "--checkpoint", tiny_checkpoint,
                      "--output", tmp_path / "out", "--size", 32)
     assert code == 0, log
-    assert json.loads((tmp_path / "out" / SUMMARY_NAME).read_text())["alignment"] == DEFAULT_ALIGNMENT == "once"
+    assert json.loads((tmp_path / "out" / SUMMARY_NAME).read_text())["alignment"] == DEFAULT_ALIGNMENT == "auto"
     assert prepare_real.build_parser().get_default("no_align") is False  # prepare_real also aligns by default
+    assert inspect.signature(prepare_clip).parameters["alignment"].default == DEFAULT_ALIGNMENT
 
 
 def test_bad_input_errors_name_the_file(tmp_path, capsys, photo_folder, synthetic_clip, tiny_checkpoint):
@@ -172,7 +175,7 @@ def test_a_failure_mid_run_leaves_no_complete_looking_output(tmp_path, capsys, p
     )
     assert code == 2 and "no segmentation for frame 'rocket'" in log
     assert not (out / SUMMARY_NAME).exists()
-    assert (out / "alpha" / "chelsea.png").exists() and not (out / "alpha" / "rocket.png").exists()
+    assert not list(out.rglob("*.png"))  # the failed run's frames stayed in its staging folder, now deleted
     assert not list(out.rglob(".*"))
 
 

@@ -105,13 +105,14 @@ def test_background_plates_resize_with_a_warning_and_align_once(tmp_path):
     write_image(tmp_path / "wide.png", photo("astronaut", 30, 80))
     with pytest.raises(DataError, match=r"wide.png: background is 80x30 but the frames are 40x30 \(other aspect"):
         BackgroundPlates(CapturedBackgrounds(tmp_path / "wide.png"), alignment="none").for_frame(frame, image)
-    once = BackgroundPlates(CapturedBackgrounds(tmp_path / "plate.png"))
-    assert once.alignment == DEFAULT_ALIGNMENT == "once"
+    once = BackgroundPlates(CapturedBackgrounds(tmp_path / "plate.png"), "once")
     with pytest.warns(UserWarning):  # alignment falls back on so small a frame
         first = once.for_frame(frame, image)
     assert first.shape == (30, 40, 3)
     second = once.for_frame(Frame(1, "00001", frame.image), image)
     assert second is first and len(once.reports) == 1
+    assert [r.action for r in once.records] == ["fell_back", "reused"] and "too few" in once.records[0].note
+    assert BackgroundPlates(CapturedBackgrounds(tmp_path / "plate.png")).alignment == DEFAULT_ALIGNMENT == "auto"
 
 
 def test_one_alignment_choice_for_every_command():

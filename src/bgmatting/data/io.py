@@ -244,7 +244,7 @@ def _encode(path: Path, arr: np.ndarray) -> None:
     if not ok:
         raise DataError(f"{path}: cannot encode image with extension {path.suffix!r}")
     with atomic_path(path) as tmp:
-        buf.tofile(str(tmp))
+        tmp.write_bytes(buf.tobytes())  # a Python write: a full disk raises OSError with errno ENOSPC
 
 
 def to_uint8(arr: np.ndarray) -> np.ndarray:

@@ -2,8 +2,10 @@
 
 Writes ``DATA/clips/NAME/{frames,segmentation}/000000.png ...``, ``background.png`` and, for hand-held clips
 (``alignment="per_frame"``), ``aligned_background/`` (the plate aligned to every frame). Otherwise the plate
-is aligned once, to the first frame (``alignment="once"``, the default shared with inference), or only
-resized (``"none"``). Frames and plates are read and aligned by :mod:`bgmatting.preprocess.capture`. Then
+is aligned once, to the first frame (``alignment="once"``), or only resized (``"none"``). The default,
+``"auto"`` (shared with inference), measures the plate's misalignment on frames spread over the clip and picks
+one of the three (:func:`bgmatting.preprocess.capture.resolve_alignment`). Frames and plates are read and
+aligned by :mod:`bgmatting.preprocess.capture`. Then
 the clip is added to ``DATA/manifest.json`` (layout and manifest: :mod:`bgmatting.data.real`). Resumable:
 files already present are kept (every file is written atomically, so a present file is complete); the
 manifest is written last. Command line: ``python -m bgmatting.prepare_real``.
@@ -20,7 +22,14 @@ from tqdm import tqdm
 from bgmatting.data.io import DataError, read_image, to_float, write_alpha, write_image
 from bgmatting.data.real import MANIFEST_NAME, Clip, frame_name, upsert_clip
 from bgmatting.preprocess.align import AlignOptions
-from bgmatting.preprocess.capture import DEFAULT_ALIGNMENT, BackgroundPlates, CapturedBackgrounds, Frame, open_input
+from bgmatting.preprocess.capture import (
+    DEFAULT_ALIGNMENT,
+    BackgroundPlates,
+    CapturedBackgrounds,
+    Frame,
+    open_input,
+    resolve_alignment,
+)
 from bgmatting.preprocess.segment import SEGMENTERS, Segmenter, SegmenterWeightsError, get_segmenter
 
 PathLike = str | os.PathLike
@@ -144,7 +153,8 @@ def prepare_clip(video: PathLike, background: PathLike, out: PathLike, *, name: 
     """Write one clip into ``out`` (see the module docstring) and add it to ``out/manifest.json``.
 
     video: video file or folder of frame images. background: the captured plate (one image file).
-    alignment: "once", "per_frame" (hand-held) or "none" (:mod:`bgmatting.preprocess.capture`).
+    alignment: "auto" (decided on the clip), "once", "per_frame" (hand-held) or "none"
+      (:mod:`bgmatting.preprocess.capture`).
     segmenter: a backend name of :func:`bgmatting.preprocess.segment.get_segmenter` (built with
     ``segmenter_options``) or a ready ``Segmenter``. every / max_frames: keep every N-th frame, at most that
     many. align_options configure the alignment. Returns the manifest path.
@@ -156,11 +166,14 @@ def prepare_clip(video: PathLike, background: PathLike, out: PathLike, *, name: 
     captured = CapturedBackgrounds(background)
     if not captured.is_single:
         raise DataError(f"{background}: is a folder; a clip takes one background photo")
-    plates = BackgroundPlates(captured, alignment, align_options)
+    if alignment == "auto":  # the clip's layout depends on it: decide before writing
+        alignment = resolve_alignment(open_input(video, every, max_frames), len(frames), captured, align_options)
+    plates = BackgroundPlates(captured, alignment, align_options, exposure="off")
     clip_dir = out / "clips" / name
     files = _ClipFiles(clip_dir, plates, _lazy_segmenter(segmenter, segmenter_options), overwrite)
     count = 0
-    with tqdm(total=len(frames) or None, desc=f"prepare {name}", unit="frame", disable=not progress) as bar:
+    with tqdm(total=len(frames) or None, desc=f"prepare {name} ({alignment} alignment)", unit="frame",
+              disable=not progress) as bar:
         for frame in frames:
             files.add(frame, video)
             count += 1

@@ -1,4 +1,5 @@
-"""What a training run reports: TensorBoard scalars and image grids, a JSON-lines log, and a progress bar.
+"""What a training run reports: TensorBoard scalars and image grids (columns labelled), a JSON-lines log, and a
+progress bar.
 
 Only the main process (rank 0) writes; other ranks get a :class:`RunLogger` with ``enabled=False`` whose
 methods do nothing. ``metrics.jsonl`` holds one JSON object per logged step (``{"step", "epoch", ...scalars}``)
@@ -12,6 +13,8 @@ import math
 import os
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 from torchvision.utils import make_grid
 from tqdm.auto import tqdm
@@ -32,8 +35,30 @@ GRID_ORDER = (
 )
 
 
+PADDING = 2
+
+
+def column_labels(names: list[str], tile_width: int, padding: int = PADDING) -> torch.Tensor:
+    """A white strip 3 x h x W' with each name written (black, shrunk to fit) above its column of a
+    :func:`torchvision.utils.make_grid` of ``len(names)`` columns of ``tile_width`` px."""
+    width = padding + len(names) * (tile_width + padding)
+    height = max(12, min(24, tile_width // 6))
+    strip = np.full((height, width, 3), 255, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for column, name in enumerate(names):
+        scale = 0.4 * height / 14
+        (text_w, text_h), _ = cv2.getTextSize(name, font, scale, 1)
+        if text_w > tile_width - 2:
+            scale *= (tile_width - 2) / text_w
+            (text_w, text_h), _ = cv2.getTextSize(name, font, scale, 1)
+        left = padding + column * (tile_width + padding) + max(0, (tile_width - text_w) // 2)
+        cv2.putText(strip, name, (left, (height + text_h) // 2), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return torch.from_numpy(strip).permute(2, 0, 1).float() / 255.0
+
+
 def image_grid(visuals: dict[str, torch.Tensor], order: tuple[str, ...] = GRID_ORDER) -> torch.Tensor:
-    """One row per sample, one column per visual (``order`` first, others after): 3 x H' x W' in [0, 1].
+    """One row per sample, one column per visual (``order`` first, others after), under a strip naming the
+    columns: 3 x H' x W' in [0, 1].
 
     ``visuals``: name -> B x C x H x W in [0, 1], C in {1, 3} (1-channel maps are shown as gray).
     """
@@ -45,7 +70,8 @@ def image_grid(visuals: dict[str, torch.Tensor], order: tuple[str, ...] = GRID_O
         v = visuals[name].detach().float().cpu().clamp(0, 1)
         columns.append(v.expand(-1, 3, -1, -1) if v.shape[1] == 1 else v[:, :3])
     rows = torch.stack(columns, dim=1).flatten(0, 1)  # sample-major: row i = sample i's visuals
-    return make_grid(rows, nrow=len(names), padding=2, pad_value=1.0)
+    grid = make_grid(rows, nrow=len(names), padding=PADDING, pad_value=1.0)
+    return torch.cat([column_labels(names, rows.shape[-1]), grid], dim=1)
 
 
 def truncate_jsonl(path: Path, last_step: int) -> None:

@@ -47,6 +47,27 @@ CROP_THRESHOLD = 0.2
 Segmenter = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
+#: Peak bytes per pixel of the network input in one forward pass, fp32 on the CPU, as ``a * ngf + b``:
+#: measured with :class:`bgmatting.benchmarks.memory.PeakMemory` at 192..448 px (ngf 64: 3.5 kB/px; the
+#: quickstart's ngf 16: 1.0-1.5 kB/px). bf16 needs less; the estimate stays on the safe side.
+NETWORK_BYTES_PER_PIXEL = (55, 100)
+#: Bytes per frame pixel of the float arrays the pipeline holds around the network (I, B', S, M, alpha, F,
+#: the composite and their resized copies).
+FRAME_BYTES_PER_PIXEL = 160
+
+
+class MemoryLimitError(ValueError):
+    """A frame would need more memory than the limit; the message says which option helps."""
+
+
+class NonFiniteOutputError(ValueError):
+    """The network's alpha or foreground holds NaN or infinity; ``index`` is the frame's place in its batch."""
+
+    def __init__(self, message: str, index: int = 0) -> None:
+        super().__init__(message)
+        self.index = index
+
+
 @dataclass
 class MatteResult:
     """One frame's result at the frame's size: ``alpha`` H x W and ``foreground`` H x W x 3, float32 in [0, 1]
@@ -111,6 +132,8 @@ class Matter:
         device: torch device or "auto".
         largest_component: keep only the largest connected component of alpha (the original does).
         crop_threshold: segmentation level that counts as subject for the crop box.
+        memory_limit: bytes a batch may need (:meth:`memory_estimate`); above it :meth:`matte_batch` refuses
+            with a :class:`MemoryLimitError` before running the network. None: no limit.
     """
 
     def __init__(
@@ -124,6 +147,7 @@ class Matter:
         device: str | torch.device = "auto",
         largest_component: bool = True,
         crop_threshold: float = CROP_THRESHOLD,
+        memory_limit: int | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -136,6 +160,7 @@ class Matter:
         self.segmenter = segmenter
         self.largest_component = largest_component
         self.crop_threshold = crop_threshold
+        self.memory_limit = memory_limit
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.precision = precision if isinstance(precision, Precision) else resolve_precision(self.device, precision)
         model = model if isinstance(model, MattingModel) else MattingModel(model)
@@ -148,6 +173,45 @@ class Matter:
         """False when the network cannot see the motion cues (the original's wiring; then any cues give the
         same result and callers may skip computing neighbouring-frame cues)."""
         return self.model.uses_motion
+
+    def network_size(self, height: int, width: int) -> tuple[int, int]:
+        """(h, w) the network sees for a frame of ``height x width``."""
+        if self.mode == "original":
+            return self.size, self.size
+        return processing_size(height, width, self.size)
+
+    def memory_estimate(self, height: int, width: int, batch: int = 1, size: int | None = None) -> int:
+        """Bytes a batch of ``batch`` frames of ``height x width`` needs, about (``NETWORK_BYTES_PER_PIXEL`` at the
+        network's size, ``FRAME_BYTES_PER_PIXEL`` at the frame's); ``size`` replaces full mode's processing side."""
+        if size is not None and self.mode == "full":
+            net_h, net_w = processing_size(height, width, size)
+        else:
+            net_h, net_w = self.network_size(height, width)
+        a, b = NETWORK_BYTES_PER_PIXEL
+        ngf = int(self.model.generator.config.get("ngf", 64))
+        return batch * ((a * ngf + b) * net_h * net_w + FRAME_BYTES_PER_PIXEL * height * width)
+
+    def _check_memory(self, images: Sequence[np.ndarray]) -> None:
+        """A :class:`MemoryLimitError` saying what helps when the batch's :meth:`memory_estimate` is above the limit."""
+        if self.memory_limit is None:
+            return
+        height, width = max((np.shape(image)[:2] for image in images), key=lambda hw: hw[0] * hw[1])
+        need = self.memory_estimate(height, width, len(images))
+        if need <= self.memory_limit:
+            return
+        advice = ["a smaller --batch-size"] if len(images) > 1 else []
+        if self.mode == "full":
+            side = max(height, width)
+            while side > 64 and self.memory_estimate(height, width, size=side) > self.memory_limit:
+                side = int(side * 0.9) // 32 * 32
+            advice += [f"--size {side} (full mode's processing long side)", "--mode original"]
+        else:
+            advice.append("a smaller --size")
+        raise MemoryLimitError(
+            f"a batch of {len(images)} frame(s) of {width}x{height} in {self.mode} mode needs about "
+            f"{need / 2**30:.1f} GiB, above the limit of {self.memory_limit / 2**30:.1f} GiB (--max-memory-gb); "
+            f"use {' or '.join(advice)}"
+        )
 
     # ------------------------------------------------------------------------------------------------ API
     def matte(
@@ -176,6 +240,7 @@ class Matter:
             raise ValueError("images, backgrounds, segmentations and motions must have the same length")
         if count == 0:
             return []
+        self._check_memory(images)
         prepared = [self._prepare(*args) for args in zip(images, backgrounds, segmentations, motions)]
         shapes = {p.image.shape for p in prepared}
         if len(shapes) > 1:  # full mode with frames of different sizes: run them one by one
@@ -252,6 +317,10 @@ class Matter:
         alpha, foreground = self.model.predict(batch)
         alpha = alpha[:, 0].cpu().numpy()
         foreground = foreground.permute(0, 2, 3, 1).cpu().numpy()
+        for index in range(len(prepared)):
+            if not (np.isfinite(alpha[index]).all() and np.isfinite(foreground[index]).all()):
+                raise NonFiniteOutputError("the network's output is not finite (NaN or infinity): the checkpoint's "
+                                           "weights or this input are broken", index)
         return alpha.astype(np.float32, copy=False), np.ascontiguousarray(foreground, dtype=np.float32)
 
     def _finish(self, image: np.ndarray, prepared: _Prepared, alpha: np.ndarray, foreground: np.ndarray) -> MatteResult:

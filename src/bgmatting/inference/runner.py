@@ -1,4 +1,5 @@
-"""Running a :class:`Matter` over a whole input: backgrounds per frame, motion cues, batching, outputs, speed.
+"""Running a :class:`Matter` over a whole input: backgrounds per frame, motion cues, batching, temporal
+smoothing, outputs, speed.
 
 :func:`matte_sequence` is what ``python -m bgmatting.infer`` calls; it takes ready objects (frames, captured
 backgrounds, target backgrounds, a writer), not command-line options.
@@ -14,9 +15,10 @@ import numpy as np
 from tqdm import tqdm
 
 from bgmatting.data.io import DataError, to_float
-from bgmatting.inference.pipeline import Matter
+from bgmatting.inference.pipeline import Matter, MatteResult, NonFiniteOutputError
 from bgmatting.inference.sinks import ResultWriter
 from bgmatting.inference.sources import Segmentations, TargetBackgrounds
+from bgmatting.inference.temporal import TemporalFilter, TemporalOptions
 from bgmatting.preprocess.capture import BackgroundPlates, Frame
 from bgmatting.preprocess.motion import DEFAULT_OFFSETS, to_gray, video_motion_cues
 
@@ -65,20 +67,28 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def _matte_batch(matter: Matter, batch: list[tuple[Frame, np.ndarray | None]], plates: BackgroundPlates,
-                 targets: TargetBackgrounds, writer: ResultWriter, segmentations: Segmentations | None,
-                 source_name: str) -> float:
-    """Matte one batch of (frame, motion cues) and write each frame's outputs; returns the matting seconds."""
+                 segmentations: Segmentations | None,
+                 source_name: str) -> tuple[float, list[tuple[Frame, np.ndarray, MatteResult]]]:
+    """Matte one batch of (frame, motion cues): the matting seconds (network and clean-up), and (frame, float
+    image, result) per frame. A non-finite network output is an error naming the frame."""
     images = [to_float(frame.image, frame.path or source_name) for frame, _ in batch]
     masks = [segmentations.for_frame(frame) if segmentations else None for frame, _ in batch]
     backgrounds = [plates.for_frame(frame, image, mask) for (frame, _), image, mask in zip(batch, images, masks)]
     tick = time.perf_counter()
-    results = matter.matte_batch(images, backgrounds, masks, [motion for _, motion in batch])
+    try:
+        results = matter.matte_batch(images, backgrounds, masks, [motion for _, motion in batch])
+    except NonFiniteOutputError as error:
+        frame = batch[error.index][0]
+        where = f"{frame.path}" if frame.path is not None else f"{source_name} frame {frame.name}"
+        raise NonFiniteOutputError(f"{where}: {error}", error.index) from None
     seconds = time.perf_counter() - tick
-    for (frame, _), result in zip(batch, results):
-        height, width = frame.shape
-        composite = result.composite(targets.for_frame(frame.index, height, width))
-        writer.write(frame.name, result.alpha, result.foreground, composite)
-    return seconds
+    return seconds, [(frame, image, result) for (frame, _), image, result in zip(batch, images, results)]
+
+
+def _write(writer: ResultWriter, targets: TargetBackgrounds, frame: Frame, result: MatteResult) -> None:
+    height, width = frame.shape
+    composite = result.composite(targets.for_frame(frame.index, height, width))
+    writer.write(frame.name, result.alpha, result.foreground, composite)
 
 
 def matte_sequence(
@@ -91,16 +101,19 @@ def matte_sequence(
     segmentations: Segmentations | None = None,
     clip: bool = False,
     motion_offsets: Sequence[int] = DEFAULT_OFFSETS,
+    temporal: TemporalOptions | None = None,
     batch_size: int = 1,
     total: int | None = None,
     progress: bool = True,
     source_name: str = "input",
 ) -> dict[str, Any]:
-    """Matte every frame, write its outputs, and return a summary (frames, seconds, frames/s).
+    """Matte every frame, write its outputs, and return a summary (frames, seconds, frames/s, what was done with
+    the plate per frame).
 
     ``clip``: the frames are consecutive video frames; motion cues then come from neighbouring frames at
     ``motion_offsets`` (skipped when the generator cannot see them, see :attr:`Matter.uses_motion`), else each
-    frame gets 4 x gray(I). ``writer.finish`` (summary.json) is called only when every frame succeeded.
+    frame gets 4 x gray(I); ``temporal`` smooths a clip's alpha (:mod:`bgmatting.inference.temporal`; ignored for
+    stills). ``writer.finish`` (summary.json) is called only when every frame succeeded.
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
@@ -108,16 +121,23 @@ def matte_sequence(
         stream: Iterable[tuple[Frame, np.ndarray | None]] = frames_with_motion(frames, motion_offsets)
     else:
         stream = ((frame, None) for frame in frames)
+    smoothing = TemporalFilter(temporal if clip and temporal is not None else TemporalOptions("none"))
     done = 0
     bar = tqdm(total=total or None, unit="frame", desc=source_name, disable=not progress, dynamic_ncols=True)
     start = time.perf_counter()
     network_seconds = 0.0
     with writer:
         for batch in _batches(stream, batch_size):
-            network_seconds += _matte_batch(matter, batch, plates, targets, writer, segmentations, source_name)
+            seconds, matted = _matte_batch(matter, batch, plates, segmentations, source_name)
+            network_seconds += seconds
+            for frame, image, result in matted:
+                for ready_frame, ready in smoothing.push(frame, image, result):
+                    _write(writer, targets, ready_frame, ready)
             done += len(batch)
             bar.update(len(batch))
             bar.set_postfix(fps=f"{done / (time.perf_counter() - start):.2f}")
+        for ready_frame, ready in smoothing.flush():
+            _write(writer, targets, ready_frame, ready)
         bar.close()
         targets.close()
         if done == 0:
@@ -135,7 +155,11 @@ def matte_sequence(
             "device": str(matter.device),
             "batch_size": batch_size,
             "alignment": plates.alignment,
+            "exposure": plates.exposure,
+            "temporal": smoothing.options.kind,
             "target_background": targets.describe(),
+            "plate_summary": plates.summary(),
+            "plates": [record.as_dict() for record in plates.records],
         }
         writer.finish(summary)
     return summary

@@ -1,9 +1,13 @@
 """Where results go: per-frame PNGs (alpha, foreground RGBA, composite) and encoded composite videos.
 
-Nothing partial ever looks complete: every file goes through :func:`bgmatting.data.io.atomic_path` (a
-hidden temporary name, renamed when complete): PNGs through :func:`bgmatting.data.io.write_image`, a video
-is renamed by :meth:`AtomicVideoWriter.close` (an interrupted run deletes it); ``summary.json`` is written
-last, so a folder without it is an unfinished run.
+Nothing partial ever looks complete, and a failed run loses nothing of an earlier one: a run writes into a
+hidden staging folder inside the output folder (``.staging-<random>.tmp/``, every file through
+:func:`bgmatting.data.io.atomic_path`); only when every frame succeeded are its files moved into place and
+``summary.json`` written last, so a folder without it is an unfinished run. A failed run deletes its staging
+folder and leaves the output folder as it was. A new run first removes the staging folders and temporary files
+that killed runs left behind (one run per output folder at a time). Files of an earlier run that a new run does
+not write again stay. Errors while writing (a full disk: "no space left on device writing PATH", a read-only
+folder, an output path that is a file) are :class:`bgmatting.data.io.DataError` naming the path.
 
 Layout of an output folder::
 
@@ -16,17 +20,63 @@ Layout of an output folder::
 """
 from __future__ import annotations
 
+import errno
 import os
+import secrets
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from bgmatting.data.io import atomic_path, to_uint8, write_alpha, write_image, write_json
+from bgmatting.data.io import DataError, atomic_path, to_uint8, write_alpha, write_image, write_json
 
 SUMMARY_NAME = "summary.json"
 DEFAULT_FOURCC = "mp4v"
+STAGING_PREFIX = ".staging-"
+OUTPUT_FOLDERS = ("alpha", "foreground", "composite")
+
+
+def output_error(error: OSError, path: Path) -> DataError:
+    """One line for an OSError while writing ``path``: "no space left on device writing PATH" and the like."""
+    if error.errno == errno.ENOSPC:
+        reason = "no space left on device"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason = "the output folder is not writable"
+    else:
+        reason = (error.strerror or str(error)).lower()
+    return DataError(f"{reason} writing {path}")
+
+
+def check_output_folder(folder: str | os.PathLike) -> Path:
+    """The output folder, created if needed; a DataError when it is a file or cannot be created."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{folder}: the output path is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise output_error(error, folder) from None
+    return folder
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete what killed runs left in an output folder: staging folders and hidden ``*.tmp*`` files (this
+    package's temporary names) in it and its output subfolders. Returns what was removed."""
+    removed = []
+    for place in [folder] + [folder / name for name in OUTPUT_FOLDERS]:
+        if not place.is_dir():
+            continue
+        for entry in place.iterdir():
+            if entry.name.startswith(STAGING_PREFIX) and entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+            elif entry.name.startswith(".") and ".tmp" in entry.name and entry.is_file():
+                entry.unlink(missing_ok=True)
+                removed.append(entry)
+    return removed
 
 
 class _Aborted(Exception):
@@ -102,7 +152,7 @@ class ResultWriter:
 
     ``pngs``: write the per-frame PNGs. ``video``: (fps, stem) to also encode ``<stem>_composite<ext>`` and
     ``<stem>_alpha<ext>``; the videos are opened lazily on the first frame (its size fixes theirs).
-    Use as a context manager; :meth:`finish` writes ``summary.json``.
+    Use as a context manager; :meth:`finish` moves the run's files into place and writes ``summary.json``.
     """
 
     def __init__(
@@ -114,29 +164,45 @@ class ResultWriter:
         video_extension: str = ".mp4",
         fourcc: str = DEFAULT_FOURCC,
     ) -> None:
-        self.output_dir = Path(output_dir)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        (self.output_dir / SUMMARY_NAME).unlink(missing_ok=True)  # a rerun is unfinished until it finishes
+        self.output_dir = check_output_folder(output_dir)
+        remove_stale_temporaries(self.output_dir)
+        self.staging = self.output_dir / f"{STAGING_PREFIX}{secrets.token_hex(4)}.tmp"
+        try:
+            self.staging.mkdir()
+        except OSError as error:
+            raise output_error(error, self.output_dir) from None
         self.pngs = pngs
         self.video = video
         self.video_extension = video_extension
         self.fourcc = fourcc
         self._videos: dict[str, AtomicVideoWriter] = {}
+        self._staged: list[Path] = []  # paths relative to the output folder
         self.frames = 0
         self.outputs: list[str] = []
+
+    def _guarded(self, relative: Path, write: Callable[[Path], Any]) -> None:
+        """``write(staged path)``; an OSError becomes a DataError naming the final path."""
+        try:
+            write(self.staging / relative)
+        except OSError as error:
+            raise output_error(error, self.output_dir / relative) from None
+        if relative not in self._staged:
+            self._staged.append(relative)
 
     def _open_videos(self, height: int, width: int) -> None:
         fps, stem = self.video
         for kind in ("composite", "alpha"):
-            path = self.output_dir / f"{stem}_{kind}{self.video_extension}"
-            self._videos[kind] = AtomicVideoWriter(path, fps, (height, width), self.fourcc)
+            relative = Path(f"{stem}_{kind}{self.video_extension}")
+            self._guarded(relative, lambda path: self._videos.__setitem__(
+                kind, AtomicVideoWriter(path, fps, (height, width), self.fourcc)))
 
     def write(self, name: str, alpha: np.ndarray, foreground: np.ndarray, composite: np.ndarray) -> None:
         """alpha H x W, foreground and composite H x W x 3, float in [0, 1]."""
         if self.pngs:
-            write_alpha(self.output_dir / "alpha" / f"{name}.png", alpha)
-            write_image(self.output_dir / "foreground" / f"{name}.png", np.dstack([foreground, alpha]))
-            write_image(self.output_dir / "composite" / f"{name}.png", composite)
+            self._guarded(Path("alpha", f"{name}.png"), lambda path: write_alpha(path, alpha))
+            self._guarded(Path("foreground", f"{name}.png"),
+                          lambda path: write_image(path, np.dstack([foreground, alpha])))
+            self._guarded(Path("composite", f"{name}.png"), lambda path: write_image(path, composite))
         if self.video is not None:
             if not self._videos:
                 self._open_videos(*alpha.shape)
@@ -145,22 +211,71 @@ class ResultWriter:
         self.frames += 1
 
     def finish(self, summary: dict[str, Any]) -> Path:
-        """Close the videos (renaming them to their final names), then write ``summary.json`` atomically."""
-        for writer in self._videos.values():
-            writer.close()
+        """Close the videos, move the run's files into the output folder, then write ``summary.json``."""
+        for kind, writer in self._videos.items():
+            relative = writer.path.relative_to(self.staging)
+            self._guarded(relative, lambda path: (writer.close(), check_video(writer.path, writer.frames)))
             self.outputs.append(writer.path.name)
         if self.pngs:
-            self.outputs += ["alpha/", "foreground/", "composite/"]
+            self.outputs += [f"{name}/" for name in OUTPUT_FOLDERS]
+        (self.output_dir / SUMMARY_NAME).unlink(missing_ok=True)  # the folder is unfinished while files move
+        for relative in self._staged:
+            target = self.output_dir / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.staging / relative, target)
+        shutil.rmtree(self.staging, ignore_errors=True)
         summary = dict(summary, frames=self.frames, outputs=self.outputs)
-        return write_json(self.output_dir / SUMMARY_NAME, summary)
+        try:
+            return write_json(self.output_dir / SUMMARY_NAME, summary)
+        except OSError as error:
+            raise output_error(error, self.output_dir / SUMMARY_NAME) from None
 
     def abort(self) -> None:
-        """Delete partial videos (finished PNGs stay; there is no summary.json)."""
+        """Stop the videos and delete the staging folder: the output folder stays as it was before the run."""
         for writer in self._videos.values():
             writer.abort()
         self._videos.clear()
+        shutil.rmtree(self.staging, ignore_errors=True)
 
     def __enter__(self) -> ResultWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+def check_video(path: Path, frames: int) -> None:
+    """An encoded video that cannot be decoded again (e.g. cut short by a full disk) is an OSError."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        ok = capture.isOpened() and capture.read()[0]
+    finally:
+        capture.release()
+    if frames and not ok:
+        free = shutil.disk_usage(path.parent).free
+        raise OSError(errno.ENOSPC if free == 0 else errno.EIO, "cannot decode the encoded video", str(path))
+
+
+class MemoryWriter:
+    """Keeps each frame's outputs in memory instead of writing files (for library calls that return results):
+    ``frames`` maps a frame's name to (alpha H x W, foreground H x W x 3, composite H x W x 3) float32 in
+    [0, 1], in order; ``summary`` is set by :meth:`finish`."""
+
+    def __init__(self) -> None:
+        self.frames: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.summary: dict[str, Any] | None = None
+
+    def write(self, name: str, alpha: np.ndarray, foreground: np.ndarray, composite: np.ndarray) -> None:
+        self.frames[name] = (alpha, foreground, np.asarray(composite, np.float32))
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        self.summary = dict(summary, frames=len(self.frames), outputs=[])
+
+    def abort(self) -> None:
+        self.frames.clear()
+
+    def __enter__(self) -> MemoryWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -88,6 +88,16 @@ class TargetBackgrounds:
         else:
             self._image = read_image(self.path)
 
+    @classmethod
+    def from_array(cls, image: np.ndarray) -> TargetBackgrounds:
+        """One target image given as pixels (H x W x 3 RGB, uint8 or float in [0, 1])."""
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise DataError(f"target background must be H x W x 3 RGB, got shape {image.shape}")
+        targets = cls()
+        targets.path, targets._image = Path("<array>"), to_float(image, "target background")
+        return targets
+
     def describe(self) -> str:
         if self.path is None:
             return "colour " + ",".join(str(int(round(c * 255))) for c in self.colour)

@@ -6,29 +6,52 @@ Frames carry RGB pixels as read: uint8 from videos (kept small while buffered fo
 [0, 1] from image files; :func:`bgmatting.data.io.to_float` turns either into float32 H x W x 3 in [0, 1].
 Plates are float32 H x W x 3 in [0, 1]. Every error is a :class:`bgmatting.data.io.DataError` naming the file.
 
-Alignment of a plate to the frames (``ALIGNMENTS``): ``"once"`` (the default, :data:`DEFAULT_ALIGNMENT`: a
-fixed camera; each plate is aligned to the first frame that uses it, then reused), ``"per_frame"`` (hand-held:
-aligned to every frame) or ``"none"`` (already registered: only resized to the frames' size).
+A folder in the public code's sample layout (``0001_img.png`` with ``0001_back.png`` and ``0001_masksDL.png``)
+is recognised by name: its ``*_img`` files are the input frames, the plates and masks are never matted as
+inputs. Two files of one stem (``a.png`` and ``a.jpg``) become frames ``a_png`` and ``a_jpg``.
+
+Alignment of a plate to the frames (``ALIGNMENTS``): ``"auto"`` (the default, :data:`DEFAULT_ALIGNMENT`, for
+inference and real-capture preparation alike) measures how far the plate in use is off for each frame
+(:func:`bgmatting.preprocess.misalignment.measure_misalignment`, cheap) and aligns (AKAZE,
+:func:`bgmatting.preprocess.align.align_background`) only when it is off by more than the tolerance: a registered
+plate is used as captured, a fixed camera's plate is aligned once, a hand-held one whenever the camera moved.
+``"once"`` aligns each plate to the first frame that uses it, ``"per_frame"`` (hand-held) to every frame,
+``"none"`` only resizes it. With ``exposure="auto"`` each newly aligned (or first used) plate also gets a
+per-channel gain/bias towards the frame where that measurably lowers their difference
+(:func:`bgmatting.preprocess.misalignment.correct_exposure`). :class:`PlateRecord` says per frame what was done.
 """
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from bgmatting.data.io import IMAGE_EXTENSIONS, DataError, list_images, read_image
-from bgmatting.preprocess.align import AlignmentReport, AlignOptions, align_background
+from bgmatting.data.io import IMAGE_EXTENSIONS, DataError, list_images, read_image, to_float
+from bgmatting.preprocess.align import AlignmentReport, AlignmentWarning, AlignOptions, align_background
+from bgmatting.preprocess.misalignment import (
+    GROSS_DIFFERENCE,
+    MISALIGNMENT_TOLERANCE,
+    ExposureCorrection,
+    background_residual,
+    correct_exposure,
+    measure_misalignment,
+    resize_matrix,
+    tolerance_px,
+)
+from bgmatting.preprocess.motion import to_gray
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
-ALIGNMENTS = ("none", "once", "per_frame")
+ALIGNMENTS = ("auto", "once", "per_frame", "none")
 #: How plates are aligned unless asked otherwise, by inference and real-capture preparation alike.
-DEFAULT_ALIGNMENT = "once"
+DEFAULT_ALIGNMENT = "auto"
+EXPOSURES = ("auto", "off")
 
 #: Name suffixes of the public code's sample layout: ``0001_img.png`` with ``0001_back.png`` and ``0001_masksDL.png``.
 ORIGINAL_IMAGE_SUFFIX = "_img"
@@ -40,7 +63,8 @@ ASPECT_TOLERANCE = 0.02
 
 
 def choose_alignment(*, handheld: bool = False, align_once: bool = False, no_align: bool = False) -> str:
-    """The alignment a command's flags ask for (at most one set): per frame, once, none, else the default."""
+    """The alignment a command's flags ask for (at most one set): per frame, once, none, else the default
+    (automatic)."""
     if handheld + align_once + no_align > 1:
         raise ValueError("choose at most one of hand-held (per-frame), align-once and no-align")
     if handheld:
@@ -76,8 +100,15 @@ def _check_selection(every: int, max_frames: int | None) -> None:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
 
 
+def frame_names(paths: Sequence[Path]) -> list[str]:
+    """Output names of image frames: the file's stem, or stem + "_" + extension where two files share a stem."""
+    stems = Counter(p.stem for p in paths)
+    return [p.stem if stems[p.stem] == 1 else f"{p.stem}_{p.suffix[1:].lower()}" for p in paths]
+
+
 class ImageFrames:
-    """Frames from image files (one image, or a folder's images in sorted order). ``fps`` is None."""
+    """Frames from image files (one image, or a folder's images in sorted order), named by
+    :func:`frame_names`. ``fps`` is None."""
 
     fps: float | None = None
 
@@ -85,14 +116,60 @@ class ImageFrames:
         if not paths:
             raise DataError(f"{name}: no input images")
         self.paths = [Path(p) for p in paths]
+        self.names = frame_names(self.paths)
         self.name = name
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __iter__(self) -> Iterator[Frame]:
-        for index, path in enumerate(self.paths):
-            yield Frame(index, path.stem, read_image(path), path)
+        for index, (path, name) in enumerate(zip(self.paths, self.names)):
+            yield Frame(index, name, read_image(path), path)
+
+
+class ArrayFrames:
+    """Frames given as pixels (H x W x 3 RGB arrays, uint8 or float in [0, 1]), named ``names`` (default
+    ``image`` for one, ``image_0000`` ... for several). ``fps`` is None."""
+
+    fps: float | None = None
+
+    def __init__(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None, name: str = "image") -> None:
+        if not len(images):
+            raise DataError(f"{name}: no input images")
+        for k, image in enumerate(images):
+            if np.ndim(image) != 3 or np.shape(image)[2] != 3:
+                raise DataError(f"{name}: image {k} must be H x W x 3 RGB, got shape {np.shape(image)}")
+        self.images = list(images)
+        default = [name] if len(images) == 1 else [f"{name}_{k:04d}" for k in range(len(images))]
+        self.names = list(names) if names is not None else default
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, (image, name) in enumerate(zip(self.images, self.names)):
+            yield Frame(index, name, to_float(np.asarray(image), name))
+
+
+def is_original_layout(folder: str | os.PathLike) -> bool:
+    """The folder holds the public code's ``*_img`` inputs (with ``*_back`` plates, ``*_masksDL`` masks)."""
+    return any(p.stem.endswith(ORIGINAL_IMAGE_SUFFIX) for p in list_images(folder))
+
+
+def input_images(folder: str | os.PathLike) -> list[Path]:
+    """A folder's input images, sorted: in the original layout only the ``*_img`` files (plates and masks are
+    companions, other files are skipped with a warning); otherwise every image."""
+    files = list_images(folder)
+    if not is_original_layout(folder):
+        return files
+    inputs = [p for p in files if p.stem.endswith(ORIGINAL_IMAGE_SUFFIX)]
+    companions = (ORIGINAL_BACKGROUND_SUFFIX, ORIGINAL_SEGMENTATION_SUFFIX)
+    others = [p.name for p in files if p not in inputs and not p.stem.endswith(companions)]
+    if others:
+        warnings.warn(f"{folder}: original layout (*_img inputs): skipping {len(others)} other image(s), e.g. "
+                      f"{others[0]}", stacklevel=2)
+    return inputs
 
 
 class VideoFrames:
@@ -152,7 +229,7 @@ def open_input(path: str | os.PathLike, every: int = 1, max_frames: int | None =
     _check_selection(every, max_frames)
     path = Path(path)
     if path.is_dir():
-        return ImageFrames(list_images(path)[::every][:max_frames], str(path))
+        return ImageFrames(input_images(path)[::every][:max_frames], str(path))
     if not path.exists():
         raise DataError(f"{path}: input does not exist")
     if is_video_file(path):
@@ -167,18 +244,19 @@ def open_input(path: str | os.PathLike, every: int = 1, max_frames: int | None =
 
 # ---------------------------------------------------------------------------------- per-frame companion files
 def _companion_names(frame_name: str, suffix: str) -> list[str]:
-    names = [frame_name]
+    """Stems a frame's companion may have, in order: ``x_back`` (``suffix``) for ``x_img``, then the same stem."""
     if frame_name.endswith(ORIGINAL_IMAGE_SUFFIX):
-        names.append(frame_name[: -len(ORIGINAL_IMAGE_SUFFIX)] + suffix)
-    return names
+        return [frame_name[: -len(ORIGINAL_IMAGE_SUFFIX)] + suffix, frame_name]
+    return [frame_name]
 
 
 class CompanionFiles:
     """Per-frame files in a folder (captured backgrounds or segmentations), matched to frames by name.
 
-    A frame named ``x`` takes ``x.<ext>``; a frame named ``x_img`` also takes the public code's ``x_back`` /
-    ``x_masksDL`` (``suffix``). When no frame name matches any file and ``by_order`` is set (frames of a video),
-    the i-th file in sorted order belongs to frame i.
+    A frame from ``x.<ext>`` takes ``x.<ext>`` of the folder; a frame from ``x_img`` takes the public code's
+    ``x_back`` / ``x_masksDL`` (``suffix``) first, else ``x_img``; a frame never takes its own file (the folder may
+    be the input folder). When no frame name matches any file and ``by_order`` is set (frames of a video), the
+    i-th file in sorted order belongs to frame i.
     """
 
     def __init__(self, folder: str | os.PathLike, suffix: str, what: str, by_order: bool = False) -> None:
@@ -191,8 +269,10 @@ class CompanionFiles:
         self._use_order: bool | None = None
 
     def path_for(self, frame: Frame) -> Path:
-        for name in _companion_names(frame.name, self.suffix):
-            if name in self.by_stem:
+        stem = frame.path.stem if frame.path is not None else frame.name
+        own = frame.path.resolve() if frame.path is not None else None
+        for name in _companion_names(stem, self.suffix):
+            if name in self.by_stem and self.by_stem[name].resolve() != own:
                 self._use_order = False
                 return self.by_stem[name]
         if self.by_order and self._use_order is not False:
@@ -203,7 +283,7 @@ class CompanionFiles:
                 f"{self.folder}: has {len(self.files)} {self.what} files but the input has more frames "
                 f"(frame {frame.index} needs one)"
             )
-        expected = " or ".join(f"{n}.png" for n in _companion_names(frame.name, self.suffix))
+        expected = " or ".join(f"{n}.png" for n in _companion_names(stem, self.suffix))
         raise DataError(f"{self.folder}: no {self.what} for frame {frame.name!r} (expected {expected})")
 
 
@@ -222,6 +302,17 @@ class CapturedBackgrounds:
         else:
             self.single = read_image(self.path)
 
+    @classmethod
+    def from_array(cls, plate: np.ndarray, name: str = "background") -> CapturedBackgrounds:
+        """One plate given as pixels (H x W x 3 RGB, uint8 or float in [0, 1]); ``name`` stands for its file."""
+        captured = cls.__new__(cls)
+        captured.path, captured.folder = Path(name), None
+        plate = np.asarray(plate)
+        if plate.ndim != 3 or plate.shape[2] != 3:
+            raise DataError(f"{name}: a plate must be H x W x 3 RGB, got shape {plate.shape}")
+        captured.single = to_float(plate, name)
+        return captured
+
     @property
     def is_single(self) -> bool:
         """One plate for every frame (a clip's plate), not a folder of plates."""
@@ -235,6 +326,12 @@ class CapturedBackgrounds:
         return read_image(path), path
 
 
+def same_aspect(plate_shape: tuple[int, int], shape: tuple[int, int], tolerance: float = ASPECT_TOLERANCE) -> bool:
+    """The plate (H', W') and the frames (H, W) have one aspect ratio, within ``tolerance``."""
+    (ph, pw), (h, w) = plate_shape, shape
+    return abs((pw / ph) / (w / h) - 1.0) <= tolerance
+
+
 def fit_plate(plate: np.ndarray, shape: tuple[int, int], path: str | os.PathLike,
               tolerance: float = ASPECT_TOLERANCE) -> np.ndarray:
     """A plate of another size than the frames (H, W) resized to them (area when shrinking, else bilinear),
@@ -243,7 +340,7 @@ def fit_plate(plate: np.ndarray, shape: tuple[int, int], path: str | os.PathLike
     ph, pw = plate.shape[:2]
     if (ph, pw) == (h, w):
         return plate
-    if abs((pw / ph) / (w / h) - 1.0) > tolerance:
+    if not same_aspect((ph, pw), (h, w), tolerance):
         raise DataError(f"{path}: background is {pw}x{ph} but the frames are {w}x{h} (other aspect ratio); "
                         "align it to the frames (not --no-align) or crop it to the frames' framing")
     warnings.warn(f"{path}: captured background is {pw}x{ph} but the frames are {w}x{h}; resizing it",
@@ -252,32 +349,198 @@ def fit_plate(plate: np.ndarray, shape: tuple[int, int], path: str | os.PathLike
     return cv2.resize(plate, (w, h), interpolation=interp)
 
 
+@dataclass
+class PlateRecord:
+    """What was done with the plate for one frame.
+
+    ``action``: "none" (the plate as captured, resized), "aligned" (aligned to this frame), "reused" (the plate
+    as aligned to an earlier frame), "fell_back" (alignment failed: the plate as captured, resized; ``note``
+    says why). ``misalignment_px``: how far the plate would have been off without acting (None: not
+    measurable, ``note`` says why); ``residual_px``: how far the plate is off after aligning; ``exposure``: the
+    gain/bias applied to the plate, when the correction helped. Pixels are the frame's."""
+
+    frame: str
+    action: str
+    misalignment_px: float | None = None
+    residual_px: float | None = None
+    exposure: dict | None = None
+    note: str | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class _PlateState:
+    """The plate in use for one captured plate file: pixels at the frame's size, plate px -> frame px, and
+    whether its alignment failed."""
+
+    plate: np.ndarray
+    homography: np.ndarray
+    fell_back: bool = False
+
+
+def is_gray(image: np.ndarray, step: int = 7) -> bool:
+    """True when an RGB image (H x W x 3) has three equal channels (a greyscale file read as RGB) and is not one
+    flat colour (which says nothing about its kind)."""
+    sample = np.asarray(image)[::step, ::step].astype(np.float32)
+    level = (1.0 if np.asarray(image).dtype == np.uint8 else 1.0 / 255.0) + 1e-6
+    return float(np.ptp(sample, axis=2).max(initial=0.0)) <= level and float(np.ptp(sample)) > level
+
+
+def gray3(image: np.ndarray) -> np.ndarray:
+    """An RGB image's BT.601 luma replicated into 3 channels, float32 H x W x 3 in [0, 1]."""
+    gray = to_gray(image)
+    return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2), dtype=np.float32)
+
+
 class BackgroundPlates:
     """The captured background for each frame, at the frame's size, aligned to it as ``alignment`` says
     (module docstring); ``options`` configure :func:`bgmatting.preprocess.align.align_background`. Aligned
     plates are aligned at their own size (the homography absorbs the scale); unaligned ones go through
-    :func:`fit_plate`. ``reports`` collects the alignment reports."""
+    :func:`fit_plate`. ``exposure``: "auto" or "off" (module docstring). ``tolerance``: the misalignment,
+    as a share of the frame's longest side, that counts as registered. ``records`` says per frame what was
+    done (:class:`PlateRecord`), ``reports`` collects the alignment reports (without their masks).
+
+    A greyscale image with a colour plate: the plate is converted to gray the same way (BT.601 luma, 3 equal
+    channels), with a warning; a colour image with a greyscale plate is a DataError. A plate that still differs
+    grossly from the frame outside the subject (median difference above ``GROSS_DIFFERENCE``) gets a warning.
+    """
 
     def __init__(self, captured: CapturedBackgrounds, alignment: str = DEFAULT_ALIGNMENT,
-                 options: AlignOptions | None = None) -> None:
+                 options: AlignOptions | None = None, *, exposure: str = "auto",
+                 tolerance: float = MISALIGNMENT_TOLERANCE) -> None:
         if alignment not in ALIGNMENTS:
             raise ValueError(f"unknown alignment {alignment!r}; choose one of {', '.join(ALIGNMENTS)}")
+        if exposure not in EXPOSURES:
+            raise ValueError(f"unknown exposure correction {exposure!r}; choose one of {', '.join(EXPOSURES)}")
         self.captured = captured
         self.alignment = alignment
         self.options = options or AlignOptions()
-        self._aligned: dict[Path, np.ndarray] = {}
+        self.exposure = exposure
+        self.tolerance = tolerance
+        self._states: dict[Path, _PlateState] = {}
+        self._warned: set[tuple[Path, str]] = set()
         self.reports: list[AlignmentReport] = []
+        self.records: list[PlateRecord] = []
 
     def for_frame(self, frame: Frame, image: np.ndarray, subject_mask: np.ndarray | None = None) -> np.ndarray:
         """Background H x W x 3 float32 for ``frame`` (``image`` is its float RGB). ``subject_mask`` (H x W, e.g. a
-        segmentation) keeps the subject's features out of the alignment."""
+        segmentation) keeps the subject out of the alignment, the measure and the exposure fit."""
         background, path = self.captured.for_frame(frame)
-        if self.alignment == "once" and path in self._aligned:
-            return self._aligned[path]
+        background = self._matched_colour(background, image, path)
+        state = self._states.get(path)
+        homography = state.homography if state is not None else resize_matrix(background.shape[:2], image.shape[:2])
+        misalignment = measure_misalignment(image, background, homography, subject_mask)
+        tolerance = tolerance_px(image.shape[:2], self.tolerance)
+        registered = misalignment.within(tolerance) and same_aspect(background.shape[:2], image.shape[:2])
+        if state is not None and state.fell_back and misalignment.pixels is None:
+            registered = True  # neither aligned nor measured (too little texture): not retried on every frame
+        action = self._decide(state, registered)
+        record = PlateRecord(frame.name, action, misalignment.pixels, note=misalignment.reason)
+        if action == "reused":
+            self.records.append(record)
+            return state.plate
+        if action == "none":
+            state = _PlateState(fit_plate(background, image.shape[:2], path), homography)
+            if self.alignment == "none" and (misalignment.pixels or 0.0) > 5 * tolerance:
+                self._warn_once(path, "off", f"{path}: the plate looks {misalignment.pixels:.1f} px off the frames; "
+                                "without --no-align it would be aligned")
+        else:
+            state = self._align(image, background, subject_mask, path, record)
+        self._finish(state, image, subject_mask, path, record)
+        self._states[path] = state
+        self.records.append(record)
+        return state.plate
+
+    def _decide(self, state: _PlateState | None, registered: bool) -> str:
+        """none / aligned (to be) / reused for this frame, as ``alignment`` says; ``registered``: the plate as it
+        would be used is within the tolerance (and, unaligned, of the frame's aspect ratio)."""
         if self.alignment == "none":
-            return fit_plate(background, image.shape[:2], path)
-        aligned, report = align_background(image, background, subject_mask=subject_mask, options=self.options)
+            return "none"
+        if self.alignment == "per_frame":
+            return "aligned"
+        if state is not None and (self.alignment == "once" or registered):
+            return "reused"
+        if self.alignment == "auto" and registered:
+            return "none"
+        return "aligned"
+
+    def _align(self, image: np.ndarray, background: np.ndarray, subject_mask: np.ndarray | None, path: Path,
+               record: PlateRecord) -> _PlateState:
+        """Align the plate to this frame; the record gets the outcome (aligned or fell back) and the residual."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AlignmentWarning)  # reported below, once per reason
+            aligned, report = align_background(image, background, subject_mask=subject_mask, options=self.options)
+        report.valid_mask = None  # H x W per aligned frame: not kept for long clips
         self.reports.append(report)
-        if self.alignment == "once":
-            self._aligned[path] = aligned
-        return aligned
+        if report.fell_back:
+            record.action, record.note = "fell_back", report.reason
+            self._warn_once(path, f"fell back: {report.reason}", f"{path}: background alignment fell back to the "
+                            f"unaligned background: {report.reason}", AlignmentWarning)
+        else:
+            residual = measure_misalignment(image, background, report.homography, subject_mask)
+            record.residual_px = residual.pixels
+        return _PlateState(aligned.astype(np.float32, copy=False), report.homography, report.fell_back)
+
+    def _finish(self, state: _PlateState, image: np.ndarray, subject_mask: np.ndarray | None, path: Path,
+                record: PlateRecord) -> None:
+        """Exposure correction of a new plate (when it helps) and the gross-difference warning."""
+        subject = None if subject_mask is None else np.asarray(subject_mask, np.float32) > 0.5
+        if self.exposure == "auto":
+            region = None if subject is None else ~subject
+            state.plate, correction = correct_exposure(image, state.plate, region)
+            if correction.applied:
+                record.exposure = _exposure_summary(correction)
+        residual = background_residual(image, state.plate, subject)
+        if residual > GROSS_DIFFERENCE:
+            self._warn_once(path, "gross", f"{path}: the frames and this plate differ grossly outside the subject "
+                            f"(median difference {residual:.2f}); is it the plate of this scene and camera?")
+
+    def _matched_colour(self, background: np.ndarray, image: np.ndarray, path: Path) -> np.ndarray:
+        """The plate in the image's colour kind: gray when the image is greyscale (warned); an error the other
+        way round."""
+        image_gray, plate_gray = is_gray(image), is_gray(background)
+        if image_gray and not plate_gray:
+            self._warn_once(path, "gray", f"{path}: the frames are greyscale and the plate is colour; converting "
+                            "the plate to gray (BT.601 luma) as well")
+            return gray3(background)
+        if plate_gray and not image_gray:
+            raise DataError(f"{path}: the plate is greyscale but the frames are colour; give a colour plate "
+                            "(or convert the frames to greyscale too)")
+        return background
+
+    def _warn_once(self, key: Path, kind: str, message: str, category: type[Warning] = UserWarning) -> None:
+        if (key, kind) not in self._warned:
+            self._warned.add((key, kind))
+            warnings.warn(message, category, stacklevel=4)
+
+    def summary(self) -> dict:
+        """Counts of the actions and the largest misalignment seen, for a one-line report."""
+        measured = [r.misalignment_px for r in self.records if r.misalignment_px is not None]
+        return {"actions": dict(Counter(r.action for r in self.records)),
+                "max_misalignment_px": max(measured) if measured else None,
+                "exposure_corrected": sum(r.exposure is not None for r in self.records)}
+
+
+def _exposure_summary(correction: ExposureCorrection) -> dict:
+    return {"gain": list(correction.gain), "bias": list(correction.bias),
+            "residual_before": correction.residual_before, "residual_after": correction.residual_after}
+
+
+def resolve_alignment(frames: Iterable[Frame], count: int, captured: CapturedBackgrounds,
+                      options: AlignOptions | None = None, checks: int = 24) -> str:
+    """The concrete alignment ("none", "once" or "per_frame") that the automatic mode comes to on a clip of
+    ``count`` frames, judged on up to ``checks`` frames spread over it: for callers that must know before they
+    write anything (real-capture preparation lays out hand-held clips differently)."""
+    step = max(1, -(-max(count, 1) // checks))
+    plates = BackgroundPlates(captured, "auto", options, exposure="off")
+    for frame in frames:
+        if frame.index % step == 0:
+            plates.for_frame(frame, to_float(frame.image, frame.path or captured.path))
+    actions = [record.action for record in plates.records]
+    if not actions:
+        raise DataError(f"{captured.path}: no frames to align the plate to")
+    if any(action in ("aligned", "fell_back") for action in actions[1:]):
+        return "per_frame"
+    return "none" if actions[0] == "none" else "once"

@@ -1,0 +1,100 @@
+"""Temporal smoothing of a clip's alpha: MODNet's one-frame delay, the static-region moving average, and that
+each lowers dtSSD on a static synthetic clip run through the whole pipeline."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from infer_helpers import disc_alpha, paste_subject, photo
+
+import bgmatting
+from bgmatting.data.io import write_alpha
+from bgmatting.inference.crop import CropBox
+from bgmatting.inference.pipeline import MatteResult
+from bgmatting.inference.temporal import DEFAULT_TEMPORAL, TEMPORAL_FILTERS, TemporalFilter, TemporalOptions
+from bgmatting.metrics import dtssd
+
+H, W = 12, 16
+
+
+def _result(alpha: np.ndarray, colour: float = 0.5) -> MatteResult:
+    foreground = np.where(alpha[:, :, None] > 0.01, colour, 0.0).astype(np.float32)
+    return MatteResult(alpha.astype(np.float32), foreground, CropBox.full_frame(H, W), np.zeros((H, W), np.float32))
+
+
+def _stream(kind: str, images, alphas, colours=None):
+    smoothing = TemporalFilter(TemporalOptions(kind))
+    colours = colours or [0.5] * len(alphas)
+    out, emitted_after = [], []
+    for i, (image, alpha, colour) in enumerate(zip(images, alphas, colours)):
+        ready = smoothing.push(i, image, _result(alpha, colour))
+        emitted_after.append([tag for tag, _ in ready])
+        out += ready
+    out += smoothing.flush()
+    assert [tag for tag, _ in out] == list(range(len(alphas)))  # in order, every frame once
+    return [r for _, r in out], emitted_after
+
+
+def test_one_frame_delay_replaces_a_one_frame_flicker():
+    images = [np.full((H, W, 3), 0.5, np.float32)] * 4
+    alphas = [np.full((H, W), 0.8, np.float32) for _ in range(4)]
+    alphas[1][2:5, 3:6] = 0.1  # frame 1 disagrees with both neighbours, which agree with each other
+    alphas[3][:, :] = 0.2  # the last frame has no successor: kept
+    results, emitted = _stream("ofd", images, alphas, colours=[0.5, 0.9, 0.5, 0.5])
+    assert emitted == [[], [0], [1], [2]]  # one frame of latency
+    np.testing.assert_allclose(results[1].alpha[2:5, 3:6], 0.8)
+    np.testing.assert_allclose(results[1].foreground[2:5, 3:6], 0.5, atol=1e-6)  # F follows the neighbours
+    np.testing.assert_allclose(results[1].foreground[0, 0], 0.9, atol=1e-6)  # untouched elsewhere
+    np.testing.assert_array_equal(results[0].alpha, alphas[0])
+    np.testing.assert_array_equal(results[3].alpha, alphas[3])
+    # A real change (frames 2 and 3 agree on it) is not flicker at frame 2.
+    np.testing.assert_array_equal(results[2].alpha, alphas[2])
+
+
+def test_static_regions_take_a_moving_average_and_moving_ones_do_not():
+    still = np.full((H, W, 3), 0.5, np.float32)
+    moved = still.copy()
+    moved[:, W // 2:] = 0.9  # the right half of the picture changes
+    alphas = [np.full((H, W), 0.2, np.float32), np.full((H, W), 0.6, np.float32)]
+    results, emitted = _stream("static", [still, moved], alphas)
+    assert emitted == [[0], [1]]  # no latency
+    w = TemporalOptions().static_weight
+    np.testing.assert_allclose(results[1].alpha[:, :2], w * 0.2 + (1 - w) * 0.6, atol=1e-6)
+    np.testing.assert_allclose(results[1].alpha[:, -2:], 0.6)
+
+
+def test_none_passes_results_through_and_bad_options_are_refused():
+    images = [np.zeros((H, W, 3), np.float32)] * 2
+    alphas = [np.full((H, W), 0.3, np.float32), np.full((H, W), 0.7, np.float32)]
+    results, _ = _stream("none", images, alphas)
+    np.testing.assert_array_equal(results[1].alpha, alphas[1])
+    assert DEFAULT_TEMPORAL in TEMPORAL_FILTERS
+    with pytest.raises(ValueError, match="unknown temporal filter"):
+        TemporalOptions("blur")
+    with pytest.raises(ValueError, match="static_weight"):
+        TemporalOptions("static", static_weight=1.0)
+
+
+def _static_clip(count: int = 8, noise: float = 0.03):
+    """A static scene and subject; only the sensor noise changes from frame to frame."""
+    rng = np.random.default_rng(3)
+    plate = photo("coffee", 48, 64)
+    alpha = disc_alpha(48, 64, (24.0, 30.0), 12.0)
+    clean = paste_subject(plate, alpha)
+    frames = [np.clip(clean + rng.normal(0, noise, clean.shape), 0, 1).astype(np.float32) for _ in range(count)]
+    return frames, plate, alpha
+
+
+def test_each_filter_lowers_dtssd_on_a_static_clip(tmp_path, tiny_checkpoint):
+    frames, plate, alpha = _static_clip()
+    for i in range(len(frames)):  # one segmentation: the flicker is the network's, not the crop box's
+        write_alpha(tmp_path / "segmentation" / f"{i:03d}.png", (alpha > 0.5).astype(np.float32))
+    truth = np.stack([alpha] * len(frames))
+    scores = {}
+    for kind in TEMPORAL_FILTERS:
+        mattes = bgmatting.matte(frames, plate, checkpoint=tiny_checkpoint, sequence=True, temporal=kind,
+                                 size=32, alignment="none", segmentation=tmp_path / "segmentation", progress=False)
+        assert len(mattes) == len(frames)
+        scores[kind] = dtssd(np.stack([m.alpha for m in mattes]), truth)
+    assert scores["none"] > 0
+    for kind in ("ofd", "static", "ofd+static"):
+        assert scores[kind] < scores["none"], scores

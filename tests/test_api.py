@@ -1,0 +1,111 @@
+"""``bgmatting.matte``: one call on an image (file or array), a folder and a video, in memory or into a folder;
+and the README's library snippets, run exactly as written."""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import bgmatting
+from bgmatting.data.io import DataError, read_alpha, write_image
+from bgmatting.inference.temporal import DEFAULT_TEMPORAL
+
+sys.path.insert(0, str(Path(__file__).parent / "inference"))
+from infer_helpers import disc_alpha, paste_subject, photo, save_checkpoint, tiny_generator  # noqa: E402
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+GREEN = np.array([120, 255, 155], np.float32) / 255
+
+
+@pytest.fixture
+def capture(tmp_path) -> dict:
+    """photo.png (a disc over a photo), plate.png, a 4-frame clip.mp4, a folder of two photos, ckpt.pt."""
+    plate = photo("coffee", 96, 128)
+    write_image(tmp_path / "plate.png", plate)
+    write_image(tmp_path / "photo.png", paste_subject(plate, disc_alpha(96, 128, (50.0, 60.0), 20.0)))
+    for name, x in (("a", 40.0), ("b", 80.0)):
+        write_image(tmp_path / "folder" / f"{name}.png", paste_subject(plate, disc_alpha(96, 128, (48.0, x), 18.0)))
+    writer = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (128, 96))
+    for i in range(4):
+        frame = paste_subject(plate, disc_alpha(96, 128, (48.0, 40.0 + 10 * i), 18.0))
+        writer.write(cv2.cvtColor((frame * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR))
+    writer.release()
+    save_checkpoint(tmp_path / "ckpt.pt", tiny_generator())
+    return {"root": tmp_path, "plate": plate}
+
+
+def _check(matte: bgmatting.api.Matte, target: np.ndarray) -> None:
+    assert matte.alpha.shape == (96, 128) and matte.foreground.shape == matte.composite.shape == (96, 128, 3)
+    assert matte.alpha.dtype == np.float32 and 0 <= matte.alpha.min() and matte.alpha.max() <= 1
+    expected = matte.alpha[..., None] * matte.foreground + (1 - matte.alpha[..., None]) * target
+    np.testing.assert_allclose(matte.composite, expected, atol=1e-5)
+    assert matte.rgba().shape == (96, 128, 4)
+
+
+def test_one_image_from_a_file_and_from_arrays(capture):
+    root = capture["root"]
+    from_file = bgmatting.matte(root / "photo.png", root / "plate.png", checkpoint=root / "ckpt.pt", size=64,
+                                progress=False)
+    _check(from_file, GREEN)
+    image = cv2.cvtColor(cv2.imread(str(root / "photo.png")), cv2.COLOR_BGR2RGB)  # uint8 RGB
+    from_array = bgmatting.matte(image, capture["plate"], checkpoint=root / "ckpt.pt", size=64, target=(0, 0, 255),
+                                 progress=False)
+    _check(from_array, np.array([0, 0, 1], np.float32))
+    np.testing.assert_allclose(from_array.alpha, from_file.alpha, atol=2 / 255)
+    assert from_array.name == "image"
+
+
+def test_a_folder_and_a_video_in_memory_and_into_a_folder(capture):
+    root = capture["root"]
+    mattes = bgmatting.matte(root / "folder", root / "plate.png", checkpoint=root / "ckpt.pt", size=64,
+                             target="255,255,255", progress=False)
+    assert [m.name for m in mattes] == ["a", "b"]
+    for m in mattes:
+        _check(m, np.ones(3, np.float32))
+    frames = bgmatting.matte(root / "clip.mp4", root / "plate.png", checkpoint=root / "ckpt.pt", size=64,
+                             progress=False)
+    assert len(frames) == 4 and frames[3].name == "00003"
+    summary = bgmatting.matte(root / "clip.mp4", root / "plate.png", checkpoint=root / "ckpt.pt", size=64,
+                              output=root / "out", target=root / "plate.png", png_sequences=True, progress=False)
+    assert summary["frames"] == 4 and summary["temporal"] == DEFAULT_TEMPORAL and len(summary["plates"]) == 4
+    assert json.loads((root / "out" / "summary.json").read_text())["frames"] == 4
+    assert (root / "out" / "clip_composite.mp4").exists()
+    assert read_alpha(root / "out" / "alpha" / "00000.png").shape == (96, 128)
+
+
+def test_a_loaded_model_and_bad_arguments(capture):
+    from bgmatting.models import load_matting_model
+
+    root = capture["root"]
+    model = load_matting_model(root / "ckpt.pt")
+    _check(bgmatting.matte(root / "photo.png", root / "plate.png", checkpoint=model, size=64, progress=False), GREEN)
+    with pytest.raises(TypeError, match="unknown options colour"):
+        bgmatting.matte(root / "photo.png", root / "plate.png", checkpoint=model, colour="red")
+    with pytest.raises(DataError, match="missing.png"):
+        bgmatting.matte(root / "missing.png", root / "plate.png", checkpoint=model, progress=False)
+    with pytest.raises(DataError, match="batch size must be a positive integer, got 0"):
+        bgmatting.matte(root / "photo.png", root / "plate.png", checkpoint=model, batch_size=0, progress=False)
+
+
+def readme_snippets(section: str) -> list[str]:
+    """The ```python blocks of a README section (from its heading to the next heading of any level)."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(section)
+    end = re.search(r"^#+ ", text[start + len(section):], re.MULTILINE)
+    body = text[start: start + len(section) + (end.start() if end else len(text))]
+    return re.findall(r"```python\n(.*?)```", body, re.DOTALL)
+
+
+def test_the_readme_library_snippets_run_as_written(capture, monkeypatch, capsys):
+    snippets = readme_snippets("### Library")
+    assert len(snippets) >= 2
+    monkeypatch.chdir(capture["root"])
+    for snippet in snippets:
+        exec(compile(snippet, str(README), "exec"), {"__name__": "readme"})
+    assert (capture["root"] / "out" / "summary.json").exists()
+    assert capsys.readouterr().out.strip()  # the snippets print what they got
