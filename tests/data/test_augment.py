@@ -6,8 +6,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from bgmatting.data.augment import (AdobeAugment, affine_about_centre, colour_jitter, crop_window, motion_cues,
-                                    perturb_background, soft_segmentation_from_alpha)
+from bgmatting.data.augment import (AdobeAugment, affine_about_centre, colour_jitter, corrupt_segmentation, crop_window,
+                                    motion_cues, perturb_background, soft_segmentation_from_alpha)
 from bgmatting.data.batch_augment import BackgroundPerturbation
 from bgmatting.data.compositing import composite, to_gray, trimap_from_alpha
 
@@ -189,3 +189,33 @@ def test_batch_background_perturbation_ranges_and_determinism():
     assert torch.equal(a["image"], batch["image"]) and torch.equal(a["background_clean"], batch["background_clean"])
     off = BackgroundPerturbation(shadow_p=0, noise_p=0, jitter_p=0, misalign_p=0)(batch, torch.Generator())
     assert torch.equal(off["background"], batch["background"])
+
+
+def test_segmentation_corruption_cuts_parts_adds_blobs_and_spreads(rng):
+    alpha = disc(96, 30)
+    seg = alpha.copy()
+    only = dict(missing_p=0.0, extra_p=0.0, halo_p=0.0, shift_p=0.0)
+    assert np.array_equal(corrupt_segmentation(seg, alpha, rng, **only), seg)
+    missing = corrupt_segmentation(seg, alpha, np.random.default_rng(1), **{**only, "missing_p": 1.0})
+    assert missing.sum() < 0.97 * seg.sum() and (missing <= seg + 1e-6).all()  # only removes, on the subject
+    extra = corrupt_segmentation(seg, alpha, np.random.default_rng(2), **{**only, "extra_p": 1.0})
+    assert (extra >= seg - 1e-6).all() and extra.sum() > seg.sum()  # only adds
+    halo = corrupt_segmentation(seg, alpha, np.random.default_rng(3), **{**only, "halo_p": 1.0})
+    assert (halo[alpha == 0] > 0.05).sum() > (seg[alpha == 0] > 0.05).sum()  # spreads past the subject
+    shifted = corrupt_segmentation(seg, alpha, np.random.default_rng(4), **{**only, "shift_p": 1.0})
+    assert not np.allclose(shifted, seg) and abs(shifted.sum() - seg.sum()) < 0.1 * seg.sum()
+    for out in (missing, extra, halo, shifted):
+        assert out.dtype == np.float32 and 0.0 <= out.min() <= out.max() <= 1.0
+
+
+def test_recipe_with_corruption_and_scale_range_is_deterministic_and_off_by_default(sample):
+    fg, alpha, bg = sample
+    plain = AdobeAugment(output_size=48)
+    assert plain.scale_range is None and not plain.seg_corruption  # the public code's recipe unless asked
+    varied = AdobeAugment(output_size=48, seg_corruption=True, scale_range=(0.5, 1.5))
+    a, b = varied(fg, alpha, bg, np.random.default_rng(7)), varied(fg, alpha, bg, np.random.default_rng(7))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    sizes = {varied._sample_resize_size(np.random.default_rng(i)) for i in range(40)}
+    n = varied.resolved_resize_size()
+    assert min(sizes) < n < max(sizes) and min(sizes) >= 48 and max(sizes) <= round(1.5 * n)
+    assert a["image"].shape == (48, 48, 3) and a["segmentation"].shape == (48, 48)

@@ -314,3 +314,23 @@ def test_quickstart_data_configs_instantiate(tmp_path, overrides, train_type, va
     s, v = train[0], val[0]
     assert s["image"].shape == (3, 32, 32) and s["motion"].shape[0] == 4
     assert {"image", "background", "segmentation", "motion", "alpha", "trimap"} <= set(v)
+
+
+def test_synthetic_captures_segment_like_prepare_real_or_from_alpha(tmp_path):
+    """By default each frame's S is the offline segmenter's on the frame and the plate aligned to it (as
+    prepare_real would write it); ``from_alpha`` gives the near-perfect S of the true alpha."""
+    from bgmatting.preprocess.segment import get_segmenter
+
+    realistic = ensure_synthetic_real(tmp_path, seed=3, **{**TINY_REAL, "size": (96, 128)})
+    perfect = ensure_synthetic_real(tmp_path, seed=3, segmentation="from_alpha", **{**TINY_REAL, "size": (96, 128)})
+    assert realistic.parent != perfect.parent
+    handheld = json.loads(realistic.read_text())["clips"][1]
+    clip, truth = realistic.parent / handheld["path"], realistic.parent / handheld["ground_truth"]
+    frame, plate = read_image(clip / "frames" / "000002.png"), read_image(clip / "aligned_background" / "000002.png")
+    seg = read_alpha(clip / "segmentation" / "000002.png")
+    assert np.abs(seg - get_segmenter("background_difference")(frame, plate)).max() <= 1 / 255 + 1e-6
+    true = read_alpha(truth / "alpha" / "000002.png")
+    near_perfect = read_alpha(perfect.parent / handheld["path"] / "segmentation" / "000002.png")
+    assert np.abs(near_perfect - true).mean() < np.abs(seg - true).mean()
+    with pytest.raises(ValueError, match="segmentation"):
+        ensure_synthetic_real(tmp_path, segmentation="oracle", **TINY_REAL)

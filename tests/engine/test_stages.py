@@ -182,3 +182,12 @@ def test_fake_backgrounds_pick_targets_or_other_captures():
         assert v == 100.0 or (v != i and v in (0.0, 1.0, 2.0, 3.0))
     only_targets = fake_backgrounds(captured, targets, rng, target_probability=1.0)
     assert torch.equal(only_targets, targets)
+
+
+def test_supervision_schedule_in_steps_ignores_epochs():
+    by_step = SupervisionSchedule(0.05, every=100, first_halving=100, unit="step")
+    assert [by_step(epoch=9, step=s) for s in (0, 99, 100, 199, 200)] == pytest.approx(
+        [0.05, 0.05, 0.025, 0.025, 0.0125])
+    assert SupervisionSchedule(0.05, every=0, unit="step")(epoch=3, step=10_000) == 0.05  # constant
+    with pytest.raises(ValueError, match="unit"):
+        SupervisionSchedule(unit="minute")

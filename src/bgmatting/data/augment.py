@@ -213,6 +213,46 @@ def soft_segmentation_from_alpha(alpha: np.ndarray, trimap: np.ndarray, rng: Rng
     return np.clip(seg, 0.0, 1.0)
 
 
+def _soft_ellipse(height: int, width: int, centre: tuple[float, float], axes: tuple[float, float],
+                  angle: float, blur: int) -> np.ndarray:
+    """float32 H x W: a filled ellipse (1 inside) with a Gaussian-blurred edge (kernel ``blur``, odd)."""
+    mask = np.zeros((height, width), np.float32)
+    cv2.ellipse(mask, (int(centre[1]), int(centre[0])), (max(1, int(axes[1])), max(1, int(axes[0]))), angle, 0, 360,
+                1.0, thickness=-1)
+    return cv2.GaussianBlur(mask, (blur, blur), 0) if blur > 1 else mask
+
+
+def corrupt_segmentation(seg: np.ndarray, alpha: np.ndarray, rng: Rng, missing_p: float = 0.3,
+                         extra_p: float = 0.3, halo_p: float = 0.2, shift_p: float = 0.2,
+                         part_size: Sequence[float] = (0.1, 0.35), shift_max: float = 0.05) -> np.ndarray:
+    """A soft segmentation S (float32 H x W in [0, 1]) degraded the way real segmenters fail, each with its
+    probability: a *missing part* (a limb, the head: S cut away in a soft ellipse centred on the subject,
+    ``part_size`` of the image side), an *extra blob* off the subject (a false positive of that size), a *halo*
+    (S dilated and blurred further) and a *shift* (S translated by up to ``shift_max`` of the side). Where S is
+    wrong only the image and the captured background tell the truth, so training on such S teaches the network to
+    read the plate."""
+    h, w = seg.shape
+    side = min(h, w)
+    blur = odd(0.05 * side, 3)
+    out = seg.astype(np.float32, copy=True)
+    ys, xs = np.nonzero(alpha > 0.5)
+    if rng.random() < missing_p and len(ys):
+        i = int(rng.integers(len(ys)))
+        axes = tuple(side * rng.uniform(*part_size) / 2 for _ in range(2))
+        out *= 1.0 - _soft_ellipse(h, w, (ys[i], xs[i]), axes, rng.uniform(0, 180), blur)
+    if rng.random() < extra_p:
+        axes = tuple(side * rng.uniform(*part_size) / 2 for _ in range(2))
+        centre = (rng.uniform(0, h), rng.uniform(0, w))
+        out = np.maximum(out, _soft_ellipse(h, w, centre, axes, rng.uniform(0, 180), blur))
+    if rng.random() < halo_p:
+        k = odd(rng.uniform(0.02, 0.08) * side, 3)
+        out = cv2.GaussianBlur(cv2.dilate(out, ellipse_kernel(k)), (odd(2 * k, 3),) * 2, 0)
+    if rng.random() < shift_p:
+        dy, dx = (rng.uniform(-shift_max, shift_max) * side for _ in range(2))
+        out = cv2.warpAffine(out, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h), borderMode=cv2.BORDER_REPLICATE)
+    return np.clip(out, 0.0, 1.0)
+
+
 def motion_cues(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray, rng: Rng, frames: int = 4,
                 translation_std: float = 5.0, rotation_std: float = 7.0, scale_std: float = 0.05,
                 shear_std: float = 0.05, shear_p: float = 0.5, background_noise: bool = True,
@@ -302,6 +342,7 @@ class AdobeAugment:
     resize_size: int | None = None               # public code: 800 (None -> 800 * s)
     crop_sizes: tuple[int, ...] | None = None    # public code: 576..800 step 32 (None -> those * s)
     flip_p: float = 0.5                          # public code: 0.5
+    scale_range: tuple[float, float] | None = None  # ours: resize_size x U(lo, hi) per sample (log-uniform); None: off
     trimap_k: int = 5                            # public code: trimapK [5, 5] at 800^2
     # B' perturbation (public code)
     perturb_background: bool = True              # public code: noise=True
@@ -317,6 +358,12 @@ class AdobeAugment:
     seg_max_holes: int = 2
     seg_hole_sizes: tuple[int, ...] = (15, 25, 35, 45)
     seg_blur_sizes: tuple[int, ...] = (21, 31, 41)
+    # S degraded like a real segmenter's (ours; off in the public code): see ``corrupt_segmentation``
+    seg_corruption: bool = False
+    seg_missing_p: float = 0.3
+    seg_extra_p: float = 0.3
+    seg_halo_p: float = 0.2
+    seg_shift_p: float = 0.2
     # motion cues (public code)
     motion_frames: int = 4
     motion_translation_std: float = 5.0          # px
@@ -402,9 +449,17 @@ class AdobeAugment:
                     noise_sigma_range=self.noise_sigma_range, elementwise=self.motion_elementwise_matrix)
 
     # -- the recipe
+    def _sample_resize_size(self, rng: Rng) -> int:
+        """The side the sample is resized to before cropping: fixed, or varied by ``scale_range``."""
+        n = self.resolved_resize_size()
+        if not self.scale_range:
+            return n
+        lo, hi = (float(v) for v in self.scale_range)
+        return max(self.output_size, int(round(n * float(np.exp(rng.uniform(np.log(lo), np.log(hi)))))))
+
     def __call__(self, foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray,
                  rng: Rng) -> dict[str, np.ndarray]:
-        n = self.resolved_resize_size()
+        n = self._sample_resize_size(rng)
         fg = resize(foreground, n, n)
         a = resize(alpha, n, n)
         bg = resize(background, n, n)
@@ -415,7 +470,7 @@ class AdobeAugment:
         if rng.random() < self.flip_p:
             fg, a, bg = cv2.flip(fg, 1), cv2.flip(a, 1), cv2.flip(bg, 1)
         trimap = trimap_from_alpha(a, self.resolved_trimap_k())
-        sizes = self.resolved_crop_sizes()
+        sizes = [c for c in self.resolved_crop_sizes() if c <= n] or [n]  # a scaled-down sample: no padded crop
         crop = int(sizes[int(rng.integers(len(sizes)))])
         y, x = crop_window(trimap, crop, rng)
         out = self.output_size
@@ -450,6 +505,9 @@ class AdobeAugment:
                 captured = np.clip(warp(captured, m, cv2.BORDER_REFLECT), 0.0, 1.0)
         image = composite(a, fg, clean)
         seg = soft_segmentation_from_alpha(a, trimap, rng, **self.segmentation_parameters())
+        if self.seg_corruption:
+            seg = corrupt_segmentation(seg, a, rng, self.seg_missing_p, self.seg_extra_p, self.seg_halo_p,
+                                       self.seg_shift_p)
         motion = motion_cues(fg, a, clean, rng, **self.motion_parameters())
 
         def f32(v: np.ndarray) -> np.ndarray:  # interpolation can leave 1 + 1 ulp; new arrays, inputs untouched

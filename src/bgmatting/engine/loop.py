@@ -601,6 +601,9 @@ class Trainer:
         self._last_validated_step = self.state.step
         if metrics:
             self.logger.scalars(self.state.step, metrics, epoch=self.state.epoch)
+            headline = {k: v for k, v in metrics.items() if k.count("/") <= 2 and k.endswith(("/sad", "relative_sad"))}
             self.logger.message(
-                f"epoch {self.state.epoch}: " + ", ".join(f"{k}={v:.5g}" for k, v in sorted(metrics.items()))
+                f"epoch {self.state.epoch}, step {self.state.step}: "
+                + ", ".join(f"{k}={v:.4g}" for k, v in (headline or metrics).items())
+                + " (all values in metrics.jsonl and TensorBoard)"
             )

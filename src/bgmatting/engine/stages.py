@@ -228,20 +228,28 @@ class AdobeStage(Stage):
 
 @dataclass(frozen=True)
 class SupervisionSchedule:
-    """lambda(epoch) = ``weight`` * 0.5 ** (number of halvings so far).
+    """lambda = ``weight`` * 0.5 ** (number of halvings so far), counted in epochs or in steps (``unit``).
 
-    Halvings happen at epochs ``first_halving``, ``first_halving + every``, ... The paper halves every 2
-    epochs (first at epoch 2); the public code halves after epochs 0, 2, 4, ... (first at epoch 1).
+    Halvings happen at ``first_halving``, ``first_halving + every``, ... (epochs or steps); ``every <= 0``
+    keeps lambda constant. The paper halves every 2 epochs (first at epoch 2); the public code halves after
+    epochs 0, 2, 4, ... (first at epoch 1). A short run counts in steps, so that its schedule does not
+    depend on how many samples an epoch happens to hold.
     """
 
     weight: float = 0.05
     every: int = 2
     first_halving: int = 2
+    unit: str = "epoch"
 
-    def __call__(self, epoch: int) -> float:
-        if self.every <= 0 or epoch < self.first_halving:
+    def __post_init__(self) -> None:
+        if self.unit not in ("epoch", "step"):
+            raise ValueError(f"supervision unit must be 'epoch' or 'step', got {self.unit!r}")
+
+    def __call__(self, epoch: int, step: int = 0) -> float:
+        t = epoch if self.unit == "epoch" else step
+        if self.every <= 0 or t < self.first_halving:
             return self.weight
-        return self.weight * 0.5 ** (1 + (epoch - self.first_halving) // self.every)
+        return self.weight * 0.5 ** (1 + (t - self.first_halving) // self.every)
 
 
 class RealStage(Stage):
@@ -309,9 +317,11 @@ class RealStage(Stage):
         self.shift_margin = shift_margin
         self.shift_segmentation_threshold = shift_segmentation_threshold
         self.rng = torch.Generator().manual_seed(seed)
+        self._last_lambda: float | None = None
 
     def scalars(self, epoch: int) -> dict[str, float]:
-        return {"supervision_weight": self.supervision(epoch)}
+        """The supervision weight of the last update (before any: lambda at the start of ``epoch``)."""
+        return {"supervision_weight": self._last_lambda if self._last_lambda is not None else self.supervision(epoch)}
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.get_state()}
@@ -332,7 +342,7 @@ class RealStage(Stage):
         student = self._raw_matte(self.networks["generator"], batch)
         alpha_raw, fg_raw, image = student.alpha, student.foreground, student.image
 
-        lam = self.supervision(epoch)
+        lam = self._last_lambda = self.supervision(epoch, step)
         terms = self._supervised_terms(
             alpha_raw, fg_raw, image, teacher.alpha, teacher.foreground, background, batch["segmentation"], lam
         )

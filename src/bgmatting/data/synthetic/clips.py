@@ -12,8 +12,11 @@ Per clip (all from one seeded generator):
   with another exposure (gain, gamma, colour balance) and its own noise. Hand-held clips also get the plate
   aligned to each frame (the exact warp plus a small residual error, outside the warp filled from the frame
   as in the public code);
-* soft segmentation per frame: the true alpha thresholded at 0.5 (strands and veils mostly lost, like a
-  semantic segmenter), with per-frame boundary jitter and the public code's erode/dilate/blur post-process.
+* soft segmentation per frame, by ``segmentation``: ``background_difference`` (default) runs the offline
+  segmenter ``prepare_real`` uses on the frame and the plate aligned to it (a good alignment's residual error;
+  exposure, noise and the subject's shadow differ as they do in a real capture), so S fails the way a real
+  segmenter's S fails (shadows, camouflage, noise); ``from_alpha`` is the true alpha thresholded at 0.5 with
+  per-frame boundary jitter (a near-perfect S). Both get the public code's erode/dilate/blur post-process.
 True alpha, foreground and shadow per frame go to a separate ``ground_truth/`` tree that training never reads.
 Written in the real-captures layout (``bgmatting.data.real``).
 """
@@ -28,16 +31,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bgmatting.data.io import write_alpha, write_image
+from bgmatting.data.io import to_float, to_uint8, write_alpha, write_image
 from bgmatting.data.real import MANIFEST_NAME, Clip, RealCaptureDataset, frame_name, write_real_manifest
-from bgmatting.preprocess.segment import postprocess_segmentation, segmentation_crop_scale
+from bgmatting.preprocess.segment import get_segmenter, postprocess_segmentation, segmentation_crop_scale
 
 from .cache import build_atomically, cache_root, parameter_key
 from .shapes import Subject, apply_motion_blur, render_subject, unpremultiply
 from .textures import random_background
 
 PathLike = str | os.PathLike
-GENERATOR_VERSION = 2  # bump whenever the generated content changes
+GENERATOR_VERSION = 3  # bump whenever the generated content changes
+SEGMENTATIONS = ("background_difference", "from_alpha")
 _CLIP, _TARGET = 11, 12
 
 
@@ -81,8 +85,8 @@ def _photometric(image: np.ndarray, gain: float, gamma: float, balance: np.ndarr
     return np.clip(gain * balance * np.power(np.clip(image, 0, 1), gamma), 0.0, 1.0).astype(np.float32)
 
 
-def _segmentation(alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Segmenter-like soft S from a true alpha: alpha > 0.5 with +-1 px of per-frame boundary jitter, then
+def _segmentation_from_alpha(alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A near-perfect soft S from a true alpha: alpha > 0.5 with +-1 px of per-frame boundary jitter, then
     the segmenters' post-process (the public code's erode/dilate/blur, scaled to the subject's crop)."""
     mask = (alpha > 0.5).astype(np.uint8)
     jitter = int(rng.integers(-1, 2))
@@ -255,7 +259,8 @@ def _subject_in_world(subject: _MovingSubject, world: _World, i: int,
 
 
 def _write_frame(rng: np.random.Generator, out_clip: Path, out_truth: Path, i: int, world: _World,
-                 subject: _MovingSubject, shadow: _Shadow, camera: _Camera, plate: np.ndarray, handheld: bool) -> None:
+                 subject: _MovingSubject, shadow: _Shadow, camera: _Camera, plate: np.ndarray, handheld: bool,
+                 segmentation: str) -> None:
     """Frame ``i`` with its segmentation (and aligned plate when hand-held), and its ground truth."""
     pose = camera.frame_poses[i]
     previous = subject.affine(max(i - 1, 0))
@@ -268,14 +273,18 @@ def _write_frame(rng: np.random.Generator, out_clip: Path, out_truth: Path, i: i
     premult_f = world.view(premult, pose, border=cv2.BORDER_CONSTANT)
     fg_f = unpremultiply(premult_f, alpha_f, world.view(subject.subject.foreground[:world.shape[0]], pose))
     write_image(out_clip / "frames" / frame_name(i), frame)
-    write_alpha(out_clip / "segmentation" / frame_name(i), _segmentation(alpha_f, rng))
+    aligned = _aligned_plate(rng, world, camera, plate, frame, pose)
+    if segmentation == "background_difference":  # on the 8-bit files, as prepare_real reads them
+        seg = get_segmenter("background_difference")(to_float(to_uint8(frame)), to_float(to_uint8(aligned)))
+    else:
+        seg = _segmentation_from_alpha(alpha_f, rng)
+    write_alpha(out_clip / "segmentation" / frame_name(i), seg)
     write_alpha(out_truth / "alpha" / frame_name(i), alpha_f)
     write_image(out_truth / "foreground" / frame_name(i), fg_f)
     write_alpha(out_truth / "shadow" / frame_name(i),
                 shadow.strength * world.view(shadow_map, pose, border=cv2.BORDER_CONSTANT))
     if handheld:
-        write_image(out_clip / "aligned_background" / frame_name(i),
-                    _aligned_plate(rng, world, camera, plate, frame, pose))
+        write_image(out_clip / "aligned_background" / frame_name(i), aligned)
 
 
 def _aligned_plate(rng: np.random.Generator, world: _World, camera: _Camera, plate: np.ndarray, frame: np.ndarray,
@@ -292,7 +301,7 @@ def _aligned_plate(rng: np.random.Generator, world: _World, camera: _Camera, pla
 
 
 def generate_clip(out_clip: Path, out_truth: Path, rng: np.random.Generator, n_frames: int,
-                  size: tuple[int, int], handheld: bool, name: str) -> Clip:
+                  size: tuple[int, int], handheld: bool, name: str, segmentation: str = "background_difference") -> Clip:
     """Write one synthetic capture (frames, plate, segmentation, optional aligned plates, ground truth).
     Every random draw comes from ``rng``, in the order of the steps below."""
     world = _make_world(rng, size)
@@ -302,7 +311,7 @@ def generate_clip(out_clip: Path, out_truth: Path, rng: np.random.Generator, n_f
     plate = _make_plate(rng, world, camera)
     write_image(out_clip / "background.png", plate)
     for i in range(n_frames):
-        _write_frame(rng, out_clip, out_truth, i, world, subject, shadow, camera, plate, handheld)
+        _write_frame(rng, out_clip, out_truth, i, world, subject, shadow, camera, plate, handheld, segmentation)
     truth = {"kind": subject.kind, "handheld": handheld, "camouflage": subject.camouflaged, "gain": camera.gain,
              "gamma": camera.gamma, "balance": camera.balance.tolist(), "frame_noise": camera.frame_noise,
              "plate_noise": camera.plate_noise, "shadow_strength": shadow.strength,
@@ -316,7 +325,7 @@ def generate_clip(out_clip: Path, out_truth: Path, rng: np.random.Generator, n_f
 
 
 def generate_real_set(out: Path, *, n_clips: int, n_frames: int, size, n_targets: int, handheld_fraction: float,
-                      seed: int, workers: int = 2) -> dict:
+                      seed: int, workers: int = 2, segmentation: str = "background_difference") -> dict:
     """Write the synthetic captures (clips, targets, ground truth, manifest.json) into ``out``."""
     h, w = _size_hw(size)
     out = Path(out)
@@ -324,7 +333,8 @@ def generate_real_set(out: Path, *, n_clips: int, n_frames: int, size, n_targets
     def clip(c: int) -> Clip:
         name = f"clip_{c:03d}"
         return generate_clip(out / "clips" / name, out / "ground_truth" / name, np.random.default_rng([seed, _CLIP, c]),
-                             n_frames, (h, w), handheld=c >= n_clips - n_handheld, name=name)
+                             n_frames, (h, w), handheld=c >= n_clips - n_handheld, name=name,
+                             segmentation=segmentation)
 
     def target(i: int) -> None:
         write_image(out / "targets" / f"target_{i:04d}.png",
@@ -337,18 +347,20 @@ def generate_real_set(out: Path, *, n_clips: int, n_frames: int, size, n_targets
     write_real_manifest(out / MANIFEST_NAME, clips, out / "targets")
     return {"generator_version": GENERATOR_VERSION, "kind": "synthetic_real",
             "parameters": {"n_clips": n_clips, "n_frames": n_frames, "size": [h, w], "n_targets": n_targets,
-                           "handheld_fraction": handheld_fraction, "seed": seed}}
+                           "handheld_fraction": handheld_fraction, "seed": seed, "segmentation": segmentation}}
 
 
 def ensure_synthetic_real(root: PathLike | None = None, *, n_clips: int = 6, n_frames: int = 24,
                           size: int | tuple[int, int] = (144, 192), n_targets: int = 16,
-                          handheld_fraction: float = 0.34, seed: int = 0, workers: int = 2) -> Path:
+                          handheld_fraction: float = 0.34, seed: int = 0, workers: int = 2,
+                          segmentation: str = "background_difference") -> Path:
     """Generate (first call) or find (later calls) the synthetic captures; returns the manifest path.
 
     root: cache root (default ``$BGMATTING_CACHE`` or ``~/.cache/bgmatting``); the set goes to
     ``root/synthetic_real/<parameters>``. size: frame size, int (square) or (height, width).
     handheld_fraction: share of clips filmed hand-held (these get aligned_background/).
-    workers: generation threads (the result does not depend on it).
+    workers: generation threads (the result does not depend on it). segmentation: how each frame's S is made
+    (:data:`SEGMENTATIONS`, see the module docstring).
     """
     if n_clips < 1 or n_frames < 1 or n_targets < 1:
         raise ValueError("n_clips, n_frames and n_targets must be >= 1")
@@ -357,18 +369,21 @@ def ensure_synthetic_real(root: PathLike | None = None, *, n_clips: int = 6, n_f
         raise ValueError(f"size must be at least 16 px, got {(h, w)}")
     if not 0.0 <= handheld_fraction <= 1.0:
         raise ValueError(f"handheld_fraction must be in [0, 1], got {handheld_fraction}")
+    if segmentation not in SEGMENTATIONS:
+        raise ValueError(f"segmentation must be one of {', '.join(SEGMENTATIONS)}, got {segmentation!r}")
     base = Path(root).expanduser() if root is not None else cache_root()
     key = parameter_key(v=GENERATOR_VERSION, clips=n_clips, frames=n_frames, size=(h, w), targets=n_targets,
-                        handheld=handheld_fraction, seed=seed)
+                        handheld=handheld_fraction, seed=seed, seg=segmentation)
     folder, _ = build_atomically(base / "synthetic_real" / key, lambda tmp: generate_real_set(
         tmp, n_clips=n_clips, n_frames=n_frames, size=(h, w), n_targets=n_targets,
-        handheld_fraction=handheld_fraction, seed=seed, workers=workers))
+        handheld_fraction=handheld_fraction, seed=seed, workers=workers, segmentation=segmentation))
     return folder / MANIFEST_NAME
 
 
 def synthetic_real_dataset(cache_dir: PathLike | None = None, *, n_clips: int = 6, n_frames: int = 24,
                            frame_size: int | tuple[int, int] = (144, 192), n_targets: int = 16,
-                           handheld_fraction: float = 0.34, seed: int = 0, workers: int = 2, **dataset_kwargs):
+                           handheld_fraction: float = 0.34, seed: int = 0, workers: int = 2,
+                           segmentation: str = "background_difference", **dataset_kwargs):
     """``RealCaptureDataset`` over the synthetic captures (generated on first use).
 
     ``frame_size`` and the other named arguments are generation parameters (``ensure_synthetic_real``'s
@@ -376,7 +391,7 @@ def synthetic_real_dataset(cache_dir: PathLike | None = None, *, n_clips: int = 
     motion_offsets, boundary, crop, hflip, ...); ``sample_seed`` becomes its ``seed``."""
     manifest = ensure_synthetic_real(cache_dir, n_clips=n_clips, n_frames=n_frames, size=frame_size,
                                      n_targets=n_targets, handheld_fraction=handheld_fraction, seed=seed,
-                                     workers=workers)
+                                     workers=workers, segmentation=segmentation)
     if "sample_seed" in dataset_kwargs:
         dataset_kwargs["seed"] = dataset_kwargs.pop("sample_seed")
     return RealCaptureDataset(manifest, **dataset_kwargs)
