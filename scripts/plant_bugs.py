@@ -26,8 +26,8 @@ MUTATIONS = {
     ),
     '19b real stage: generator GAN target inverted': (
         'engine/stages.py',
-        'discriminator(self._prepare(fake_for_generator)), True)',
-        'discriminator(self._prepare(fake_for_generator)), False)',
+        'terms["gan"] = LossTerm(losses.lsgan_loss(score, True), self.weights["gan"])',
+        'terms["gan"] = LossTerm(losses.lsgan_loss(score, False), self.weights["gan"])',
         ['tests/engine/test_learning.py', 'tests/engine/test_stage_terms.py'],
     ),
     '19c discriminator real/fake labels swapped': (
@@ -38,14 +38,14 @@ MUTATIONS = {
     ),
     '20a adobe F mask inverted': (
         'engine/stages.py',
-        'fg_mask = (batch["alpha"] > self.foreground_mask_alpha).float()',
-        'fg_mask = (batch["alpha"] <= self.foreground_mask_alpha).float()',
+        'fg_mask = (alpha > self.foreground_mask_alpha).float()',
+        'fg_mask = (alpha <= self.foreground_mask_alpha).float()',
         ['tests/engine/test_stage_terms.py'],
     ),
     '20b adobe F mask >=': (
         'engine/stages.py',
-        'fg_mask = (batch["alpha"] > self.foreground_mask_alpha).float()',
-        'fg_mask = (batch["alpha"] >= self.foreground_mask_alpha).float()',
+        'fg_mask = (alpha > self.foreground_mask_alpha).float()',
+        'fg_mask = (alpha >= self.foreground_mask_alpha).float()',
         ['tests/engine/test_stage_terms.py'],
     ),
     '20c real F mask inverted': (
@@ -104,10 +104,8 @@ MUTATIONS = {
     ),
     '22d prepare_real --handheld aligned once': (
         'preprocess/capture.py',
-        ['        if self.alignment == "once" and path in self._aligned:',
-         '        if self.alignment == "once":\n            self._aligned[path] = aligned'],
-        ['        if self.alignment in ("once", "per_frame") and path in self._aligned:',
-         '        if self.alignment in ("once", "per_frame"):\n            self._aligned[path] = aligned'],
+        '        if self.alignment == "per_frame":\n            return "aligned"',
+        '        if False:\n            return "aligned"',
         ['tests/data/test_prepare_real.py'],
     ),
 }
@@ -130,6 +128,9 @@ def plant(name: str, scratch: Path) -> list[str]:
 
 
 def main() -> None:
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__, "\nBugs:", *MUTATIONS, sep="\n  ")
+        return
     with tempfile.TemporaryDirectory() as scratch:
         for name in sys.argv[1:] or list(MUTATIONS):
             tests = plant(name, Path(scratch))

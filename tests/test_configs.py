@@ -31,18 +31,20 @@ ADOBE_REFINE_LOSSES = {"coarse_alpha": 1.0, "coarse_alpha_gradient": 1.0, "coars
                        "coarse_composite": 1.0, "error": 1.0}
 REAL_REFINE_LOSSES = {"coarse_alpha": 2.0, "coarse_alpha_gradient": 4.0, "coarse_foreground": 1.0,
                       "coarse_composite": 1.0, "error": 1.0}
-PAPER_ADOBE_LOSSES = {"alpha": 1.0, "alpha_gradient": 1.0, "foreground": 2.0, "composite": 1.0, **ADOBE_REFINE_LOSSES}
+PAPER_ADOBE_LOSSES = {"alpha": 1.0, "alpha_gradient": 1.0, "foreground": 2.0, "composite": 1.0, "alpha_unknown": 0.0,
+                      **ADOBE_REFINE_LOSSES}
+QUICKSTART_ADOBE_LOSSES = {**PAPER_ADOBE_LOSSES, "alpha_unknown": 2.0}  # + the unknown band's alpha L1
 PAPER_REAL_LOSSES = {"gan": 1.0, "alpha": 2.0, "alpha_gradient": 4.0, "foreground": 1.0, "composite": 1.0,
                      **REAL_REFINE_LOSSES}
 PUBLIC_REAL_LOSSES = {"gan": 1.0, "alpha": 1.0, "alpha_gradient": 0.5, "foreground": 1.0, "composite": 1.0,
                       **REAL_REFINE_LOSSES}
 # name -> (experiment, data, optim, model), stage losses, (G lr, D lr, schedule), (epochs, max_steps, batch size)
 EXPECTED = {
-    "bare": (("quickstart_adobe", "synthetic", "quickstart", "quickstart"), PAPER_ADOBE_LOSSES,
+    "bare": (("quickstart_adobe", "synthetic", "quickstart", "quickstart_refine"), QUICKSTART_ADOBE_LOSSES,
              (1e-3, 1e-4, "cosine"), (20, 1800, 4)),
-    "quickstart_adobe": (("quickstart_adobe", "synthetic", "quickstart", "quickstart"), PAPER_ADOBE_LOSSES,
+    "quickstart_adobe": (("quickstart_adobe", "synthetic", "quickstart", "quickstart_refine"), QUICKSTART_ADOBE_LOSSES,
                          (1e-3, 1e-4, "cosine"), (20, 1800, 4)),
-    "quickstart_real": (("quickstart_real", "synthetic_real", "quickstart_real", "quickstart"), PAPER_REAL_LOSSES,
+    "quickstart_real": (("quickstart_real", "synthetic_real", "quickstart_real", "quickstart_refine"), PAPER_REAL_LOSSES,
                         (1e-4, 1e-4, "cosine"), (20, 300, 8)),
     "paper_adobe": (("paper_adobe", "adobe", "adam", "paper"), PAPER_ADOBE_LOSSES, (1e-4, 1e-5, "constant"),
                     (60, None, 4)),
@@ -101,13 +103,16 @@ def test_recipe_resolves_and_builds_its_stage_networks_and_optimisers(name, comp
         assert optimizer.param_groups[0]["lr"] == plain["optim"][net_name]["lr"]
 
 
+QUICKSTART_CROP = {"adobe": 128, "real": 128}
+
+
 @pytest.mark.parametrize("stage", ["adobe", "real"])
 def test_the_tiny_test_run_keeps_the_quickstart_recipe(stage, cfg_train, compose_config, tmp_path):
     """The tiny runs of the tests shrink model and data, not the stage's losses or optimiser."""
     tiny, quickstart = cfg_train(stage), compose_config("train", [f"stage={stage}"])
     assert to_plain(tiny.stage) == to_plain(quickstart.stage) and to_plain(tiny.optim) == to_plain(quickstart.optim)
     crop = "data.train.augment.output_size" if stage == "adobe" else "data.train.size"
-    assert (OmegaConf.select(tiny, crop), OmegaConf.select(quickstart, crop)) == (32, 96)
+    assert (OmegaConf.select(tiny, crop), OmegaConf.select(quickstart, crop)) == (32, QUICKSTART_CROP[stage])
     assert (tiny.model.generator.ngf, quickstart.model.generator.ngf) == (4, 16)
     assert tiny.outputs_root == str(tmp_path / "outputs") and tiny.data.cache_dir == str(tmp_path / "cache")
 

@@ -96,7 +96,7 @@ def test_help_is_a_short_page_and_cfg_job_prints_the_whole_config(tmp_path, run_
     assert "stage: adobe, real" in page and "python -m bgmatting.train stage=real" in page
     full = yaml.safe_load(run_cli(["stage=real", "--cfg", "job"], tmp_path).stdout)
     assert full["stage"]["_target_"] == "bgmatting.engine.stages.RealStage"
-    assert full["trainer"]["max_steps"] == 300 and full["data"]["train"]["size"] == 96
+    assert full["trainer"]["max_steps"] == 300 and full["data"]["train"]["size"] == 128
     assert {"seed", "model", "optim", "checkpoint", "evaluation"} <= set(full)
 
 

@@ -219,3 +219,13 @@ def test_recipe_with_corruption_and_scale_range_is_deterministic_and_off_by_defa
     n = varied.resolved_resize_size()
     assert min(sizes) < n < max(sizes) and min(sizes) >= 48 and max(sizes) <= round(1.5 * n)
     assert a["image"].shape == (48, 48, 3) and a["segmentation"].shape == (48, 48)
+
+
+def test_static_motion_share_gives_the_still_images_cues(sample):
+    fg, alpha, bg = sample
+    assert AdobeAugment().motion_static_p == 0.0  # the paper's moving cues unless asked
+    still = AdobeAugment(output_size=48, motion_static_p=1.0)(fg, alpha, bg, np.random.default_rng(3))
+    expected = np.repeat(to_gray(still["image"])[:, :, None], 4, axis=2)
+    np.testing.assert_allclose(still["motion"], expected, atol=1e-6)
+    moving = AdobeAugment(output_size=48)(fg, alpha, bg, np.random.default_rng(3))
+    assert np.abs(moving["motion"] - np.repeat(to_gray(moving["image"])[:, :, None], 4, axis=2)).max() > 0.05

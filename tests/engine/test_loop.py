@@ -55,7 +55,7 @@ def test_real_stage_few_steps_with_teacher_found_automatically(tmp_path, tiny_cf
     rows = read_metrics(run_dir)
     assert all(f"loss/{t}" in rows[s] for s in range(1, 7) for t in ("gan", "alpha", "composite", "generator_total"))
     assert [s for s in range(1, 7) if "loss/discriminator" in rows[s]] == [1, 3, 5]  # steps 0, 2, 4 (0-based)
-    assert rows[1]["stage/supervision_weight"] == pytest.approx(0.05)
+    assert rows[1]["stage/supervision_weight"] == pytest.approx(0.5)  # the real quickstart's lambda at its first step
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "step_00000006.pt")
     assert "discriminator" in checkpoint["modules"]
     assert checkpoint["config"]["teacher"].endswith(".pt")

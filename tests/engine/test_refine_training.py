@@ -42,12 +42,12 @@ def refine_model(tiny_cfg):
 
 
 def test_the_refine_configs_build_base_and_refiner(compose_config):
-    for name, hidden, pixels in (("quickstart_refine", 16, 4096), ("paper_refine", 32, 80_000)):
+    for name, hidden, mode, pixels in (("quickstart_refine", 16, "full", 4096), ("paper_refine", 32, "sampling", 80_000)):
         model_cfg = to_plain(compose_config("train", [f"model={name}"]).model)
         with torch.device("meta"):
             model = build_matting_model(model_cfg)
         assert model.generator.has_refine_head and model.refiner.hidden_channels == hidden == model.generator.refine_hidden
-        assert model.refine_options["refine_mode"] == "sampling" and model.refine_options["refine_pixels"] == pixels
+        assert model.refine_options["refine_mode"] == mode and model.refine_options["refine_pixels"] == pixels
         assert model.refine_options["downsample_ratio"] == 0.5
     plain = to_plain(compose_config("train", ["model=quickstart"]).model)
     assert build_matting_model(plain).refiner is None and "refine_head" not in plain["generator"]

@@ -103,6 +103,21 @@ def test_adobe_stage_terms_equal_hand_computed_values():
                                                      IMAGE * 2 - 1), rel=1e-3)
 
 
+def test_adobe_stage_unknown_band_term_scores_only_the_trimaps_unknown_pixels():
+    trimap = np.where(ALPHA == 0, 0, np.where(ALPHA == 1, 255, 128)).astype(np.uint8)
+    weights = {"alpha": 1.0, "alpha_gradient": 1.0, "foreground": 2.0, "composite": 1.0, "alpha_unknown": 3.0}
+    stage = AdobeStage(FixedOutputs(ALPHA_RAW, FOREGROUND_RAW), losses=weights)
+    sample = batch()
+    sample["trimap"] = torch.tensor(trimap)[None, None]
+    (update,) = list(stage.updates(sample, step=0, epoch=0))
+    expected = l1(ALPHA_RAW, ALPHA * 2 - 1, (trimap == 128).astype(float))
+    assert float(update.terms["alpha_unknown"].value) == pytest.approx(expected, rel=1e-5)
+    assert update.terms["alpha_unknown"].weight == 3.0
+    assert expected != pytest.approx(l1(ALPHA_RAW, ALPHA * 2 - 1), rel=1e-3)  # not the whole-image term
+    (default,) = list(AdobeStage(FixedOutputs(ALPHA_RAW, FOREGROUND_RAW)).updates(sample, step=0, epoch=0))
+    assert "alpha_unknown" not in default.terms  # weight 0 by default: the paper's loss
+
+
 def test_real_stage_terms_equal_hand_computed_values():
     # the teacher's alpha is exactly the public code's F-mask threshold (-0.98 raw = 0.01) in one column
     teacher_alpha = np.array([[-0.98, -0.5, 0.3, 0.99], [-0.98, -0.2, 0.6, 0.97], [-0.98, 0.0, 0.9, 0.96],

@@ -18,8 +18,13 @@ gathers their parameters as plain config values and runs the whole recipe:
    15/25/35/45 px centred on unknown pixels, Gaussian blur 21/31/41);
 9. motion cues: 4 grayscale composites of F under small random affine warps over B with fresh noise.
 
+Learning levers (ours, all off by default, on in the quickstart's configs/data/synthetic.yaml): ``scale_range``
+varies the resize per sample (subjects at several scales), ``seg_corruption`` degrades S the way real
+segmenters fail (``corrupt_segmentation``), ``motion_static_p`` gives a share of samples a still image's motion
+cues (4 x gray(I)), as a photo has at test time.
+
 Sizes. Numbers are the public code's at ``reference_size = 512``. With another ``output_size`` (e.g. the
-96 px quickstart of configs/data/synthetic.yaml) and ``scale_pixel_parameters=True``, every pixel-valued
+128 px quickstart of configs/data/synthetic.yaml) and ``scale_pixel_parameters=True``, every pixel-valued
 parameter is multiplied by s = output_size / 512: resize 800*s, crop sides 576*s..800*s (step 32*s), S erode/dilate iteration counts
 (kept >= 1), hole sizes, blur kernel sizes (nearest odd), motion translation sigma, shadow blur and fg blur
 radii. The trimap K is scaled by resize_size / 800 (the trimap is made at the resize resolution). Angles,
@@ -373,6 +378,8 @@ class AdobeAugment:
     motion_shear_p: float = 0.5
     motion_background_noise: bool = True         # public code adds fresh noise to B per frame
     motion_elementwise_matrix: bool = False      # True reproduces the public code's element-wise matrix product
+    motion_static_p: float = 0.0                 # ours: share of samples whose M is the still image's,
+                                                 # frames x gray(I), as a photo gives at test time (0: paper)
     # BGMv2 background extras (off by default, as in the public code)
     background_extras: bool = False
     shadow_p: float = 0.3                        # BGMv2
@@ -508,7 +515,10 @@ class AdobeAugment:
         if self.seg_corruption:
             seg = corrupt_segmentation(seg, a, rng, self.seg_missing_p, self.seg_extra_p, self.seg_halo_p,
                                        self.seg_shift_p)
-        motion = motion_cues(fg, a, clean, rng, **self.motion_parameters())
+        if self.motion_static_p and rng.random() < self.motion_static_p:
+            motion = np.repeat(to_gray(image)[:, :, None], self.motion_frames, axis=2)
+        else:
+            motion = motion_cues(fg, a, clean, rng, **self.motion_parameters())
 
         def f32(v: np.ndarray) -> np.ndarray:  # interpolation can leave 1 + 1 ulp; new arrays, inputs untouched
             return np.ascontiguousarray(np.clip(v, 0.0, 1.0), dtype=np.float32)

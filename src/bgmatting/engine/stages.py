@@ -140,7 +140,9 @@ class AdobeStage(Stage):
     Args:
         generator: the :class:`~bgmatting.models.MattingModel` to train (possibly DDP-wrapped).
         precision: unused by this stage (its only network carries its own); kept for a uniform constructor.
-        losses: weights of ``alpha``, ``alpha_gradient``, ``foreground``, ``composite`` (paper: 1, 1, 2, 1) and,
+        losses: weights of ``alpha``, ``alpha_gradient``, ``foreground``, ``composite`` (paper: 1, 1, 2, 1),
+            ``alpha_unknown`` (ours, default 0: alpha L1 on the trimap's unknown band only, where Deep Image
+            Matting puts its whole alpha loss and where the DIM metrics score) and,
             used with a refiner only, ``coarse_alpha`` ... ``coarse_composite`` and ``error`` (default 1, 1, 2, 1
             and 1); a term missing from a given dict has weight 0.
         foreground_mask_alpha: the foreground loss counts pixels with true alpha > this (paper: 0; the
@@ -152,6 +154,7 @@ class AdobeStage(Stage):
     name = "adobe"
     TERMS = ("alpha", "alpha_gradient", "foreground", "composite")
     REFINE_TERMS = tuple(f"coarse_{t}" for t in TERMS) + ("error",)
+    EXTRA_TERMS = ("alpha_unknown",)
     BATCH_KEYS = ("image", "background", "background_clean", "segmentation", "motion", "alpha", "foreground")
     TRUTH_KEYS = ("alpha", "foreground", "background_clean")
 
@@ -166,7 +169,8 @@ class AdobeStage(Stage):
         super().__init__({"generator": generator}, precision)
         defaults = {"alpha": 1.0, "alpha_gradient": 1.0, "foreground": 2.0, "composite": 1.0}
         defaults.update({f"coarse_{t}": w for t, w in defaults.items()}, error=1.0)
-        self.weights = _check_weights(defaults if losses is None else losses, self.TERMS + self.REFINE_TERMS, self.name)
+        allowed = self.TERMS + self.REFINE_TERMS + self.EXTRA_TERMS
+        self.weights = _check_weights(defaults if losses is None else losses, allowed, self.name)
         self.foreground_mask_alpha = foreground_mask_alpha
         self.compose_opaque_alpha = compose_opaque_alpha
 
@@ -174,6 +178,10 @@ class AdobeStage(Stage):
         self._require(batch, self.BATCH_KEYS, self.name)
         raw = self._raw_matte(self.networks["generator"], batch)
         terms = self._matte_terms(raw.alpha, raw.foreground, raw.image, *(batch[k] for k in self.TRUTH_KEYS))
+        if self.weights["alpha_unknown"]:
+            unknown = (batch["trimap"] == 128).float()
+            value = losses.normalized_l1(raw.alpha, to_network(batch["alpha"]), unknown)
+            terms["alpha_unknown"] = LossTerm(value, self.weights["alpha_unknown"])
         if raw.coarse_alpha is not None:
             terms.update(self._coarse_terms(raw, batch))
         clean_background = to_network(batch["background_clean"])
