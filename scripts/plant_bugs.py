@@ -104,8 +104,10 @@ MUTATIONS = {
     ),
     '22d prepare_real --handheld aligned once': (
         'preprocess/capture.py',
-        '        if self.alignment == "per_frame":\n            return "aligned"',
-        '        if False:\n            return "aligned"',
+        ['        if self.alignment == "per_frame":\n            return "aligned"',
+         '        if state is not None and (self.alignment == "once" or registered):'],
+        ['        if False:\n            return "aligned"',
+         '        if state is not None:'],
         ['tests/data/test_prepare_real.py'],
     ),
 }
