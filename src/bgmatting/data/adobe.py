@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from bgmatting.data.augment import AdobeAugment, soft_segmentation_from_alpha
-from bgmatting.data.compositing import fit_background, hwc_to_chw, to_gray
+from bgmatting.data.augment import AdobeAugment, soft_segmentation_from_alpha, still_motion_cues
+from bgmatting.data.compositing import fit_background, hwc_to_chw
 from bgmatting.data.io import IMAGE_EXTENSIONS, DataError, list_images, read_alpha, read_image, read_trimap
 from bgmatting.data.manifest import read_manifest
 
@@ -263,6 +263,6 @@ class CompositeSetDataset(Dataset):
         else:
             params = AdobeAugment(output_size=max(16, min(h, w))).segmentation_parameters()
             seg = soft_segmentation_from_alpha(alpha, trimap, np.random.default_rng([self.seed, index]), **params)
-        motion = np.repeat(to_gray(image)[:, :, None], self.motion_frames, axis=2)
+        motion = still_motion_cues(image, self.motion_frames)
         return to_sample({"image": image, "background": background, "background_clean": clean, "segmentation": seg,
                           "motion": motion, "alpha": alpha, "foreground": fg, "trimap": trimap})

@@ -258,6 +258,11 @@ def corrupt_segmentation(seg: np.ndarray, alpha: np.ndarray, rng: Rng, missing_p
     return np.clip(out, 0.0, 1.0)
 
 
+def still_motion_cues(image: np.ndarray, frames: int = 4) -> np.ndarray:
+    """Motion cues of a still image: float32 H x W x ``frames``, each gray(image) (nothing moves)."""
+    return np.repeat(to_gray(image)[:, :, None], frames, axis=2)
+
+
 def motion_cues(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray, rng: Rng, frames: int = 4,
                 translation_std: float = 5.0, rotation_std: float = 7.0, scale_std: float = 0.05,
                 shear_std: float = 0.05, shear_p: float = 0.5, background_noise: bool = True,
@@ -516,7 +521,7 @@ class AdobeAugment:
             seg = corrupt_segmentation(seg, a, rng, self.seg_missing_p, self.seg_extra_p, self.seg_halo_p,
                                        self.seg_shift_p)
         if self.motion_static_p and rng.random() < self.motion_static_p:
-            motion = np.repeat(to_gray(image)[:, :, None], self.motion_frames, axis=2)
+            motion = still_motion_cues(image, self.motion_frames)
         else:
             motion = motion_cues(fg, a, clean, rng, **self.motion_parameters())
 
