@@ -116,6 +116,8 @@ def test_adobe_stage_unknown_band_term_scores_only_the_trimaps_unknown_pixels():
     assert expected != pytest.approx(l1(ALPHA_RAW, ALPHA * 2 - 1), rel=1e-3)  # not the whole-image term
     (default,) = list(AdobeStage(FixedOutputs(ALPHA_RAW, FOREGROUND_RAW)).updates(sample, step=0, epoch=0))
     assert "alpha_unknown" not in default.terms  # weight 0 by default: the paper's loss
+    with pytest.raises(KeyError, match=r"stage adobe needs batch keys \['trimap'\]"):
+        next(stage.updates(batch(), step=0, epoch=0))  # the term needs the trimap: said, not a bare KeyError
 
 
 def test_real_stage_terms_equal_hand_computed_values():

@@ -173,9 +173,10 @@ class AdobeStage(Stage):
         self.weights = _check_weights(defaults if losses is None else losses, allowed, self.name)
         self.foreground_mask_alpha = foreground_mask_alpha
         self.compose_opaque_alpha = compose_opaque_alpha
+        self.batch_keys = self.BATCH_KEYS + (("trimap",) if self.weights["alpha_unknown"] else ())
 
     def updates(self, batch: dict, step: int, epoch: int) -> Iterator[Update]:
-        self._require(batch, self.BATCH_KEYS, self.name)
+        self._require(batch, self.batch_keys, self.name)
         raw = self._raw_matte(self.networks["generator"], batch)
         terms = self._matte_terms(raw.alpha, raw.foreground, raw.image, *(batch[k] for k in self.TRUTH_KEYS))
         if self.weights["alpha_unknown"]:
