@@ -23,6 +23,7 @@ import torch
 
 from bgmatting.data.adobe import CompositeSetDataset
 from bgmatting.data.synthetic.photo_set import heldout_manifest
+from bgmatting.evaluation.score import numpy_image
 from bgmatting.inference.pipeline import Matter
 from bgmatting.metrics import grad, mse, sad
 from bgmatting.models import load_matting_model
@@ -31,12 +32,8 @@ from bgmatting.models import load_matting_model
 def frames(size: int, scenes: int) -> list[dict[str, np.ndarray]]:
     """The scenes at ``size``: image, background (B'), segmentation (S), alpha, trimap as H x W (x 3) arrays."""
     dataset = CompositeSetDataset(heldout_manifest(size, n_scenes=scenes), segmentation="file")
-    out = []
-    for i in range(len(dataset)):
-        s = dataset[i]
-        hwc = {k: s[k].numpy().transpose(1, 2, 0) for k in ("image", "background")}
-        out.append({**hwc, **{k: s[k].numpy()[0] for k in ("segmentation", "alpha", "trimap")}})
-    return out
+    keys = ("image", "background", "segmentation", "alpha", "trimap")
+    return [{k: numpy_image(sample[k]) for k in keys} for sample in (dataset[i] for i in range(len(dataset)))]
 
 
 def score(matter: Matter, data: list[dict[str, np.ndarray]]) -> dict[str, float]:
