@@ -36,7 +36,7 @@ def to_gray(image: np.ndarray | torch.Tensor, keep_uint8: bool = False) -> np.nd
             raise ValueError(f"to_gray expects a (B x) 3 x H x W tensor, got shape {tuple(image.shape)}")
         weights = torch.tensor(LUMA_WEIGHTS, dtype=image.dtype, device=image.device).view(3, 1, 1)
         return (image * weights).sum(dim=-3, keepdim=True)
-    array = _as_float01(np.asarray(image))
+    array = as_float01(image)
     if array.ndim == 2:
         return array
     if array.ndim == 3 and array.shape[2] == 1:
@@ -46,7 +46,9 @@ def to_gray(image: np.ndarray | torch.Tensor, keep_uint8: bool = False) -> np.nd
     return cv2.cvtColor(np.ascontiguousarray(array), cv2.COLOR_RGB2GRAY)
 
 
-def _as_float01(array: np.ndarray) -> np.ndarray:
+def as_float01(array: np.ndarray) -> np.ndarray:
+    """uint8 / uint16 / float image -> float32 in [0, 1] (floats are taken as already in [0, 1])."""
+    array = np.asarray(array)
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
     if array.dtype == np.uint16:
