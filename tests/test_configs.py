@@ -32,6 +32,7 @@ ADOBE_REFINE_LOSSES = {"coarse_alpha": 1.0, "coarse_alpha_gradient": 1.0, "coars
 REAL_REFINE_LOSSES = {"coarse_alpha": 2.0, "coarse_alpha_gradient": 4.0, "coarse_foreground": 1.0,
                       "coarse_composite": 1.0, "error": 1.0}
 PAPER_ADOBE_LOSSES = {"alpha": 1.0, "alpha_gradient": 1.0, "foreground": 2.0, "composite": 1.0, "alpha_unknown": 0.0,
+                      "alpha_laplacian": 0.0,
                       **ADOBE_REFINE_LOSSES}
 QUICKSTART_ADOBE_LOSSES = {**PAPER_ADOBE_LOSSES, "alpha_unknown": 2.0}  # + the unknown band's alpha L1
 PAPER_REAL_LOSSES = {"gan": 1.0, "alpha": 2.0, "alpha_gradient": 4.0, "foreground": 1.0, "composite": 1.0,
@@ -41,9 +42,9 @@ PUBLIC_REAL_LOSSES = {"gan": 1.0, "alpha": 1.0, "alpha_gradient": 0.5, "foregrou
 # name -> (experiment, data, optim, model), stage losses, (G lr, D lr, schedule), (epochs, max_steps, batch size)
 EXPECTED = {
     "bare": (("quickstart_adobe", "synthetic", "quickstart", "quickstart_refine"), QUICKSTART_ADOBE_LOSSES,
-             (1e-3, 1e-4, "cosine"), (20, 1800, 4)),
+             (2e-3, 2e-4, "cosine"), (20, 2400, 4)),
     "quickstart_adobe": (("quickstart_adobe", "synthetic", "quickstart", "quickstart_refine"), QUICKSTART_ADOBE_LOSSES,
-                         (1e-3, 1e-4, "cosine"), (20, 1800, 4)),
+                         (2e-3, 2e-4, "cosine"), (20, 2400, 4)),
     "quickstart_real": (("quickstart_real", "synthetic_real", "quickstart_real", "quickstart_refine"), PAPER_REAL_LOSSES,
                         (1e-4, 1e-4, "cosine"), (20, 300, 8)),
     "paper_adobe": (("paper_adobe", "adobe", "adam", "paper"), PAPER_ADOBE_LOSSES, (1e-4, 1e-5, "constant"),
@@ -133,7 +134,7 @@ def test_paper_numbers_and_public_code_options(compose_config):
 
 def test_quickstart_optimisers_differ_from_adam_only_where_they_say(compose_config):
     adam = to_plain(compose_config("train", ["optim=adam"]).optim)
-    for name, changed in {"quickstart": {("generator", "lr"): 1e-3, ("discriminator", "lr"): 1e-4,
+    for name, changed in {"quickstart": {("generator", "lr"): 2e-3, ("discriminator", "lr"): 2e-4,
                                          ("schedule", "name"): "cosine", ("schedule", "warmup_steps"): 20,
                                          ("schedule", "final_factor"): 0.05},
                           "quickstart_real": {("discriminator", "lr"): 1e-4, ("schedule", "name"): "cosine",

@@ -121,3 +121,28 @@ def test_error_map_mse_regresses_the_detached_alpha_error_in_image_units():
     torch.testing.assert_close(error.grad, torch.tensor([[[[0.0, -0.25], [0.0, 0.125]]]]))
     with pytest.raises(ValueError, match="shapes differ"):
         losses.error_map_mse(error, alpha, target[..., :1])
+
+
+def test_laplacian_pyramid_bands_add_back_up_to_the_input():
+    x = torch.rand(2, 1, 32, 24, dtype=torch.float64)
+    pyramid = losses.laplacian_pyramid(x, levels=4)
+    assert [tuple(p.shape[-2:]) for p in pyramid] == [(32, 24), (16, 12), (8, 6), (4, 3)]
+    rebuilt = pyramid[-1]
+    for band in reversed(pyramid[:-1]):
+        rebuilt = band + torch.nn.functional.interpolate(rebuilt, size=band.shape[-2:], mode="bilinear",
+                                                         align_corners=False)
+    torch.testing.assert_close(rebuilt, x)
+    assert pyramid[0].abs().mean() > 0.05  # the finest band holds the noise's detail
+
+
+def test_laplacian_l1_hand_values():
+    x = torch.rand(1, 1, 64, 64, dtype=torch.float64)
+    assert float(losses.laplacian_l1(x, x)) == 0.0
+    # a constant offset lives only in the coarsest (low-pass) level, weighted 2**4 over 5 levels
+    assert float(losses.laplacian_l1(x + 0.1, x)) == pytest.approx(16 * 0.1 / 5)
+    # an edge moved by one pixel shows in the fine bands, where the plain L1 sees only one column
+    edge = torch.zeros(1, 1, 64, 64, dtype=torch.float64)
+    edge[..., 32:] = 1.0
+    moved = torch.roll(edge, 1, dims=-1)
+    moved[..., 0] = 0.0
+    assert float(losses.laplacian_l1(moved, edge)) > 0.0

@@ -61,6 +61,35 @@ def alpha_gradient_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torc
     return normalized_l1(pgx, tgx, mask) + normalized_l1(pgy, tgy, mask)
 
 
+def _gaussian_blur5(x: torch.Tensor) -> torch.Tensor:
+    """5 x 5 binomial blur (1 4 6 4 1)/16 per channel, reflect padding; B x C x H x W -> same shape."""
+    taps = torch.tensor((1.0, 4.0, 6.0, 4.0, 1.0), dtype=x.dtype, device=x.device) / 16.0
+    kernel = (taps[:, None] * taps[None, :]).expand(x.shape[1], 1, 5, 5)
+    mode = "reflect" if min(x.shape[-2:]) > 2 else "replicate"
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode=mode), kernel, groups=x.shape[1])
+
+
+def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """Band-pass levels of ``x`` (B x C x H x W), finest first: x_i - up(down(x_i)), then the last low-pass."""
+    bands = []
+    for _ in range(levels - 1):
+        if min(x.shape[-2:]) < 4:
+            break
+        low = _gaussian_blur5(x)[..., ::2, ::2]
+        up = F.interpolate(low, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        bands.append(x - up)
+        x = low
+    return bands + [x]
+
+
+def laplacian_l1(prediction: torch.Tensor, target: torch.Tensor, levels: int = 5) -> torch.Tensor:
+    """L1 between Laplacian pyramids of ``prediction`` and ``target`` (B x C x H x W), level i weighted 2**i,
+    averaged over the levels (RobustVideoMatting's alpha loss; it weighs edges at every scale). Scalar."""
+    pairs = zip(laplacian_pyramid(prediction, levels), laplacian_pyramid(target, levels))
+    values = [(2.0 ** i) * (p - t).abs().mean() for i, (p, t) in enumerate(pairs)]
+    return torch.stack(values).sum() / len(values)
+
+
 def compose_l1(
     image: torch.Tensor,
     alpha: torch.Tensor,

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from bgmatting import losses
 from bgmatting.engine.stages import AdobeStage, RealStage, SupervisionSchedule
 from bgmatting.models import RawMatte
 
@@ -118,6 +119,18 @@ def test_adobe_stage_unknown_band_term_scores_only_the_trimaps_unknown_pixels():
     assert "alpha_unknown" not in default.terms  # weight 0 by default: the paper's loss
     with pytest.raises(KeyError, match=r"stage adobe needs batch keys \['trimap'\]"):
         next(stage.updates(batch(), step=0, epoch=0))  # the term needs the trimap: said, not a bare KeyError
+
+
+def test_adobe_stage_laplacian_term_is_the_pyramid_l1_of_the_network_space_alpha():
+    weights = {"alpha": 1.0, "alpha_gradient": 1.0, "foreground": 2.0, "composite": 1.0, "alpha_laplacian": 0.5}
+    (update,) = list(AdobeStage(FixedOutputs(ALPHA_RAW, FOREGROUND_RAW), losses=weights).updates(
+        batch(), step=0, epoch=0))
+    expected = losses.laplacian_l1(torch.tensor(ALPHA_RAW)[None, None].float(),
+                                   torch.tensor(ALPHA * 2 - 1)[None, None].float())
+    assert float(update.terms["alpha_laplacian"].value) == pytest.approx(float(expected), rel=1e-5)
+    assert float(expected) > 0 and update.terms["alpha_laplacian"].weight == 0.5
+    (default,) = list(AdobeStage(FixedOutputs(ALPHA_RAW, FOREGROUND_RAW)).updates(batch(), step=0, epoch=0))
+    assert "alpha_laplacian" not in default.terms  # weight 0 by default: the paper's loss
 
 
 def test_real_stage_terms_equal_hand_computed_values():

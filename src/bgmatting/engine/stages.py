@@ -142,7 +142,8 @@ class AdobeStage(Stage):
         precision: unused by this stage (its only network carries its own); kept for a uniform constructor.
         losses: weights of ``alpha``, ``alpha_gradient``, ``foreground``, ``composite`` (paper: 1, 1, 2, 1),
             ``alpha_unknown`` (ours, default 0: alpha L1 on the trimap's unknown band only, where Deep Image
-            Matting puts its whole alpha loss and where the DIM metrics score) and,
+            Matting puts its whole alpha loss and where the DIM metrics score), ``alpha_laplacian`` (ours, default
+            0: L1 of the alpha's Laplacian pyramids, 5 levels, RobustVideoMatting's alpha loss) and,
             used with a refiner only, ``coarse_alpha`` ... ``coarse_composite`` and ``error`` (default 1, 1, 2, 1
             and 1); a term missing from a given dict has weight 0.
         foreground_mask_alpha: the foreground loss counts pixels with true alpha > this (paper: 0; the
@@ -154,7 +155,7 @@ class AdobeStage(Stage):
     name = "adobe"
     TERMS = ("alpha", "alpha_gradient", "foreground", "composite")
     REFINE_TERMS = tuple(f"coarse_{t}" for t in TERMS) + ("error",)
-    EXTRA_TERMS = ("alpha_unknown",)
+    EXTRA_TERMS = ("alpha_unknown", "alpha_laplacian")
     BATCH_KEYS = ("image", "background", "background_clean", "segmentation", "motion", "alpha", "foreground")
     TRUTH_KEYS = ("alpha", "foreground", "background_clean")
 
@@ -183,6 +184,9 @@ class AdobeStage(Stage):
             unknown = (batch["trimap"] == 128).float()
             value = losses.normalized_l1(raw.alpha, to_network(batch["alpha"]), unknown)
             terms["alpha_unknown"] = LossTerm(value, self.weights["alpha_unknown"])
+        if self.weights["alpha_laplacian"]:
+            value = losses.laplacian_l1(raw.alpha, to_network(batch["alpha"]))
+            terms["alpha_laplacian"] = LossTerm(value, self.weights["alpha_laplacian"])
         if raw.coarse_alpha is not None:
             terms.update(self._coarse_terms(raw, batch))
         clean_background = to_network(batch["background_clean"])
