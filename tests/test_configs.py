@@ -3,6 +3,7 @@ each group holds one concern; the configs are the package resource ``bgmatting.c
 from __future__ import annotations
 
 import importlib.resources
+import re
 from pathlib import Path
 
 import pytest
@@ -169,6 +170,14 @@ def test_run_dir_is_per_stage_and_shared_by_ranks(monkeypatch, compose_config):
     monkeypatch.setenv("BGM_RUN_STAMP", "2030-01-01_00-00-00")
     cfg = compose_config("train", ["stage=real"], hydra_config=True)
     assert to_plain(cfg.hydra.run)["dir"] == "outputs/real/2030-01-01_00-00-00"
+
+
+def test_launches_in_the_same_second_get_their_own_run_folders(monkeypatch, compose_config):
+    monkeypatch.delenv("BGM_RUN_STAMP", raising=False)
+    first, second = (to_plain(compose_config("train", ["stage=adobe"], hydra_config=True).hydra.run)["dir"]
+                     for _ in range(2))
+    assert re.fullmatch(r"outputs/adobe/\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-\d{6}", first), first
+    assert first != second  # a second's stamp alone made them one folder: the later run wrote into the earlier
 
 
 def test_evaluate_scores_the_data_group_held_out_set(compose_config):

@@ -8,7 +8,7 @@ Bad input (config values, checkpoints, teacher, data, an unwritable outputs root
 from __future__ import annotations
 
 import os
-import time
+from datetime import datetime
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -42,7 +42,8 @@ def launch() -> None:
     """Join a torchrun/Slurm process group (if any) and share rank 0's timestamp, then run Hydra's main."""
     ctx = distributed.init_distributed()
     if ctx.is_distributed and "BGM_RUN_STAMP" not in os.environ:
-        os.environ["BGM_RUN_STAMP"] = distributed.broadcast_object(time.strftime("%Y-%m-%d_%H-%M-%S"))
+        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")  # the configs' run-folder stamp (train.yaml)
+        os.environ["BGM_RUN_STAMP"] = distributed.broadcast_object(stamp)
     try:
         main()
     finally:
