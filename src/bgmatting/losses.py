@@ -62,11 +62,10 @@ def alpha_gradient_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torc
 
 
 def _gaussian_blur5(x: torch.Tensor) -> torch.Tensor:
-    """5 x 5 binomial blur (1 4 6 4 1)/16 per channel, reflect padding; B x C x H x W -> same shape."""
+    """5 x 5 binomial blur (1 4 6 4 1)/16 per channel, reflect padding; B x C x H x W (H, W >= 3) -> same shape."""
     taps = torch.tensor((1.0, 4.0, 6.0, 4.0, 1.0), dtype=x.dtype, device=x.device) / 16.0
     kernel = (taps[:, None] * taps[None, :]).expand(x.shape[1], 1, 5, 5)
-    mode = "reflect" if min(x.shape[-2:]) > 2 else "replicate"
-    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode=mode), kernel, groups=x.shape[1])
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), kernel, groups=x.shape[1])
 
 
 def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:

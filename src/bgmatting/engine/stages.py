@@ -180,13 +180,7 @@ class AdobeStage(Stage):
         self._require(batch, self.batch_keys, self.name)
         raw = self._raw_matte(self.networks["generator"], batch)
         terms = self._matte_terms(raw.alpha, raw.foreground, raw.image, *(batch[k] for k in self.TRUTH_KEYS))
-        if self.weights["alpha_unknown"]:
-            unknown = (batch["trimap"] == 128).float()
-            value = losses.normalized_l1(raw.alpha, to_network(batch["alpha"]), unknown)
-            terms["alpha_unknown"] = LossTerm(value, self.weights["alpha_unknown"])
-        if self.weights["alpha_laplacian"]:
-            value = losses.laplacian_l1(raw.alpha, to_network(batch["alpha"]))
-            terms["alpha_laplacian"] = LossTerm(value, self.weights["alpha_laplacian"])
+        terms.update(self._extra_terms(raw.alpha, batch))
         if raw.coarse_alpha is not None:
             terms.update(self._coarse_terms(raw, batch))
         clean_background = to_network(batch["background_clean"])
@@ -226,6 +220,19 @@ class AdobeStage(Stage):
             ),
         }
         return {prefix + name: term for name, term in terms.items()}
+
+    def _extra_terms(self, alpha_raw: torch.Tensor, batch: dict) -> dict[str, LossTerm]:
+        """Our optional alpha terms (weight > 0 only) of the refined network-space alpha: ``alpha_unknown`` (L1 on
+        the trimap's unknown band) and ``alpha_laplacian`` (L1 of the Laplacian pyramids)."""
+        true_alpha, terms = to_network(batch["alpha"]), {}
+        if self.weights["alpha_unknown"]:
+            unknown = (batch["trimap"] == 128).float()
+            terms["alpha_unknown"] = LossTerm(losses.normalized_l1(alpha_raw, true_alpha, unknown),
+                                              self.weights["alpha_unknown"])
+        if self.weights["alpha_laplacian"]:
+            terms["alpha_laplacian"] = LossTerm(losses.laplacian_l1(alpha_raw, true_alpha),
+                                                self.weights["alpha_laplacian"])
+        return terms
 
     def _coarse_terms(self, raw: RawMatte, batch: dict) -> dict[str, LossTerm]:
         """``coarse_*`` terms of the base's outputs and the ``error`` term, at the base resolution."""
