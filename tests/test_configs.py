@@ -12,8 +12,8 @@ import yaml
 from hydra.utils import get_class, get_method
 from omegaconf import OmegaConf
 
-from bgmatting.engine.build import build_discriminator, build_generator, build_optimizer, build_stage, to_plain
-from bgmatting.engine.stages import RealStage, SupervisionSchedule
+from bgmatting.engine.recipe import build_matting_model, build_optimizer, build_stage, to_plain
+from bgmatting.engine.stages import Networks, RealStage, SupervisionSchedule
 from bgmatting.models import Generator
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -71,7 +71,8 @@ def test_recipe_composes_to_its_effective_values(name, compose_config):
     picked = cfg.hydra.runtime.choices
     assert (picked.experiment, picked.data, picked.optim, picked.model) == choices
     assert picked.stage == cfg.stage.name and dict(cfg.stage.losses) == losses
-    assert (cfg.optim.generator.lr, cfg.optim.discriminator.lr, cfg.optim.schedule.name) == (g_lr, d_lr, schedule)
+    assert (cfg.optim.generator.lr, cfg.optim.discriminator.lr, cfg.optim.schedule._target_) == (
+        g_lr, d_lr, f"bgmatting.engine.schedules.{schedule}")
     assert (cfg.trainer.epochs, cfg.trainer.max_steps, cfg.trainer.batch_size) == (epochs, max_steps, batch_size)
     quickstart = choices[0].startswith("quickstart")
     assert cfg.trainer.time_limit_minutes is None  # fixed schedules: the same steps on every machine
@@ -84,15 +85,16 @@ def test_recipe_resolves_and_builds_its_stage_networks_and_optimisers(name, comp
     for split in ("train", "val"):
         assert callable(_locate(plain["data"][split]["_target_"])), f"{name}: data.{split}._target_ does not import"
     with torch.device("meta"):  # shapes only: paper-size networks without the cost of initialising them
-        generator = build_generator(plain["model"]["generator"])
-        networks = {"generator": generator}
+        model = build_matting_model(plain["model"])
+        networks = {"generator": model}
         teacher = discriminator = None
         if plain["stage"]["name"] == "real":
-            networks["discriminator"] = discriminator = build_discriminator(plain["model"]["discriminator"])
-            teacher = Generator(**plain["model"]["generator"])
-    stage = build_stage(plain["stage"], generator, None, discriminator, teacher)
+            networks["discriminator"] = discriminator = _locate(plain["model"]["discriminator"]["_target_"])(
+                **{k: v for k, v in plain["model"]["discriminator"].items() if k != "_target_"})
+            teacher = build_matting_model(plain["model"])
+    stage = build_stage(plain["stage"], Networks(model, discriminator, teacher))
     assert stage.name == plain["stage"]["name"] and stage.weights == plain["stage"]["losses"]
-    assert set(stage.networks) == set(networks)
+    assert set(stage.trained) == set(networks)
     if isinstance(stage, RealStage):
         options = plain["stage"]
         assert stage.supervision == SupervisionSchedule(**{k: v for k, v in options["supervision"].items()
@@ -101,7 +103,7 @@ def test_recipe_resolves_and_builds_its_stage_networks_and_optimisers(name, comp
         assert (stage.foreground_mask_alpha, stage.composite_mask_segmentation) == (
             options["foreground_mask_alpha"], options["composite_mask_segmentation"])
     for net_name, module in networks.items():
-        optimizer = build_optimizer(module, plain["optim"][net_name])
+        optimizer = build_optimizer(module, plain["optim"][net_name], net_name)
         assert optimizer.param_groups[0]["lr"] == plain["optim"][net_name]["lr"]
 
 
@@ -126,7 +128,8 @@ def test_paper_numbers_and_public_code_options(compose_config):
     real = compose_config("train", PRESETS["paper_real"])
     assert real.stage.supervision.weight == pytest.approx(0.05) and real.stage.supervision.every == 2
     assert real.stage.supervision.first_halving == 2 and real.stage.discriminator_every == 5
-    assert real.stage.student_init == "teacher" and real.stage.detach_fake_for_generator is False
+    assert real.init == "teacher" and real.stage.detach_fake_for_generator is False
+    assert compose_config("train", PRESETS["paper_adobe"]).init == "scratch"
     public = compose_config("train", PRESETS["public_code_real"])
     assert public.stage.foreground_mask_alpha == pytest.approx(0.01)
     assert public.stage.composite_mask_segmentation == pytest.approx(0.95)
@@ -136,9 +139,9 @@ def test_paper_numbers_and_public_code_options(compose_config):
 def test_quickstart_optimisers_differ_from_adam_only_where_they_say(compose_config):
     adam = to_plain(compose_config("train", ["optim=adam"]).optim)
     for name, changed in {"quickstart": {("generator", "lr"): 2e-3, ("discriminator", "lr"): 2e-4,
-                                         ("schedule", "name"): "cosine", ("schedule", "warmup_steps"): 20,
+                                         ("schedule", "_target_"): "bgmatting.engine.schedules.cosine", ("schedule", "warmup_steps"): 20,
                                          ("schedule", "final_factor"): 0.05},
-                          "quickstart_real": {("discriminator", "lr"): 1e-4, ("schedule", "name"): "cosine",
+                          "quickstart_real": {("discriminator", "lr"): 1e-4, ("schedule", "_target_"): "bgmatting.engine.schedules.cosine",
                                               ("schedule", "final_factor"): 0.1}}.items():
         optim = to_plain(compose_config("train", [f"optim={name}"]).optim)
         expected = {part: dict(values) for part, values in adam.items()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from bgmatting.engine.build import run_training
+from bgmatting.engine.training import run_training
 
 SHORT_RUN = ["stage=adobe", "logging=quiet", "cpu_threads=2", "trainer.max_steps=150", "trainer.epochs=20",
              "trainer.val_limit=4", "data.generation.n_fg=6", "data.generation.n_bg=8", "data.generation.size=64",

@@ -17,11 +17,11 @@ from omegaconf import DictConfig
 from bgmatting.cli import fail
 from bgmatting.data.io import DataError
 from bgmatting.engine import distributed
-from bgmatting.engine.build import run_training
 from bgmatting.engine.checkpointing import CheckpointError
-from bgmatting.engine.loop import NonFiniteLossError
+from bgmatting.engine.nonfinite import NonFiniteLossError
 from bgmatting.engine.sampling import SampleError
 from bgmatting.engine.settings import ConfigError
+from bgmatting.engine.training import run_training
 
 
 #: Errors that are the user's to fix (one line, exit status 2); a non-finite loss ends the run (one line, status 1).

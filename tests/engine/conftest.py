@@ -1,6 +1,7 @@
 """Fixtures for engine tests: tiny in-memory datasets and a composed training config."""
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -8,7 +9,8 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from bgmatting.engine.build import run_training
+from bgmatting.engine.loop import Trainer
+from bgmatting.engine.training import run_training
 
 
 def _soft_disk(size: int, cx: float, cy: float, radius: float, softness: float = 2.0) -> np.ndarray:
@@ -87,6 +89,27 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def crash_after():
+    """``with crash_after(n): run_training(...)``: the run raises ``RuntimeError("simulated failure after step
+    n")`` right after step n's bookkeeping (logging, periodic checkpoint), as a killed job would stop there."""
+
+    @contextlib.contextmanager
+    def armed(step: int):
+        after_step = Trainer._after_step
+
+        def crashing(trainer, meter):
+            after_step(trainer, meter)
+            if trainer.state.step == step:
+                raise RuntimeError(f"simulated failure after step {step}")
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Trainer, "_after_step", crashing)
+            yield
+
+    return armed
 
 
 @pytest.fixture

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import torch
 
-from bgmatting.engine.build import Resume, build_trainer, configure_process
+from bgmatting.engine.recipe import build_trainer
+from bgmatting.engine.run_folder import Resume
+from bgmatting.engine.training import configure_process
 from bgmatting.engine.distributed import DistContext, unwrap
 from bgmatting.engine.loop import Trainer
 from bgmatting.runtime import resolve_precision
@@ -24,14 +26,14 @@ def make_trainer(cfg, run_dir: Path, dataset) -> Trainer:
 
 
 def first_batch(trainer: Trainer) -> dict:
-    return next(iter(trainer.loader))
+    return next(iter(trainer.data.loader))
 
 
 def training_state(trainer: Trainer) -> dict:
     """A deep copy of every trained network's state dict (parameters and buffers) and of every optimiser's state."""
     return {
         "networks": {name: {k: v.detach().clone() for k, v in unwrap(m).state_dict().items()}
-                     for name, m in trainer.stage.networks.items()},
+                     for name, m in trainer.stage.trained.items()},
         "optimizers": {name: copy.deepcopy(opt.state_dict()) for name, opt in trainer.optimizers.items()},
     }
 

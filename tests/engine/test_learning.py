@@ -3,6 +3,7 @@ loss goes down, the discriminator learns to tell real from fake, and the generat
 toward "real". (Finite losses and existing gradients alone would not notice a flipped sign or swapped labels.)"""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from bgmatting.engine.distributed import unwrap
@@ -31,9 +32,10 @@ def _scores(trainer, batch) -> tuple[torch.Tensor, torch.Tensor]:
     stage = trainer.stage
     state = stage.rng.get_state()
     with torch.no_grad():
-        raw = stage._raw_matte(stage.networks["generator"], batch)
-        fake = stage._fake_images(batch, raw.image, raw.alpha, raw.foreground)
-        discriminator = unwrap(stage.networks["discriminator"])
+        raw = stage._raw_matte(stage.trained["generator"], batch)
+        fake = stage._fake_images(batch["segmentation"], raw.image, raw.alpha, raw.foreground,
+                                  *raw.truth(batch["background"], batch["target_background"]))
+        discriminator = unwrap(stage.trained["discriminator"])
         real_scores, fake_scores = (torch.cat([m.flatten() for m in score_maps(discriminator(x))])
                                     for x in (raw.image, fake))
     stage.rng.set_state(state)
@@ -45,11 +47,14 @@ def _train_discriminator(trainer, batch, steps: int) -> None:
     stage = trainer.stage
     state = stage.rng.get_state()
     with torch.no_grad():
-        raw = stage._raw_matte(stage.networks["generator"], batch)
-        fake = stage._fake_images(batch, raw.image, raw.alpha, raw.foreground)
+        raw = stage._raw_matte(stage.trained["generator"], batch)
+        fake = stage._fake_images(batch["segmentation"], raw.image, raw.alpha, raw.foreground,
+                                  *raw.truth(batch["background"], batch["target_background"]))
     stage.rng.set_state(state)
-    for _ in range(steps):
-        assert isinstance(trainer._optimize(stage._discriminator_update(raw.image, fake)), dict)
+    with pytest.MonkeyPatch.context() as patch:  # a step of only the discriminator's update, through the loop
+        patch.setattr(stage, "updates", lambda *args: iter([stage._discriminator_update(raw.image, fake)]))
+        for _ in range(steps):
+            assert "loss/discriminator" in trainer.train_step(batch)
 
 
 def test_discriminator_updates_separate_real_from_fake_on_a_fixed_pair(tmp_path, tiny_cfg, tiny_real, adobe_teacher):
@@ -72,7 +77,7 @@ def test_the_generators_gan_term_moves_d_of_fake_toward_real(tmp_path, tiny_cfg,
                                    "stage.losses.composite=0")
     _train_discriminator(trainer, batch, 15)
     trainer.state.step = 1  # the discriminator only steps at multiples of discriminator_every (and at 0)
-    discriminator_before = {k: v.clone() for k, v in unwrap(trainer.stage.networks["discriminator"]).state_dict().items()}
+    discriminator_before = {k: v.clone() for k, v in unwrap(trainer.stage.trained["discriminator"]).state_dict().items()}
     before = _scores(trainer, batch)[1]
     for _ in range(8):
         scalars = trainer.train_step(batch)
@@ -80,5 +85,5 @@ def test_the_generators_gan_term_moves_d_of_fake_toward_real(tmp_path, tiny_cfg,
     after = _scores(trainer, batch)[1]
     assert after.mean() > before.mean() + 0.1, (before.mean(), after.mean())
     assert ((after - 1) ** 2).mean() < ((before - 1) ** 2).mean()  # closer to the "real" label 1
-    for key, value in unwrap(trainer.stage.networks["discriminator"]).state_dict().items():
+    for key, value in unwrap(trainer.stage.trained["discriminator"]).state_dict().items():
         assert torch.equal(value, discriminator_before[key]), key  # only the generator moved

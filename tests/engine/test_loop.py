@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from bgmatting.engine.build import run_training
+from bgmatting.engine.training import run_training
 from bgmatting.engine.checkpointing import load_checkpoint
-from bgmatting.engine.loop import NonFiniteLossError
+from bgmatting.engine.nonfinite import NonFiniteLossError
 from bgmatting.engine.sampling import SampleError
 from bgmatting.models import load_generator
 
@@ -61,10 +61,10 @@ def test_real_stage_few_steps_with_teacher_found_automatically(tmp_path, tiny_cf
     assert checkpoint["config"]["teacher"].endswith(".pt")
 
 
-def test_student_starts_from_the_teacher_unless_asked_for_random(tmp_path, tiny_cfg, tiny_real, adobe_teacher):
+def test_student_starts_from_the_teacher_unless_asked_for_scratch(tmp_path, tiny_cfg, tiny_real, adobe_teacher):
     teacher = load_checkpoint(adobe_teacher["checkpoint"])["generator"]
-    for init, same in (("teacher", True), ("random", False)):
-        cfg = tiny_cfg("stage=real", f"stage.student_init={init}", "trainer.max_steps=1",
+    for init, same in (("teacher", True), ("scratch", False)):
+        cfg = tiny_cfg("stage=real", f"init={init}", "trainer.max_steps=1",
                        "optim.generator.lr=0", "trainer.validate_every=0")
         summary = run_training(cfg, tmp_path / f"real_{init}", train_dataset=tiny_real(4, 32))
         student = load_checkpoint(summary["checkpoint"])["generator"]
@@ -74,7 +74,8 @@ def test_student_starts_from_the_teacher_unless_asked_for_random(tmp_path, tiny_
 
 
 @pytest.mark.parametrize("stage", ["adobe", "real"])
-def test_resumed_run_matches_uninterrupted_run_step_for_step(tmp_path, tiny_cfg, tiny_supervised, tiny_real, stage, adobe_teacher):
+def test_resumed_run_matches_uninterrupted_run_step_for_step(tmp_path, tiny_cfg, tiny_supervised, tiny_real, stage, adobe_teacher,
+                                                             crash_after):
     # 2 epochs x 4 steps; checkpoints at steps 3, 4 (epoch end), 6, 8; the crash after step 7 resumes from
     # step 6, in the middle of epoch 2, so data order, RNG streams, optimiser state and BN statistics must all resume.
     common = ["trainer.epochs=2", "checkpoint.every_n_steps=3", "trainer.validate_every=0"]
@@ -86,8 +87,8 @@ def test_resumed_run_matches_uninterrupted_run_step_for_step(tmp_path, tiny_cfg,
     run_training(tiny_cfg(*common), reference_dir, train_dataset=data())
 
     crashed_dir = tmp_path / "crashed"
-    with pytest.raises(RuntimeError, match="simulated failure after step 7"):
-        run_training(tiny_cfg(*common, "trainer.fail_at_step=7"), crashed_dir, train_dataset=data())
+    with pytest.raises(RuntimeError, match="simulated failure after step 7"), crash_after(7):
+        run_training(tiny_cfg(*common), crashed_dir, train_dataset=data())
     assert sorted(p.name for p in (crashed_dir / "checkpoints").glob("step_*.pt"))[-1] == "step_00000006.pt"
     summary = run_training(tiny_cfg(*common, "resume=auto"), crashed_dir, train_dataset=data())
     assert summary["steps"] == 8 and summary["steps_this_run"] == 2

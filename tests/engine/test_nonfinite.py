@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from bgmatting.engine.build import run_training
+from bgmatting.engine.training import run_training
 from bgmatting.engine.checkpointing import CheckpointError, CheckpointManager, load_checkpoint
-from bgmatting.engine.loop import NonFiniteLossError
+from bgmatting.engine.nonfinite import NonFiniteLossError
 from bgmatting.engine.stages import LossTerm
 from engine_helpers import assert_same_state, first_batch, make_trainer, nonfinite_names, training_state
 

@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from bgmatting.engine.build import run_training
+from bgmatting.engine.training import run_training
 
 from engine_helpers import assert_same_state, first_batch, make_trainer, training_state
 
@@ -19,7 +19,7 @@ from engine_helpers import assert_same_state, first_batch, make_trainer, trainin
 def test_bf16_autocast_training_on_the_cpu_learns_with_fp32_weights(tmp_path, tiny_cfg, tiny_supervised):
     trainer = make_trainer(tiny_cfg("precision=bf16", "optim=adam", "optim.generator.lr=3e-3",
                                     "trainer.validate_every=0"), tmp_path / "bf16", tiny_supervised(8, 32))
-    assert trainer.precision.dtype == torch.bfloat16
+    assert trainer.place.precision.dtype == torch.bfloat16
     seen = []
     stem = trainer.model.generator.image_encoder.stem.conv
     handle = stem.register_forward_hook(lambda module, args, output: seen.append(output.dtype))

@@ -1,4 +1,4 @@
-"""Training a refining model (base + refiner) in both stages: loss terms, gradients, init_from, resume, DDP."""
+"""Training a refining model (base + refiner) in both stages: loss terms, gradients, init=PATH, resume, DDP."""
 from __future__ import annotations
 
 import logging
@@ -10,10 +10,11 @@ from torch.utils.data import default_collate
 
 from bgmatting import losses
 from bgmatting.engine import distributed
-from bgmatting.engine.build import build_matting_model, run_training, student_of, to_plain
 from bgmatting.engine.checkpointing import load_checkpoint
-from bgmatting.engine.initialization import initialize_from, load_matching_weights
-from bgmatting.engine.stages import AdobeStage, RealStage
+from bgmatting.engine.model_start import initialize_from, load_matching_weights, student_of
+from bgmatting.engine.recipe import build_matting_model, to_plain
+from bgmatting.engine.stages import AdobeStage, Networks, RealStage
+from bgmatting.engine.training import run_training
 from bgmatting.models import CheckpointError, MultiscaleDiscriminator, load_matting_model, to_base_resolution
 from bgmatting.space import to_network
 
@@ -56,7 +57,7 @@ def test_the_refine_configs_build_base_and_refiner(compose_config):
 def test_adobe_stage_scores_refined_and_coarse_outputs(tiny_supervised, refine_model):
     batch = _batch(tiny_supervised(2, 32))
     model = refine_model()
-    stage = AdobeStage(model)
+    stage = AdobeStage(Networks(model))
     terms = next(stage.updates(batch, 0, 0)).terms
     assert tuple(terms) == FULL_TERMS + COARSE_TERMS
     assert [terms[t].weight for t in COARSE_TERMS] == [1.0, 1.0, 2.0, 1.0, 1.0]
@@ -77,7 +78,7 @@ def test_adobe_stage_scores_refined_and_coarse_outputs(tiny_supervised, refine_m
 def test_gradient_reaches_base_and_refiner(tiny_supervised, refine_model):
     batch = _batch(tiny_supervised(2, 32))
     model = refine_model()
-    stage = AdobeStage(model)
+    stage = AdobeStage(Networks(model))
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     for step in range(2):  # the refiner's last conv starts at zero: its inner layers get gradient from step 2 on
         optimizer.zero_grad()
@@ -96,7 +97,7 @@ def test_real_stage_with_a_refining_student(tiny_real, refine_model, teacher_ref
     batch = _batch(tiny_real(2, 32))
     teacher = refine_model() if teacher_refines else build_matting_model(to_plain(tiny_cfg().model))
     student = refine_model()
-    stage = RealStage(student, MultiscaleDiscriminator(ndf=4, n_layers=2), teacher, discriminator_every=1)
+    stage = RealStage(Networks(student, MultiscaleDiscriminator(ndf=4, n_layers=2), teacher), discriminator_every=1)
     generator_update, discriminator_update = stage.updates(batch, 0, 2)
     terms = generator_update.terms
     assert set(terms) == {"gan", *FULL_TERMS, *COARSE_TERMS}
@@ -134,8 +135,8 @@ def test_init_from_a_plain_checkpoint_loads_the_base_and_reports_the_new_parts(t
     plain = run_training(tiny_cfg("trainer.max_steps=1", "trainer.validate_every=0"), tmp_path / "plain",
                          train_dataset=tiny_supervised(2, 32))
     cfg = tiny_cfg(*REFINE, "trainer.max_steps=1", "optim.generator.lr=0", "trainer.validate_every=0",
-                   f"init_from={plain['checkpoint']}")
-    with caplog.at_level(logging.INFO, logger="bgmatting.engine.build"):
+                   f"init={plain['checkpoint']}")
+    with caplog.at_level(logging.INFO, logger="bgmatting.engine.recipe"):
         summary = run_training(cfg, tmp_path / "refine", train_dataset=tiny_supervised(2, 32))
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("init from"))
     base = load_checkpoint(plain["checkpoint"])["generator"]
@@ -163,12 +164,12 @@ def test_a_refining_teacher_loads_fully_into_its_student_and_a_plain_one_into_th
         "generator", "refiner"}
 
 
-def test_resumed_refine_run_matches_the_uninterrupted_run(tmp_path, tiny_cfg, tiny_supervised):
+def test_resumed_refine_run_matches_the_uninterrupted_run(tmp_path, tiny_cfg, tiny_supervised, crash_after):
     common = [*REFINE, "trainer.epochs=2", "checkpoint.every_n_steps=3", "trainer.validate_every=0"]
     reference_dir, crashed_dir = tmp_path / "reference", tmp_path / "crashed"
     run_training(tiny_cfg(*common), reference_dir, train_dataset=tiny_supervised(8, 32))
-    with pytest.raises(RuntimeError, match="simulated failure after step 7"):
-        run_training(tiny_cfg(*common, "trainer.fail_at_step=7"), crashed_dir, train_dataset=tiny_supervised(8, 32))
+    with pytest.raises(RuntimeError, match="simulated failure after step 7"), crash_after(7):
+        run_training(tiny_cfg(*common), crashed_dir, train_dataset=tiny_supervised(8, 32))
     summary = run_training(tiny_cfg(*common, "resume=auto"), crashed_dir, train_dataset=tiny_supervised(8, 32))
     assert summary["steps"] == 8 and summary["steps_this_run"] == 2
     reference, resumed = losses_of(read_metrics(reference_dir)), losses_of(read_metrics(crashed_dir))
@@ -197,7 +198,7 @@ def test_ddp_around_the_whole_model_trains_steps_that_refine_no_patch(tmp_path, 
         ctx = distributed.DistContext(rank=0, world_size=2)  # makes wrap_module wrap (the group itself has 1 rank)
         wrapped = distributed.wrap_module(model, ctx, torch.device("cpu"))
         assert isinstance(wrapped, torch.nn.parallel.DistributedDataParallel) and wrapped.module is model
-        stage = AdobeStage(wrapped)
+        stage = AdobeStage(Networks(wrapped))
         for step in range(3):
             update = next(stage.updates(batch, step, 0))
             assert torch.isfinite(update.total())

@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from bgmatting.engine.build import run_training
+from bgmatting.engine.training import run_training
 from bgmatting.engine.checkpointing import CheckpointError, atomic_save, load_checkpoint
 from bgmatting.evaluation import SuiteValidation
 from bgmatting.models import load_matting_model
@@ -41,16 +41,15 @@ def assert_rows_equal(reference: list[dict], resumed: list[dict]) -> None:
             assert b[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (a["step"], key)
 
 
-def test_resumed_run_logs_equal_an_uninterrupted_runs(tmp_path, tiny_cfg, tiny_supervised):
+def test_resumed_run_logs_equal_an_uninterrupted_runs(tmp_path, tiny_cfg, tiny_supervised, crash_after):
     # 3 epochs x 4 steps, checkpoints at the epoch ends (4, 8, 12), scalars every 3 steps, validation per epoch.
     # The crash after step 7 resumes from step 4: the interrupted run had logged steps 3, 4 (validation) and 6;
     # the resumed run must drop row 6, keep step 4's, and log step 6's mean over steps 4..6 like the reference.
     common = ["trainer.epochs=3", "logging.log_every=3", "logging.tensorboard=true", "evaluation.enabled=false"]
     data, val = (lambda: tiny_supervised(8, 32)), fixed(tiny_supervised(2, 32))
     run_training(tiny_cfg(*common), tmp_path / "reference", train_dataset=data(), val_dataset=val)
-    with pytest.raises(RuntimeError, match="simulated failure after step 7"):
-        run_training(tiny_cfg(*common, "trainer.fail_at_step=7"), tmp_path / "crashed", train_dataset=data(),
-                     val_dataset=val)
+    with pytest.raises(RuntimeError, match="simulated failure after step 7"), crash_after(7):
+        run_training(tiny_cfg(*common), tmp_path / "crashed", train_dataset=data(), val_dataset=val)
     assert [r["step"] for r in jsonl_rows(tmp_path / "crashed")] == [3, 4, 6]
     run_training(tiny_cfg(*common), tmp_path / "crashed", train_dataset=data(), val_dataset=val)
 
@@ -91,7 +90,7 @@ def test_partial_checkpoints_of_killed_writes_are_removed_on_resume(tmp_path, ti
     unrelated = [folder / "notes.txt", folder / ".step_00000003.pt.keep"]
     for path in unrelated:
         path.write_text("mine")
-    with caplog.at_level(logging.INFO, logger="bgmatting.engine.loop"):
+    with caplog.at_level(logging.INFO, logger="bgmatting.engine.recipe"):
         summary = run_training(tiny_cfg("trainer.max_steps=4", "trainer.validate_every=0"), run_dir,
                                train_dataset=tiny_supervised(8, 32))
     assert summary["steps_this_run"] == 2
@@ -147,12 +146,13 @@ def test_resume_allow_changes_accepts_a_batch_size_and_a_model_change_fails_clea
                      train_dataset=tiny_supervised(8, 32))
 
 
-def test_a_checkpoint_of_another_world_size_resumes_from_rank_0s_state(tmp_path, tiny_cfg, tiny_supervised, caplog):
+def test_a_checkpoint_of_another_world_size_resumes_from_rank_0s_state(tmp_path, tiny_cfg, tiny_supervised, caplog,
+                                                                        crash_after):
     """A 2-process checkpoint (per-rank RNG and stage states) continued by one process: rank 0's streams, a warning."""
     common = ["trainer.epochs=2", "trainer.validate_every=0", "checkpoint.every_n_steps=2"]
     run_dir = tmp_path / "run"
-    with pytest.raises(RuntimeError, match="simulated failure"):
-        run_training(tiny_cfg(*common, "trainer.fail_at_step=2"), run_dir, train_dataset=tiny_supervised(8, 32))
+    with pytest.raises(RuntimeError, match="simulated failure"), crash_after(2):
+        run_training(tiny_cfg(*common), run_dir, train_dataset=tiny_supervised(8, 32))
     path = run_dir / "checkpoints" / "step_00000002.pt"
     state = load_checkpoint(path)
     torch.manual_seed(123)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from bgmatting import losses
-from bgmatting.engine.stages import AdobeStage, RealStage, SupervisionSchedule
+from bgmatting.engine.stages import AdobeStage, Networks, RealStage, SupervisionSchedule
 from bgmatting.models import RawMatte
 
 EPS = 1e-6
@@ -84,7 +84,7 @@ def recomposite(alpha_raw: np.ndarray, foreground_raw: np.ndarray, background: n
 
 
 def test_adobe_stage_terms_equal_hand_computed_values():
-    stage = AdobeStage(FixedOutputs(ALPHA_RAW, FOREGROUND_RAW))
+    stage = AdobeStage(Networks(FixedOutputs(ALPHA_RAW, FOREGROUND_RAW)))
     (update,) = list(stage.updates(batch(), step=0, epoch=0))
     terms = {name: float(term.value.detach()) for name, term in update.terms.items()}
     true_alpha = ALPHA * 2 - 1
@@ -107,7 +107,7 @@ def test_adobe_stage_terms_equal_hand_computed_values():
 def test_adobe_stage_unknown_band_term_scores_only_the_trimaps_unknown_pixels():
     trimap = np.where(ALPHA == 0, 0, np.where(ALPHA == 1, 255, 128)).astype(np.uint8)
     weights = {"alpha": 1.0, "alpha_gradient": 1.0, "foreground": 2.0, "composite": 1.0, "alpha_unknown": 3.0}
-    stage = AdobeStage(FixedOutputs(ALPHA_RAW, FOREGROUND_RAW), losses=weights)
+    stage = AdobeStage(Networks(FixedOutputs(ALPHA_RAW, FOREGROUND_RAW)), losses=weights)
     sample = batch()
     sample["trimap"] = torch.tensor(trimap)[None, None]
     (update,) = list(stage.updates(sample, step=0, epoch=0))
@@ -115,7 +115,7 @@ def test_adobe_stage_unknown_band_term_scores_only_the_trimaps_unknown_pixels():
     assert float(update.terms["alpha_unknown"].value) == pytest.approx(expected, rel=1e-5)
     assert update.terms["alpha_unknown"].weight == 3.0
     assert expected != pytest.approx(l1(ALPHA_RAW, ALPHA * 2 - 1), rel=1e-3)  # not the whole-image term
-    (default,) = list(AdobeStage(FixedOutputs(ALPHA_RAW, FOREGROUND_RAW)).updates(sample, step=0, epoch=0))
+    (default,) = list(AdobeStage(Networks(FixedOutputs(ALPHA_RAW, FOREGROUND_RAW))).updates(sample, step=0, epoch=0))
     assert "alpha_unknown" not in default.terms  # weight 0 by default: the paper's loss
     with pytest.raises(KeyError, match=r"stage adobe needs batch keys \['trimap'\]"):
         next(stage.updates(batch(), step=0, epoch=0))  # the term needs the trimap: said, not a bare KeyError
@@ -123,13 +123,13 @@ def test_adobe_stage_unknown_band_term_scores_only_the_trimaps_unknown_pixels():
 
 def test_adobe_stage_laplacian_term_is_the_pyramid_l1_of_the_network_space_alpha():
     weights = {"alpha": 1.0, "alpha_gradient": 1.0, "foreground": 2.0, "composite": 1.0, "alpha_laplacian": 0.5}
-    (update,) = list(AdobeStage(FixedOutputs(ALPHA_RAW, FOREGROUND_RAW), losses=weights).updates(
+    (update,) = list(AdobeStage(Networks(FixedOutputs(ALPHA_RAW, FOREGROUND_RAW)), losses=weights).updates(
         batch(), step=0, epoch=0))
     expected = losses.laplacian_l1(torch.tensor(ALPHA_RAW)[None, None].float(),
                                    torch.tensor(ALPHA * 2 - 1)[None, None].float())
     assert float(update.terms["alpha_laplacian"].value) == pytest.approx(float(expected), rel=1e-5)
     assert float(expected) > 0 and update.terms["alpha_laplacian"].weight == 0.5
-    (default,) = list(AdobeStage(FixedOutputs(ALPHA_RAW, FOREGROUND_RAW)).updates(batch(), step=0, epoch=0))
+    (default,) = list(AdobeStage(Networks(FixedOutputs(ALPHA_RAW, FOREGROUND_RAW))).updates(batch(), step=0, epoch=0))
     assert "alpha_laplacian" not in default.terms  # weight 0 by default: the paper's loss
 
 
@@ -139,7 +139,7 @@ def test_real_stage_terms_equal_hand_computed_values():
                               [-0.98, -0.4, 0.5, 1.0]])
     teacher_fg = rng.uniform(-0.8, 0.8, (3, 4, 4))
     target = rng.uniform(0.0, 1.0, (3, 4, 4))
-    stage = RealStage(FixedOutputs(ALPHA_RAW, FOREGROUND_RAW), FirstChannel(), FixedOutputs(teacher_alpha, teacher_fg),
+    stage = RealStage(Networks(FixedOutputs(ALPHA_RAW, FOREGROUND_RAW), FirstChannel(), FixedOutputs(teacher_alpha, teacher_fg)),
                       supervision=SupervisionSchedule(weight=0.05), discriminator_every=1, foreground_mask_alpha=0.01,
                       fake_target_probability=1.0, seed=0)
     sample = batch(target_background=target)

@@ -8,7 +8,7 @@ from torch.utils.data import default_collate
 
 from bgmatting import losses
 from bgmatting.engine.adversarial import fake_backgrounds, horizontal_shifts, shifted_composite
-from bgmatting.engine.stages import AdobeStage, RealStage, SupervisionSchedule
+from bgmatting.engine.stages import AdobeStage, Networks, RealStage, SupervisionSchedule
 from bgmatting.models import Generator, MattingModel, MultiscaleDiscriminator
 from bgmatting.space import to_network
 
@@ -30,13 +30,13 @@ def _real_stage(detach: bool, every: int = 5) -> RealStage:
     torch.manual_seed(0)
     model, teacher = _model(), _model()
     discriminator = MultiscaleDiscriminator(ndf=4, n_layers=2)
-    return RealStage(model, discriminator, teacher, detach_fake_for_generator=detach, discriminator_every=every)
+    return RealStage(Networks(model, discriminator, teacher), detach_fake_for_generator=detach, discriminator_every=every)
 
 
 def test_adobe_stage_terms_and_backward(tiny_supervised):
     batch = _batch(tiny_supervised)
     generator = _model()
-    stage = AdobeStage(generator)
+    stage = AdobeStage(Networks(generator))
     updates = list(stage.updates(batch, step=0, epoch=0))
     assert [u.optimizer for u in updates] == ["generator"]
     terms = updates[0].terms
@@ -56,7 +56,7 @@ def test_adobe_stage_scores_the_generator_on_network_space_inputs(tiny_supervise
     """The stage runs the generator through its MattingModel: the same raw outputs as on converted inputs."""
     batch = _batch(tiny_supervised)
     model = _model().eval()  # fixed BatchNorm statistics: both passes see the same network
-    terms = next(AdobeStage(model).updates(batch, 0, 0)).terms
+    terms = next(AdobeStage(Networks(model)).updates(batch, 0, 0)).terms
     with torch.no_grad():
         alpha_raw, fg_raw = model.generator(*(to_network(batch[k]) for k in ("image", "background", "segmentation", "motion")))
     assert torch.equal(terms["alpha"].value.detach(), losses.normalized_l1(alpha_raw, to_network(batch["alpha"])))
@@ -73,7 +73,7 @@ def test_adobe_composite_uses_the_clean_background(tiny_supervised):
         def forward(self, image, background, segmentation, motion):
             return batch["alpha"] * 2 - 1, batch["foreground"] * 2 - 1
 
-    stage = AdobeStage(MattingModel(Oracle()), compose_opaque_alpha=None)
+    stage = AdobeStage(Networks(MattingModel(Oracle())), compose_opaque_alpha=None)
     terms = next(stage.updates(batch, 0, 0)).terms
     assert terms["composite"].value.item() == pytest.approx(0.0, abs=1e-5)
     assert terms["alpha"].value.item() == pytest.approx(0.0, abs=1e-6)
@@ -91,15 +91,15 @@ def test_gan_gradient_reaches_the_generator_only_without_the_bug(tiny_real, deta
     assert gan.requires_grad is reaches  # with the bug the term is a constant for the generator
     if reaches:
         gan.backward()
-        grads = [p.grad for p in stage.networks["generator"].parameters() if p.requires_grad]
+        grads = [p.grad for p in stage.trained["generator"].parameters() if p.requires_grad]
         total = sum(float(g.abs().sum()) for g in grads if g is not None)
         assert total > 0
     else:  # the full objective still trains the generator through the teacher terms
         update.total().backward()
-    assert sum(1 for p in stage.networks["generator"].parameters() if p.grad is not None) > 0
+    assert sum(1 for p in stage.trained["generator"].parameters() if p.grad is not None) > 0
     # the generator's objective never builds discriminator weight gradients
-    assert all(p.grad is None for p in stage.networks["discriminator"].parameters())
-    assert all(p.requires_grad for p in stage.networks["discriminator"].parameters())
+    assert all(p.grad is None for p in stage.trained["discriminator"].parameters())
+    assert all(p.requires_grad for p in stage.trained["discriminator"].parameters())
 
 
 def test_real_stage_weights_follow_the_supervision_schedule(tiny_real):
@@ -132,8 +132,8 @@ def test_discriminator_updates_every_k_steps(tiny_real):
     assert d_update.terms["discriminator"].value.item() == pytest.approx(
         0.5 * (extra["discriminator_real"] + extra["discriminator_fake"]), rel=1e-5)
     d_update.total().backward()
-    assert all(p.grad is not None for p in stage.networks["discriminator"].parameters())
-    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in stage.networks["generator"].parameters())
+    assert all(p.grad is not None for p in stage.trained["discriminator"].parameters())
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in stage.trained["generator"].parameters())
 
 
 def test_real_stage_public_code_masks_change_the_terms(tiny_real):
@@ -149,7 +149,7 @@ def test_real_stage_public_code_masks_change_the_terms(tiny_real):
 
 def test_unknown_loss_term_is_rejected():
     with pytest.raises(ValueError, match="unknown loss term"):
-        AdobeStage(_model(), losses={"alpha": 1.0, "alpah_gradient": 1.0})
+        AdobeStage(Networks(_model()), losses={"alpha": 1.0, "alpah_gradient": 1.0})
 
 
 def test_horizontal_shifts_keep_the_subject_in_frame():

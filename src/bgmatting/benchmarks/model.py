@@ -20,8 +20,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bgmatting.benchmarks.inputs import make_batch, model_inputs
 from bgmatting.benchmarks.modes import BenchMode
-from bgmatting.engine.build import build_matting_model, to_plain
-from bgmatting.engine.stages import AdobeStage
+from bgmatting.engine.recipe import build_matting_model, to_plain
+from bgmatting.engine.stages import AdobeStage, Networks
 from bgmatting.models import Generator, MattingModel
 from bgmatting.runtime import Precision
 
@@ -111,7 +111,7 @@ def flops_on_meta(model: MattingModel, kind: str, batch: int, size: int) -> int:
     counter = FlopCounterMode(display=False)
     with counter:
         if kind == "train":
-            adobe_training_loss(AdobeStage(model), meta).backward()
+            adobe_training_loss(AdobeStage(Networks(model)), meta).backward()
         else:
             model.eval()
             with torch.no_grad():
@@ -195,7 +195,7 @@ def make_runner(kind: str, base_model: MattingModel, mode: BenchMode, batch: dic
     optimizer = make_optimizer(model.parameters(), optimizer_impl)
     scaler = torch.amp.GradScaler(precision.device_type) if precision.needs_grad_scaler else None
 
-    stage = AdobeStage(network, precision)
+    stage = AdobeStage(Networks(network), precision)
 
     def train_step() -> torch.Tensor:
         with precision.autocast():

@@ -13,6 +13,7 @@ A state holding a NaN or infinite tensor is never written.
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -24,11 +25,14 @@ import numpy as np
 import torch
 
 from bgmatting.data.io import atomic_path
+from bgmatting.engine import distributed
 from bgmatting.models.checkpoints import (  # one error type for every checkpoint problem
     CheckpointError,
     read_weights_file,
     require_finite,
 )
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "bgmatting.train/1"
 CHECKPOINT_DIRNAME = "checkpoints"
@@ -100,6 +104,85 @@ def restore_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+# --------------------------------------------------------------------------------------- a trainer's state
+def training_state(trainer: Any) -> dict:
+    """Everything a :class:`~bgmatting.engine.loop.Trainer` needs to continue exactly (the keys of the module
+    docstring); collective under DDP (every rank contributes its RNG and stage state).
+
+    The matting model's entries (``generator``, ``model_config``, with a refiner ``refiner`` ...) come from
+    :meth:`~bgmatting.models.MattingModel.checkpoint_state`, so :func:`bgmatting.models.load_matting_model` reads
+    the file; the other trained networks' state dicts go under ``modules`` (the discriminator also under
+    ``discriminator``, with its ``discriminator_config``, for :func:`bgmatting.models.load_discriminator`).
+    """
+    trained = trainer.stage.trained
+    networks = {name: distributed.unwrap(m).state_dict() for name, m in trained.items() if name != "generator"}
+    rng = distributed.all_gather_object({**capture_rng_state(), "batch_transform": trainer.batch_rng.get_state().cpu()})
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "stage": trainer.stage.name,
+        "step": trainer.state.step,
+        "epoch": trainer.state.epoch,
+        "batches_done": trainer.state.batches_done,
+        "world_size": trainer.ctx.world_size,
+        **distributed.unwrap(trainer.model).checkpoint_state(),
+        "modules": networks,
+        "optimizers": {name: opt.state_dict() for name, opt in trainer.optimizers.items()},
+        "schedulers": {name: s.state_dict() for name, s in trainer.schedulers.items()},
+        "grad_scalers": {name: s.state_dict() for name, s in trainer.scalers.items()},
+        "stage_state": distributed.all_gather_object(trainer.stage.state_dict()),
+        "rng": rng,
+        "best": trainer.state.best,
+        "metrics": dict(trainer.state.metrics),
+        "log_interval": trainer.meter.interval_state() if trainer.meter is not None else None,
+        "config": trainer.config,
+    }
+    if "discriminator" in networks:
+        state["discriminator"] = networks["discriminator"]
+        discriminator = distributed.unwrap(trained["discriminator"])
+        if hasattr(discriminator, "config"):
+            state["discriminator_config"] = discriminator.config
+    return state
+
+
+def load_networks_and_optimizers(trainer: Any, state: dict) -> None:
+    """Load the trained networks' and optimisers' states of a :func:`training_state`; CheckpointError (one line)
+    when they do not fit this run's (another architecture, another optimiser layout)."""
+    if state.get("stage") != trainer.stage.name:
+        raise CheckpointError(f"checkpoint is of stage {state.get('stage')!r}, this run is stage {trainer.stage.name!r}")
+    try:
+        distributed.unwrap(trainer.model).load_checkpoint_state(state)
+        for name, module in trainer.stage.trained.items():
+            if name != "generator":
+                distributed.unwrap(module).load_state_dict(state.get("modules", {})[name])
+        for name, opt in trainer.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+    except (KeyError, RuntimeError, ValueError) as error:  # torch reports size mismatches as RuntimeError
+        first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise CheckpointError(f"the checkpoint's networks or optimisers do not fit this run's: {first}") from None
+
+
+def restore_run_state(trainer: Any, state: dict) -> dict | None:
+    """Restore schedules, grad scalers, random streams (this rank's; rank 0's under another world size) and the
+    stage's state of a :func:`training_state`; returns its unfinished logging interval."""
+    for name, sched in trainer.schedulers.items():
+        if name in state.get("schedulers", {}):
+            sched.load_state_dict(state["schedulers"][name])
+    for name, scaler in trainer.scalers.items():
+        if state.get("grad_scalers", {}).get(name):
+            scaler.load_state_dict(state["grad_scalers"][name])
+    same_layout = state.get("world_size", 1) == trainer.ctx.world_size
+    rank = trainer.ctx.rank if same_layout else 0
+    if not same_layout:
+        log.warning("checkpoint was written by %s process(es), this run has %s: the data order and random streams "
+                    "continue from rank 0's state, so the run is not an exact continuation",
+                    state.get("world_size"), trainer.ctx.world_size)
+    restore_rng_state(state["rng"][rank])
+    if "batch_transform" in state["rng"][rank]:
+        trainer.batch_rng.set_state(state["rng"][rank]["batch_transform"])
+    trainer.stage.load_state_dict(state["stage_state"][rank])
+    return state.get("log_interval")
 
 
 # ------------------------------------------------------------------------------------------ the manager

@@ -11,6 +11,8 @@ import json
 import logging
 import math
 import os
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -177,3 +179,75 @@ class RunLogger:
         if self._jsonl is not None:
             self._jsonl.close()
             self._jsonl = None
+
+
+@dataclass
+class Meter:
+    """Running sums of one training call: the current logging interval (loss sums, samples, data wait) and
+    the totals (samples, skipped steps, data wait, step time)."""
+
+    start_step: int = 0
+    start: float = field(default_factory=time.perf_counter)
+    last_log: float = field(default_factory=time.perf_counter)
+    interval: dict[str, float] = field(default_factory=dict)
+    interval_count: int = 0
+    interval_samples: int = 0
+    interval_wait: float = 0.0
+    samples_seen: int = 0
+    skipped: int = 0
+    wait_total: float = 0.0
+    step_time_total: float = 0.0
+
+    def waited(self, seconds: float) -> None:
+        self.wait_total += seconds
+        self.interval_wait += seconds
+
+    def stepped(self, scalars: dict[str, float] | None, samples: int) -> None:
+        """Count a training step of ``samples`` samples (all ranks); ``scalars`` None = a step skipped as
+        non-finite."""
+        self.samples_seen += samples
+        self.interval_samples += samples
+        if scalars is None:
+            self.skipped += 1
+            return
+        for k, v in scalars.items():
+            self.interval[k] = self.interval.get(k, 0.0) + v
+        self.interval_count += 1
+
+    def interval_row(self, now: float) -> dict[str, float]:
+        """The interval's loss means and throughput (``perf/*``), then a new interval starts at ``now``."""
+        row = {k: v / max(self.interval_count, 1) for k, v in self.interval.items()}
+        elapsed = max(now - self.last_log, 1e-9)
+        row["perf/samples_per_s"] = self.interval_samples / elapsed
+        row["perf/data_wait_s"] = self.interval_wait / max(self.interval_count, 1)
+        row["perf/data_wait_fraction"] = self.interval_wait / elapsed
+        self.interval, self.interval_count, self.interval_samples, self.interval_wait = {}, 0, 0, 0.0
+        self.last_log = now
+        return row
+
+    def interval_state(self) -> dict:
+        """The loss sums of the unfinished logging interval (kept in checkpoints: a resumed run logs the same means)."""
+        return {"sums": dict(self.interval), "count": self.interval_count}
+
+    def resume_interval(self, state: dict | None) -> None:
+        if state:
+            self.interval, self.interval_count = dict(state["sums"]), int(state["count"])
+
+    def duration_estimate(self, step: int, total_steps: int) -> str:
+        """How long the rest of the schedule takes at the speed of the steps since ``start_step``."""
+        done = step - self.start_step
+        per_step = (time.perf_counter() - self.start) / done
+        remaining = total_steps - step
+        return (f"{per_step:.2f} s per step over the first {done} steps: about {per_step * remaining / 60:.1f} min "
+                f"for the remaining {remaining} of {total_steps} steps (plus validation and the final evaluation)")
+
+    def totals(self) -> dict[str, float]:
+        """Seconds since the start, samples per second (overall and while stepping), share of time waiting for data."""
+        elapsed = time.perf_counter() - self.start
+        return {
+            "seconds": elapsed,
+            "samples_per_s": self.samples_seen / elapsed if elapsed > 0 else float("nan"),
+            "train_samples_per_s": (self.samples_seen / self.step_time_total if self.step_time_total > 0
+                                    else float("nan")),
+            "data_wait_fraction": self.wait_total / elapsed if elapsed > 0 else float("nan"),
+        }

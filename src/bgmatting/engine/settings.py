@@ -27,7 +27,7 @@ CHANGEABLE_ON_RESUME = (
     "checkpoint.keep_last", "checkpoint.every_n_steps",
     "trainer.epochs", "trainer.max_steps", "trainer.num_workers", "trainer.grad_clip_norm", "trainer.nonfinite",
     "trainer.max_skipped_steps", "trainer.data_errors", "trainer.deterministic", "trainer.validate_every",
-    "trainer.val_limit", "trainer.time_limit_minutes", "trainer.fail_at_step",
+    "trainer.val_limit", "trainer.time_limit_minutes",
 )
 SHOWN = 6  # changes listed in a message
 

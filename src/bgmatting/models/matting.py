@@ -55,6 +55,24 @@ class RawMatte(NamedTuple):
     error: torch.Tensor | None = None
     refined: torch.Tensor | None = None
 
+    def truth(self, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Targets for the full-resolution outputs: image-space B x C x H x W tensors in [0, 1] (true alpha,
+        foreground, background ...) in network space [-1, 1]."""
+        return tuple(to_network(x) for x in images)
+
+    def coarse_truth(self, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Targets for the base's coarse outputs: image-space B x C x H x W tensors in [0, 1] brought to what the
+        base saw (:meth:`at_base_resolution`), in network space [-1, 1]."""
+        return tuple(to_network(x) for x in self.at_base_resolution(*images))
+
+    def at_base_resolution(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Full-resolution B x C x H x W tensors (any value range) padded and resized as the base's input was
+        (:func:`to_base_resolution`), to the size of ``coarse_alpha``; a model without a refiner has no base."""
+        if self.coarse_alpha is None:
+            raise ValueError("at_base_resolution: these outputs have no base (the model has no refiner)")
+        size = tuple(self.coarse_alpha.shape[-2:])
+        return tuple(to_base_resolution(x, size) for x in tensors)
+
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = SIZE_MULTIPLE) -> torch.Tensor:
     """Replicate-pad B x C x H x W at the bottom and right to multiples of ``multiple`` (unchanged if already)."""

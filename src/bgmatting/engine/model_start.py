@@ -1,9 +1,14 @@
-"""Start a model from another model's weights as far as they fit: ``init_from=PATH`` and the real stage's
-student initialised from its teacher.
+"""How the trained model starts: the one key ``init`` = ``scratch`` | ``teacher`` | ``PATH``.
 
-A trained plain generator can start a refining model: its base takes every tensor the checkpoint has, the
-refine head and the refiner keep their fresh initialisation. What was loaded and what is new is reported in
-one line. A tensor whose shape differs (another architecture) is an error, never silently skipped.
+* ``scratch``: the configured model with its fresh initialisation (stage adobe's default; in stage real the
+  public code's bug (a), a student that forgets its teacher);
+* ``teacher`` (stage real, the paper): the student takes the teacher's architecture and weights;
+* ``PATH``: the configured model starts from a checkpoint's weights as far as they fit (ours, with or without a
+  refiner, or an original release): e.g. the base of a refining model from a trained plain run, whose refine head
+  and refiner keep their fresh initialisation.
+
+What was loaded and what is new is reported in one line. A tensor whose shape differs (another architecture) is
+an error, never silently skipped. A resumed run builds the same architecture and loads the checkpoint instead.
 """
 from __future__ import annotations
 
@@ -14,9 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bgmatting.models import CheckpointError, MattingModel, load_matting_model
+import logging
+
+from bgmatting.engine.settings import ConfigError
+from bgmatting.models import CheckpointError, Generator, MattingModel, Refiner, load_matting_model
+
+log = logging.getLogger(__name__)
 
 NETWORKS = ("generator", "refiner")  # the MattingModel.checkpoint_state entries that hold weights
+INIT_CHOICES = ("scratch", "teacher")  # or a checkpoint path
 
 
 @dataclass
@@ -81,5 +92,50 @@ def initialize_from(model: MattingModel, path: str | os.PathLike) -> InitReport:
     release's generator state dict (read by :func:`bgmatting.models.load_matting_model`)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"init_from={path}: no such checkpoint file")
+        raise CheckpointError(f"init={path}: no such checkpoint file")
     return load_matching_weights(model, load_matting_model(path).checkpoint_state(), str(path))
+
+
+def check_init(init: Any, stage: str) -> str:
+    """``init`` as given (``scratch``, ``teacher`` or a checkpoint path); ConfigError for ``teacher`` outside
+    stage real and for an empty value."""
+    init = str(init) if init is not None else ""
+    if not init:
+        raise ConfigError("init must be scratch, teacher or a checkpoint path (got nothing)")
+    if init == "teacher" and stage != "real":
+        raise ConfigError(f"init=teacher: only stage real has a teacher (this is stage {stage}); use init=scratch "
+                          "or init=PATH")
+    return init
+
+
+def student_of(teacher: MattingModel, model_cfg: Mapping[str, Any]) -> MattingModel:
+    """A fresh model with the teacher's architecture (``init=teacher``; the weights are loaded apart).
+
+    The teacher's generator, and its refiner if it has one. A plain teacher under a refining ``model`` config
+    gets that config's refine head and refiner (its base then starts as the teacher, the rest is new). The run
+    options of a refiner are the config's ``refine`` when it has them, else the teacher's.
+    """
+    generator_config = teacher.generator.config
+    refiner_config = teacher.refiner.config if teacher.refiner is not None else None
+    if refiner_config is None and model_cfg.get("refiner"):
+        refiner_config = {k: v for k, v in model_cfg["refiner"].items() if k != "_target_"}
+        generator_config.update(refine_head=True, refine_hidden=refiner_config["hidden_channels"])
+    configured = {k: v for k, v in model_cfg["generator"].items() if k != "_target_"}
+    if generator_config != configured:
+        log.warning("the student starts from the teacher, so it takes the teacher's architecture %s", generator_config)
+    generator = Generator(**generator_config)
+    if refiner_config is None:
+        return MattingModel(generator)
+    options = model_cfg.get("refine") or teacher.refine_options
+    return MattingModel(generator, Refiner(**refiner_config), **dict(options))
+
+
+def initialize(model: MattingModel, init: str, teacher: MattingModel | None = None,
+               teacher_path: str | os.PathLike | None = None) -> str | None:
+    """Load the starting weights ``init`` asks for into a fresh ``model``; returns the report line (None for
+    ``scratch``)."""
+    if init == "scratch":
+        return None
+    if init == "teacher":
+        return load_matching_weights(model, teacher.checkpoint_state(), f"teacher {teacher_path}").line()
+    return initialize_from(model, init).line()
