@@ -1,5 +1,6 @@
-"""Mutation check of the test suite (issue 14, items 19-22): plant one known bug at a time in a scratch copy of
-the sources and run the tests that must catch it; prints CAUGHT (with the failing tests) or SURVIVED.
+"""Mutation check of the test suite (issue 14, items 19-22; issue 21: the "i21" bugs): plant one known bug at a
+time in a scratch copy of the sources and run the tests that must catch it; prints CAUGHT (with the failing tests)
+or SURVIVED.
 
     python scripts/plant_bugs.py                      # every bug (a few minutes)
     python scripts/plant_bugs.py "21 export gate compares PyTorch with itself"
@@ -109,6 +110,158 @@ MUTATIONS = {
         ['        if False:\n            return "aligned"',
          '        if state is not None:'],
         ['tests/data/test_prepare_real.py'],
+    ),
+    # issue 21: the kinds an earlier mutation run found unguarded, and their near relatives
+    'i21a temporal: moving average from the raw previous frame': (
+        'inference/temporal.py',
+        'w * self._last.alpha + (1 - w) * item.alpha',
+        'w * self._last_raw.alpha + (1 - w) * item.alpha',
+        ['tests/inference/test_temporal.py'],
+    ),
+    'i21a2 temporal: premultiplied F averaged with the raw previous frame': (
+        'inference/temporal.py',
+        'w * self._last.premultiplied + (1 - w) * item.premultiplied',
+        'w * self._last_raw.premultiplied + (1 - w) * item.premultiplied',
+        ['tests/inference/test_temporal.py'],
+    ),
+    'i21a3 temporal: OFD compares with the smoothed previous frame': (
+        'inference/temporal.py',
+        'one_frame_delay(self._last_raw, self._waiting[0]',
+        'one_frame_delay(self._last, self._waiting[0]',
+        ['tests/inference/test_temporal.py'],
+    ),
+    'i21b temporal: moving-average weights swapped': (
+        'inference/temporal.py',
+        'w * self._last.alpha + (1 - w) * item.alpha',
+        '(1 - w) * self._last.alpha + w * item.alpha',
+        ['tests/inference/test_temporal.py'],
+    ),
+    'i21b2 temporal: premultiplied F weights swapped': (
+        'inference/temporal.py',
+        'w * self._last.premultiplied + (1 - w) * item.premultiplied',
+        '(1 - w) * self._last.premultiplied + w * item.premultiplied',
+        ['tests/inference/test_temporal.py'],
+    ),
+    'i21b3 temporal: OFD neighbours agree only below the threshold': (
+        'inference/temporal.py',
+        'np.abs(a0 - a2) <= threshold',
+        'np.abs(a0 - a2) < threshold',
+        ['tests/inference/test_temporal.py'],
+    ),
+    'i21b4 temporal: OFD flicker from the previous frame at the threshold': (
+        'inference/temporal.py',
+        'np.abs(a1 - a0) > threshold',
+        'np.abs(a1 - a0) >= threshold',
+        ['tests/inference/test_temporal.py'],
+    ),
+    'i21b5 temporal: OFD flicker from the next frame at the threshold': (
+        'inference/temporal.py',
+        'np.abs(a1 - a2) > threshold',
+        'np.abs(a1 - a2) >= threshold',
+        ['tests/inference/test_temporal.py'],
+    ),
+    'i21c adobe augment: flip misses alpha and F': (
+        'data/augment.py',
+        'fg, a, bg = cv2.flip(fg, 1), cv2.flip(a, 1), cv2.flip(bg, 1)',
+        'fg, a, bg = fg, a, cv2.flip(bg, 1)',
+        ['tests/data/test_augment.py'],
+    ),
+    'i21c2 adobe augment: flip misses alpha only': (
+        'data/augment.py',
+        'fg, a, bg = cv2.flip(fg, 1), cv2.flip(a, 1), cv2.flip(bg, 1)',
+        'fg, a, bg = cv2.flip(fg, 1), a, cv2.flip(bg, 1)',
+        ['tests/data/test_augment.py'],
+    ),
+    'i21c3 adobe augment: B resized whole, not cropped': (
+        'data/augment.py',
+        'bg = cut_and_resize(bg, window, out_hw)',
+        'bg = resize(bg, out, out)',
+        ['tests/data/test_augment.py'],
+    ),
+    'i21c4 adobe augment: F resized whole, not cropped': (
+        'data/augment.py',
+        'fg = cut_and_resize(fg, window, out_hw)',
+        'fg = resize(fg, out, out)',
+        ['tests/data/test_augment.py'],
+    ),
+    'i21c5 adobe augment: alpha resized whole, not cropped': (
+        'data/augment.py',
+        'a = cut_and_resize(a, window, out_hw)',
+        'a = resize(a, out, out)',
+        ['tests/data/test_augment.py'],
+    ),
+    'i21c6 adobe augment: trimap resized whole, not cropped': (
+        'data/augment.py',
+        'trimap = cut_and_resize(trimap, window, out_hw, nearest=True)',
+        'trimap = resize(trimap, out, out, nearest=True)',
+        ['tests/data/test_augment.py'],
+    ),
+    'i21d real captures: flip misses the ground truth': (
+        'data/real.py',
+        'maps = {k: v[:, ::-1] for k, v in maps.items()}',
+        'maps = {k: v if k in ("alpha", "foreground") else v[:, ::-1] for k, v in maps.items()}',
+        ['tests/data/test_real.py'],
+    ),
+    'i21d2 real captures: ground truth resized whole, not cropped': (
+        'data/real.py',
+        'maps = {k: cut_and_resize(v, window, out_hw) for k, v in maps.items()}',
+        'maps = {k: cut_and_resize(v, window if k in SAMPLE_KEYS else (0, 0, *shape), out_hw) '
+        'for k, v in maps.items()}',
+        ['tests/data/test_real.py'],
+    ),
+    'i21e misalignment tolerance from the short side': (
+        'preprocess/misalignment.py',
+        'tolerance * max(shape)',
+        'tolerance * min(shape)',
+        ['tests/preprocess/test_capture.py'],
+    ),
+    'i21e2 misalignment tolerance without its one-pixel floor': (
+        'preprocess/misalignment.py',
+        'return max(1.0, tolerance * max(shape))',
+        'return tolerance * max(shape)',
+        ['tests/preprocess/test_capture.py'],
+    ),
+    'i21e3 misalignment at the tolerance counts as off': (
+        'preprocess/misalignment.py',
+        'self.pixels <= tolerance',
+        'self.pixels < tolerance',
+        ['tests/preprocess/test_capture.py'],
+    ),
+    'i21e4 plates ignore their tolerance option': (
+        'preprocess/capture.py',
+        'tolerance = tolerance_px(image.shape[:2], self.tolerance)',
+        'tolerance = tolerance_px(image.shape[:2])',
+        ['tests/preprocess/test_capture.py'],
+    ),
+    'i21f refiner thresholding >=': (
+        'models/refiner.py',
+        'selected = flat > threshold',
+        'selected = flat >= threshold',
+        ['tests/models/test_refiner.py'],
+    ),
+    'i21f2 generator opaque-F rule >=': (
+        'models/generator.py',
+        'opaque = alpha_raw > ALPHA_OPAQUE_RAW',
+        'opaque = alpha_raw >= ALPHA_OPAQUE_RAW',
+        ['tests/models/test_generator.py'],
+    ),
+    'i21f3 postprocess component mask >=': (
+        'inference/postprocess.py',
+        'largest_component_mask(alpha > threshold)',
+        'largest_component_mask(alpha >= threshold)',
+        ['tests/inference/test_infer_postprocess.py'],
+    ),
+    'i21f4 postprocess opaque F = I at 0.975': (
+        'inference/postprocess.py',
+        'opaque = alpha > opaque_above',
+        'opaque = alpha >= opaque_above',
+        ['tests/inference/test_infer_postprocess.py'],
+    ),
+    'i21f5 postprocess F kept at 0.01': (
+        'inference/postprocess.py',
+        'fg[alpha <= clear_at_or_below] = 0.0',
+        'fg[alpha < clear_at_or_below] = 0.0',
+        ['tests/inference/test_infer_postprocess.py'],
     ),
 }
 

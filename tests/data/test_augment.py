@@ -137,6 +137,34 @@ def test_recipe_outputs_and_composite_identity(sample, aug):
     assert not np.allclose(out["background"], out["background_clean"])  # B' is perturbed
 
 
+@pytest.mark.parametrize("flip_p", [0.0, 1.0])
+def test_flip_mirrors_every_aligned_array_alike(rng, flip_p):
+    """Resize and crop at the input's own 32 px, B' unperturbed: the outputs are the inputs themselves, every one
+    mirrored (flip_p=1) or none (flip_p=0)."""
+    fg, bg = rng.random((32, 32, 3), dtype=np.float32), rng.random((32, 32, 3), dtype=np.float32)
+    alpha = disc(32, 9, centre=(12, 10))  # off-centre: its mirror image differs
+    aug = AdobeAugment(output_size=32, resize_size=32, crop_sizes=(32,), flip_p=flip_p, perturb_background=False)
+    out = aug(fg, alpha, bg, np.random.default_rng(0))
+    mirror = np.fliplr if flip_p else np.asarray
+    for key, source in (("foreground", fg), ("alpha", alpha), ("background_clean", bg), ("background", bg)):
+        np.testing.assert_array_equal(out[key], mirror(source), err_msg=key)
+    np.testing.assert_array_equal(out["trimap"], trimap_from_alpha(mirror(alpha), aug.resolved_trimap_k()))
+
+
+def test_crop_cuts_one_window_from_every_aligned_array():
+    """F and B are one picture whose first channel is alpha: whatever the random crop (and flip), the outputs keep
+    F == B and alpha == F's first channel, and the trimap (cut nearest) stays on alpha's regions."""
+    alpha = disc(96, 30, centre=(40, 55))
+    ramp = np.linspace(0.0, 1.0, 96, dtype=np.float32)
+    picture = np.stack([alpha, np.tile(ramp, (96, 1)), np.tile(ramp[:, None], (1, 96))], axis=2)
+    aug = AdobeAugment(output_size=32, perturb_background=False)
+    for seed in range(4):
+        out = aug(picture, alpha, picture, np.random.default_rng(seed))
+        np.testing.assert_array_equal(out["foreground"], out["background_clean"])
+        np.testing.assert_allclose(out["alpha"], out["foreground"][..., 0], atol=1e-6)
+        assert (out["alpha"][out["trimap"] == 255] > 0.9).all() and (out["alpha"][out["trimap"] == 0] < 0.1).all()
+
+
 def test_recipe_is_deterministic_from_the_generator(sample):
     fg, alpha, bg = sample
     aug = AdobeAugment(output_size=32, background_extras=True, foreground_extras=True)

@@ -12,8 +12,8 @@ from bgmatting.check_data import main
 from bgmatting.data.check import check_manifest
 from bgmatting.data.io import DataError, write_alpha, write_image
 from bgmatting.data.real import (
-    SAMPLE_KEYS, Clip, RealCaptureDataset, frame_name, read_real_manifest, subject_window, upsert_clip,
-    write_real_manifest,
+    GROUND_TRUTH_KEYS, SAMPLE_KEYS, Clip, RealCaptureDataset, frame_name, read_real_manifest, subject_window,
+    upsert_clip, write_real_manifest,
 )
 
 H, W = 24, 32
@@ -38,7 +38,7 @@ def _make_clip(root: Path, name: str, n: int, handheld: bool = False, truth: boo
             write_image(d / "aligned_background" / frame_name(i), np.full((H, W, 3), 0.3 + 0.02 * i, np.float32))
         if truth:
             write_alpha(root / "gt" / name / "alpha" / frame_name(i), seg * 0.9)
-            write_image(root / "gt" / name / "foreground" / frame_name(i), np.ones((H, W, 3), np.float32))
+            write_image(root / "gt" / name / "foreground" / frame_name(i), _frame(i))  # not mirror-symmetric
     write_image(d / "background.png", np.full((H, W, 3), 0.2, np.float32))
     return Clip(name=name, path=d, n_frames=n, height=H, width=W, handheld=handheld,
                 aligned_background="aligned_background" if handheld else None,
@@ -122,14 +122,21 @@ def test_aligned_background_and_target_pool(captures, tmp_path):
     assert float(other[0]["target_background"].mean()) == pytest.approx(0.9, abs=0.01)
 
 
-def test_flip_and_crop_apply_to_every_map_alike(captures):
-    plain = RealCaptureDataset(captures, size=(16, 20), crop="center", hflip=0.0)[1]
-    flipped = RealCaptureDataset(captures, size=(16, 20), crop="center", hflip=1.0)[1]
+@pytest.mark.parametrize("crop", ["center", "subject"])
+def test_flip_and_crop_apply_to_every_map_alike(captures, crop):
+    """Clip "b" has ground truth: alpha = 0.9 S and F = the frame. Flipped, every map (ground truth and the trimap
+    made from it included) is the unflipped one mirrored; cropped, the ground truth stays registered with I and S."""
+    options = dict(size=(16, 20), crop=crop, clips=["b"], ground_truth=True)
+    plain = RealCaptureDataset(captures, hflip=0.0, **options)[1]
+    flipped = RealCaptureDataset(captures, hflip=1.0, **options)[1]
     assert plain["image"].shape == (3, 16, 20)
-    for k in ("image", "background", "segmentation", "motion", "target_background"):
+    for k in set(SAMPLE_KEYS + GROUND_TRUTH_KEYS) - {"clip"}:
         assert torch.equal(flipped[k], plain[k].flip(-1)), k
     subject = plain["segmentation"][0] > 0.9
     assert subject.any() and float(plain["image"][0][subject].min()) > 0.9  # crops stay registered
+    for sample in (plain, flipped):
+        assert torch.equal(sample["foreground"], sample["image"])
+        torch.testing.assert_close(sample["alpha"], sample["segmentation"] * (230 / 255), rtol=0, atol=1e-6)
 
 
 def test_ground_truth_for_synthetic_clips(captures):

@@ -33,6 +33,17 @@ def test_components_are_eight_connected_and_thresholded_at_005():
     assert out[5, 5] == 0  # faint pixels outside the component are zeroed, as in the original
 
 
+def test_component_threshold_is_strict():
+    """A pixel at exactly 0.05 does not link two blocks: the larger (10 px) is kept alone, the link zeroed."""
+    alpha = np.zeros((10, 10), np.float32)
+    alpha[1:4, 1:4] = alpha[4, 4] = 0.5
+    alpha[6:9, 6:9] = 0.5
+    alpha[5, 5] = 0.05
+    out = keep_largest_component(alpha)
+    assert out[5, 5] == 0 and out[6:9, 6:9].sum() == 0
+    np.testing.assert_array_equal(out[:5, :5], alpha[:5, :5])
+
+
 def test_no_component_gives_zero_alpha():
     alpha = np.full((6, 6), 0.03, np.float32)
     assert keep_largest_component(alpha).sum() == 0

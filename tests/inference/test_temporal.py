@@ -21,8 +21,8 @@ def _result(alpha: np.ndarray, colour: float = 0.5) -> MatteResult:
     return MatteResult(alpha.astype(np.float32), foreground, CropBox.full_frame(H, W), np.zeros((H, W), np.float32))
 
 
-def _stream(kind: str, images, alphas, colours=None):
-    smoothing = TemporalFilter(TemporalOptions(kind))
+def _stream(kind: str, images, alphas, colours=None, **options):
+    smoothing = TemporalFilter(TemporalOptions(kind, **options))
     colours = colours or [0.5] * len(alphas)
     out, emitted_after = [], []
     for i, (image, alpha, colour) in enumerate(zip(images, alphas, colours)):
@@ -60,6 +60,40 @@ def test_static_regions_take_a_moving_average_and_moving_ones_do_not():
     w = TemporalOptions().static_weight
     np.testing.assert_allclose(results[1].alpha[:, :2], w * 0.2 + (1 - w) * 0.6, atol=1e-6)
     np.testing.assert_allclose(results[1].alpha[:, -2:], 0.6)
+
+
+def test_static_average_carries_the_smoothed_past_with_its_weight():
+    """Three still frames, weight 0.25 of the past: a'[1] = 0.25 * 0.2 + 0.75 * 0.6 = 0.5 and a'[2] = 0.25 * 0.5 +
+    0.75 * 1.0 = 0.875 (from the raw past 0.6 it would be 0.9; with the weights swapped a'[1] would be 0.3).
+    The premultiplied aF follows the same recurrence: aF = 0.2, 0.3, 0.5 -> 0.2, 0.275, 0.44375."""
+    still = [np.full((H, W, 3), 0.5, np.float32)] * 3
+    alphas = [np.full((H, W), a, np.float32) for a in (0.2, 0.6, 1.0)]
+    results, _ = _stream("static", still, alphas, colours=[1.0, 0.5, 0.5], static_weight=0.25)
+    np.testing.assert_allclose([r.alpha[0, 0] for r in results], [0.2, 0.5, 0.875], atol=1e-6)
+    np.testing.assert_allclose([r.alpha[0, 0] * r.foreground[0, 0, 0] for r in results], [0.2, 0.275, 0.44375],
+                               atol=1e-6)
+
+
+def test_ofd_before_the_average_compares_with_the_raw_previous_frame():
+    """ofd+static on still frames with alphas 0, 0.6, 0.6, 0.3 (weight 0.5): frame 1 is smoothed to 0.3. Frame 2
+    is no flicker, since the raw frame 1 (0.6) and frame 3 (0.3) disagree; against the smoothed frame 1 (0.3)
+    it would be, and be replaced by 0.3. Averages: 0, 0.3, 0.5 * 0.3 + 0.5 * 0.6 = 0.45, 0.5 * 0.45 + 0.5 * 0.3."""
+    still = [np.full((H, W, 3), 0.5, np.float32)] * 4
+    alphas = [np.full((H, W), a, np.float32) for a in (0.0, 0.6, 0.6, 0.3)]
+    results, _ = _stream("ofd+static", still, alphas)
+    np.testing.assert_allclose([r.alpha[0, 0] for r in results], [0.0, 0.3, 0.45, 0.375], atol=1e-6)
+
+
+def test_ofd_threshold_boundaries():
+    """threshold 0.25, differences of exactly 0.25 (exact in binary): neighbours that differ by the threshold
+    agree (pixel 0: frame 1 takes their mean); a frame that differs from one neighbour by exactly the threshold
+    is not flicker (pixel 1: from the previous frame, pixel 2: from the next one)."""
+    images = [np.full((H, W, 3), 0.5, np.float32)] * 3
+    alphas = [np.zeros((H, W), np.float32) for _ in range(3)]
+    for i, (before, now, after) in enumerate([(0.5, 0.0, 0.75), (0.625, 0.875, 0.5), (0.5, 0.875, 0.625)]):
+        alphas[0][0, i], alphas[1][0, i], alphas[2][0, i] = before, now, after
+    results, _ = _stream("ofd", images, alphas, threshold=0.25)
+    np.testing.assert_array_equal(results[1].alpha[0, :3], np.float32([0.625, 0.875, 0.875]))
 
 
 def test_none_passes_results_through_and_bad_options_are_refused():

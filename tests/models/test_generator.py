@@ -214,16 +214,17 @@ def test_bf16_autocast_channels_last_matches_fp32(tiny_generator, make_inputs):
 
 
 def test_matte_from_raw_applies_the_opaque_rule():
-    alpha_raw = torch.tensor([-1.0, 0.0, 0.94, 0.96, 1.0]).view(1, 1, 1, 5)
-    foreground_raw = torch.full((1, 3, 1, 5), -0.5)
+    alpha_raw = torch.tensor([-1.0, 0.0, 0.94, 0.95, 0.96, 1.0]).view(1, 1, 1, 6)
+    foreground_raw = torch.full((1, 3, 1, 6), -0.5)
     foreground_raw[0, 0, 0, 1] = 3.0  # out of range: must be clamped
-    image = to_network(torch.full((1, 3, 1, 5), 0.9))
+    image = to_network(torch.full((1, 3, 1, 6), 0.9))
     alpha, foreground = matte_from_raw(alpha_raw, foreground_raw, image)
-    torch.testing.assert_close(alpha.flatten(), torch.tensor([0.0, 0.5, 0.97, 0.98, 1.0]))
-    # alpha > 0.975 (raw > 0.95): F is the image; elsewhere the prediction mapped to [0, 1] and clamped
-    torch.testing.assert_close(foreground[0, 1, 0], torch.tensor([0.25, 0.25, 0.25, 0.9, 0.9]))
+    torch.testing.assert_close(alpha.flatten(), torch.tensor([0.0, 0.5, 0.97, 0.975, 0.98, 1.0]))
+    # alpha > 0.975 (raw > 0.95, strictly: raw 0.95 keeps its prediction): F is the image; elsewhere the
+    # prediction mapped to [0, 1] and clamped
+    torch.testing.assert_close(foreground[0, 1, 0], torch.tensor([0.25, 0.25, 0.25, 0.25, 0.9, 0.9]))
     assert foreground[0, 0, 0, 1] == 1.0
-    assert alpha.shape == (1, 1, 1, 5) and foreground.shape == (1, 3, 1, 5)
+    assert alpha.shape == (1, 1, 1, 6) and foreground.shape == (1, 3, 1, 6)
 
 
 # ----------------------------------------------------------------------------------------------- refine head

@@ -161,6 +161,18 @@ def test_thresholding_refines_where_the_error_is_high():
     assert torch.equal(none.alpha_raw, _upsampled_base(base, (16, 16))[0])  # zero patches: the base, no error
 
 
+def test_thresholding_is_strict_at_the_threshold():
+    """An error exactly at the threshold (0.5, exact in binary) is not refined; just above it is."""
+    error = torch.zeros(1, 1, 4, 4)
+    error[0, 0, 1, 2], error[0, 0, 3, 0] = 0.5, 0.5001
+    assert select_patches(error, "thresholding", 0, 0.5)[0].nonzero().tolist() == [[3, 0]]
+    refiner = _randomise_last_conv(Refiner(HIDDEN)).eval()
+    image, background = _frames(1, 16, 16)
+    with torch.no_grad():
+        out = refiner(image, background, _base(1, 4, 4)._replace(error=error), mode="thresholding", threshold=0.5)
+    assert out.refined[0, 0].nonzero().tolist() == [[3, 0]]
+
+
 def test_refined_alpha_is_clamped_but_passes_gradient():
     raw = torch.tensor([-1.5, -0.2, 1.0, 1.25], requires_grad=True)
     alpha = clamp_passing_gradient(raw)

@@ -25,7 +25,8 @@ from bgmatting.preprocess.capture import (
     open_input,
     resolve_alignment,
 )
-from bgmatting.preprocess.misalignment import correct_exposure, measure_misalignment, tolerance_px
+from bgmatting.preprocess.misalignment import (Misalignment, correct_exposure, measure_misalignment,
+                                                 tolerance_px)
 
 HEIGHT, WIDTH = 240, 320
 
@@ -93,6 +94,14 @@ def test_measure_says_why_it_cannot_measure():
         measure_misalignment(flat[:, :, 0], flat)
 
 
+def test_tolerance_is_a_share_of_the_long_side_and_at_least_a_pixel():
+    assert tolerance_px((1080, 1920)) == tolerance_px((1920, 1080)) == pytest.approx(1.5)  # 1920 / 1280
+    assert tolerance_px((2160, 3840)) == pytest.approx(3.0)
+    assert tolerance_px((HEIGHT, WIDTH)) == 1.0  # 320 / 1280 = 0.25 px, raised to one pixel
+    assert tolerance_px((1080, 1920), tolerance=0.01) == pytest.approx(19.2)
+    assert Misalignment(1.5).within(1.5) and not Misalignment(1.5001).within(1.5)
+
+
 # ------------------------------------------------------------------------------------ automatic alignment
 def test_a_registered_plate_is_used_as_captured():
     scene = _scene()
@@ -103,6 +112,15 @@ def test_a_registered_plate_is_used_as_captured():
     assert not plates.reports  # no AKAZE alignment was run
     assert all(r.misalignment_px < tolerance_px((HEIGHT, WIDTH)) for r in plates.records)
     assert outputs[1] is outputs[0]
+
+
+def test_the_tolerance_option_decides_what_counts_as_registered():
+    """A plate about 7 px off (aligned under the default tolerance, see below) is used as captured when the
+    tolerance is 5 % of the long side (16 px at 320)."""
+    scene = _scene("coffee")
+    plates = _plates(_view(scene, _pose(-6.0, 4.0)), tolerance=0.05)
+    _run(plates, [_with_subject(_view(scene, _pose()))[0]])
+    assert plates.records[0].action == "none" and 5 < plates.records[0].misalignment_px < 16
 
 
 def test_a_fixed_camera_plate_is_aligned_once_and_a_moving_camera_per_frame():
