@@ -6,7 +6,8 @@ or SURVIVED.
     python scripts/plant_bugs.py "21 export gate compares PyTorch with itself"
 
 Each bug is an exact text replacement; when the code it targets has changed, the script says so (update the
-table then). The repository itself is never modified.
+table then). The repository itself is never modified: sources, configs and tests are copied into a scratch folder,
+where the tests run (so a test that starts a command runs the planted copy too).
 """
 import os
 import re
@@ -26,7 +27,7 @@ MUTATIONS = {
         ['tests/engine/test_learning.py'],
     ),
     '19b real stage: generator GAN target inverted': (
-        'engine/stages.py',
+        'engine/stages/real.py',
         'terms["gan"] = LossTerm(losses.lsgan_loss(score, True), self.weights["gan"])',
         'terms["gan"] = LossTerm(losses.lsgan_loss(score, False), self.weights["gan"])',
         ['tests/engine/test_learning.py', 'tests/engine/test_stage_terms.py'],
@@ -38,27 +39,27 @@ MUTATIONS = {
         ['tests/engine/test_learning.py', 'tests/engine/test_stage_terms.py'],
     ),
     '20a adobe F mask inverted': (
-        'engine/stages.py',
+        'engine/stages/adobe.py',
         'fg_mask = (alpha > self.foreground_mask_alpha).float()',
         'fg_mask = (alpha <= self.foreground_mask_alpha).float()',
         ['tests/engine/test_stage_terms.py'],
     ),
     '20b adobe F mask >=': (
-        'engine/stages.py',
+        'engine/stages/adobe.py',
         'fg_mask = (alpha > self.foreground_mask_alpha).float()',
         'fg_mask = (alpha >= self.foreground_mask_alpha).float()',
         ['tests/engine/test_stage_terms.py'],
     ),
     '20c real F mask inverted': (
-        'engine/stages.py',
-        'fg_mask = (teacher_alpha > _alpha_threshold_raw(self.foreground_mask_alpha)).float()',
-        'fg_mask = (teacher_alpha <= _alpha_threshold_raw(self.foreground_mask_alpha)).float()',
+        'engine/stages/real.py',
+        'fg_mask = (teacher_alpha > alpha_threshold_raw(self.foreground_mask_alpha)).float()',
+        'fg_mask = (teacher_alpha <= alpha_threshold_raw(self.foreground_mask_alpha)).float()',
         ['tests/engine/test_stage_terms.py'],
     ),
     '20d real F mask >=': (
-        'engine/stages.py',
-        'fg_mask = (teacher_alpha > _alpha_threshold_raw(self.foreground_mask_alpha)).float()',
-        'fg_mask = (teacher_alpha >= _alpha_threshold_raw(self.foreground_mask_alpha)).float()',
+        'engine/stages/real.py',
+        'fg_mask = (teacher_alpha > alpha_threshold_raw(self.foreground_mask_alpha)).float()',
+        'fg_mask = (teacher_alpha >= alpha_threshold_raw(self.foreground_mask_alpha)).float()',
         ['tests/engine/test_stage_terms.py'],
     ),
     '20e opaque-F replacement off (losses, both stages)': (
@@ -68,14 +69,14 @@ MUTATIONS = {
         ['tests/engine/test_stage_terms.py'],
     ),
     '20f opaque-F replacement off (adobe composite only)': (
-        'engine/stages.py',
+        'engine/stages/adobe.py',
         '        if self.compose_opaque_alpha is not None:',
         '        if False:',
         ['tests/engine/test_stage_terms.py'],
     ),
     '20g opaque-F replacement off (real fake only)': (
-        'engine/stages.py',
-        '        subject = losses.replace_opaque_foreground(fg_raw, image, alpha_raw, _alpha_threshold_raw(0.975))',
+        'engine/stages/real.py',
+        '        subject = losses.replace_opaque_foreground(fg_raw, image, alpha_raw, alpha_threshold_raw(0.975))',
         '        subject = fg_raw',
         ['tests/engine/test_stage_terms.py'],
     ),
@@ -263,6 +264,18 @@ MUTATIONS = {
         'fg[alpha < clear_at_or_below] = 0.0',
         ['tests/inference/test_infer_postprocess.py'],
     ),
+    'i21g batch augmentation: its random stream not restored on resume': (
+        'engine/checkpointing.py',
+        '        trainer.batch_rng.set_state(state["rng"][rank]["batch_transform"])',
+        '        pass',
+        ['tests/engine/test_resume.py'],
+    ),
+    'i21h validation in the training precision (best.pt not reproducible by evaluate)': (
+        'engine/validation.py',
+        '        values = self.score(for_inference(model, self.device))',
+        '        values = self.score(model)',
+        ['tests/engine/test_resume.py'],
+    ),
 }
 
 
@@ -271,7 +284,10 @@ def plant(name: str, scratch: Path) -> list[str]:
     path, old, new, tests = MUTATIONS[name]
     shutil.rmtree(scratch, ignore_errors=True)
     shutil.copytree(REPO / "src", scratch / "src", symlinks=True)
-    shutil.copytree(REPO / "configs", scratch / "configs")
+    for folder in ("configs", "tests", "scripts", "docs", "data"):  # tests that start a command put their src/ first
+        shutil.copytree(REPO / folder, scratch / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "METRICS.md"):
+        shutil.copyfile(REPO / name, scratch / name)
     target = scratch / "src" / "bgmatting" / path
     text = target.read_text()
     for o, n in zip(*((old, new) if isinstance(old, list) else ([old], [new]))):
@@ -291,7 +307,7 @@ def main() -> None:
             tests = plant(name, Path(scratch))
             env = {**os.environ, "PYTHONPATH": str(Path(scratch) / "src")}
             result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
-                                    cwd=REPO, env=env, capture_output=True, text=True)
+                                    cwd=scratch, env=env, capture_output=True, text=True)
             failed = re.findall(r"^FAILED (.+?)(?: - .*)?$", result.stdout, re.M)
             print(f"{name}: {'CAUGHT by' if failed else 'SURVIVED'}", *failed, sep="\n    ", flush=True)
 

@@ -66,9 +66,10 @@ def _cpu_flags() -> set[str] | None:
 
 
 @pytest.mark.skipif(_cpu_flags() is None, reason="needs /proc/cpuinfo (Linux) to know the truth")
-def test_the_real_native_bf16_detector_agrees_with_the_cpu_flags():
+def test_the_real_native_bf16_detector_agrees_with_the_cpu_flags(monkeypatch):
     """Not stubbed: native bf16 means AVX512-BF16 or AMX. AVX512 alone (oneDNN's own bf16 check) only emulates it,
     slower than fp32, so "auto" must not pick bf16 there."""
+    monkeypatch.delenv(P.NATIVE_BF16_ENV, raising=False)  # CI also runs the suite with the detection forced
     flags = _cpu_flags()
     native = bool({"avx512_bf16", "amx_bf16"} & flags)
     assert P.cpu_has_native_bf16() is native
@@ -76,3 +77,12 @@ def test_the_real_native_bf16_detector_agrees_with_the_cpu_flags():
     expected = ("bf16" if native else "fp32", infer)
     assert (P.resolve_precision("cpu", "auto", purpose="train").name,
             P.resolve_precision("cpu", "auto", purpose="infer").name) == expected
+
+
+@pytest.mark.parametrize("forced, train", [("1", "bf16"), ("0", "fp32")])
+def test_the_environment_forces_the_bf16_detection_either_way(monkeypatch, forced, train):
+    """How CI runs the native-bf16 paths on an AVX2-only CPU (and the fp32 paths on an AMX one)."""
+    monkeypatch.setenv(P.NATIVE_BF16_ENV, forced)
+    assert P.cpu_has_native_bf16() is (forced == "1")
+    assert P.resolve_precision("cpu", "auto", purpose="train").name == train
+    assert P.resolve_precision("cpu", "auto", purpose="infer").name == "fp32_cl"  # bf16 inference is off by 2.6e-2

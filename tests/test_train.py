@@ -126,6 +126,21 @@ TRAIN_BAD_INPUT = [  # (case, overrides after the tiny adobe run's, or the real 
      r"cannot change on resume: trainer\.batch_size \(2 -> 3\).*resume_allow_changes=\[trainer\.batch_size\]"),
     ("outputs root under a file", ["outputs_root={tmp}/notes.txt/outputs"],
      r"cannot write the run folder .*notes\.txt/outputs/adobe/.*: Not a directory$"),
+    ("resume with a network that does not fit", ["resume={run}/checkpoints/step_00000001.pt",
+                                                  "model.generator.ngf=8", "resume_allow_changes=[model]"],
+     r"networks or optimisers do not fit this run's"),
+    ("mistyped key", ["trainer.max_stepz=3"],
+     r"Could not override 'trainer\.max_stepz': Key 'max_stepz' is not in struct \(python -m bgmatting\.train --help"),
+    ("unknown group option", ["model=bogus"], r"Could not find 'model/bogus'; choose one of paper, .*tiny_refine"),
+    ("old key init_from", ["init_from={tmp}/generator.pt"], r"init_from=.*generator\.pt: init_from is now init=PATH"),
+    ("old key student_init", ["real", "stage.student_init=random"], r"stage\.student_init is now init=teacher"),
+    ("init teacher without one", ["init=teacher"], r"init=teacher: only stage real has a teacher"),
+    ("init from a missing file", ["init={tmp}/missing.pt"], r"init=.*missing\.pt: no such checkpoint file"),
+    ("negative learning rate", ["optim.generator.lr=-0.001"], r"optim\.generator: Invalid learning rate: -0\.001$"),
+    ("learning rate nan", ["optim.generator.lr=nan"], r"optim\.generator: Invalid learning rate: nan$"),
+    ("crop size 0", ["data.train.augment.output_size=0"], r"data\.train: output_size must be >= 16, got 0$"),
+    ("unknown best metric", ["checkpoint.best_metric=val/nonexistent"],
+     r"checkpoint\.best_metric=val/nonexistent: validation logs val/relative_sad and val/<set>/<metric>"),
 ]
 
 
@@ -169,8 +184,19 @@ def test_train_refuses_bad_input_with_one_line(tmp_path, capfd, monkeypatch, cac
     before = files_under(tmp_path)
     code = run_hydra_main(main, argv, monkeypatch)
     err = capfd.readouterr().err
-    assert_refused(code, err, rf"^train: error: .*{expected}", tmp_path, before,
-                   allowed=[tmp_path / "outputs", tmp_path / "elsewhere"])
+    assert_refused(code, err, rf"^train: error: .*{expected}", tmp_path, before)  # no file anywhere: not even
+    # the launch's own run folder (Hydra's .hydra/ and log are removed with it)
+
+
+def test_train_refuses_a_missing_data_root_with_one_line(tmp_path, capfd, monkeypatch):
+    from bad_input import assert_refused, files_under, run_hydra_main
+    from bgmatting.train import main
+
+    before = files_under(tmp_path)
+    code = run_hydra_main(main, ["experiment=paper_adobe", f"data.root={tmp_path}/missing", "logging=quiet",
+                                 f"outputs_root={tmp_path}/outputs"], monkeypatch)
+    assert_refused(code, capfd.readouterr().err,
+                   r"^train: error: .*missing/adobe/train_data_list\.txt: name list does not exist$", tmp_path, before)
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")

@@ -22,6 +22,7 @@ Explicit names: ``fp32`` (NCHW, the original's way), ``fp32_cl``, ``bf16`` (auto
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import torch
@@ -47,9 +48,18 @@ def reduced_precision_allowed(name: str) -> bool:
     return measured is not None and measured <= INFERENCE_ALPHA_TOLERANCE
 
 
+#: Environment variable that overrides the bf16 detection: ``1`` (report native bf16, as on AMX / AVX512-BF16
+#: CPUs) or ``0`` (report none, as on AVX2-only CPUs). CI runs the training tests under both, whatever its CPU.
+NATIVE_BF16_ENV = "BGMATTING_NATIVE_BF16"
+
+
 def cpu_has_native_bf16() -> bool:
     """True when oneDNN has fast bf16 kernels on this CPU: AVX512-BF16 or AMX, and oneDNN's bf16 support.
-    (oneDNN's own check alone asks only for AVX512 core, where bf16 is emulated and slower than fp32.)"""
+    (oneDNN's own check alone asks only for AVX512 core, where bf16 is emulated and slower than fp32.)
+    ``BGMATTING_NATIVE_BF16=1|0`` overrides the detection (:data:`NATIVE_BF16_ENV`)."""
+    forced = os.environ.get(NATIVE_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
     try:
         native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
         return bool(native and torch.ops.mkldnn._is_mkldnn_bf16_supported())

@@ -8,13 +8,14 @@ Bad input (config values, checkpoints, teacher, data, an unwritable outputs root
 from __future__ import annotations
 
 import os
+import sys
 from datetime import datetime
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from bgmatting.cli import fail
+from bgmatting.cli import check_overrides, discard_unused_run_folder, fail
 from bgmatting.data.io import DataError
 from bgmatting.engine import distributed
 from bgmatting.engine.checkpointing import CheckpointError
@@ -26,16 +27,31 @@ from bgmatting.engine.training import run_training
 
 #: Errors that are the user's to fix (one line, exit status 2); a non-finite loss ends the run (one line, status 1).
 USER_ERRORS = (ConfigError, CheckpointError, DataError, SampleError)
+#: Keys of earlier versions, refused with a hint instead of Hydra's "not in struct".
+RENAMED_KEYS = {
+    "init_from": "is now init=PATH (init: scratch | teacher | PATH)",
+    "stage.student_init": "is now init=teacher (the paper) or init=scratch (the public code's random start)",
+    "trainer.fail_at_step": "was a test aid and is gone (the tests crash runs themselves)",
+}
 
 
 @hydra.main(version_base="1.3", config_path="pkg://bgmatting.configs", config_name="train")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
+    run_dir = HydraConfig.get().runtime.output_dir
     try:
-        run_training(cfg, HydraConfig.get().runtime.output_dir)
+        run_training(cfg, run_dir)
     except USER_ERRORS as error:
+        if distributed.current_context().is_main:
+            discard_unused_run_folder(run_dir, f"{HydraConfig.get().job.name}.log")
         fail("train", error)
     except NonFiniteLossError as error:
         fail("train", error, status=1)
+
+
+def main() -> None:
+    """The command line checked in one line (:func:`bgmatting.cli.check_overrides`), then Hydra's main."""
+    check_overrides("train", "train", sys.argv[1:], RENAMED_KEYS)
+    _hydra_main()
 
 
 def launch() -> None:

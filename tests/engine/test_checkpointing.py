@@ -84,5 +84,7 @@ def test_latest_run_checkpoint_picks_newest_run_and_prefers_best(tmp_path):
     assert latest_run_checkpoint(stage_dir).name == "step_00000004.pt"
     assert latest_run_checkpoint(stage_dir, prefer_best=True).name == "best.pt"
     assert latest_run_checkpoint(stage_dir, exclude=new).parent.parent == old
+    assert run_dir_of(manager.latest()) is None  # a checkpoints/ folder alone does not make a run folder
+    (new / "metrics.jsonl").write_text("")
     assert run_dir_of(manager.latest()) == new.resolve()
     assert latest_run_checkpoint(tmp_path / "nothing") is None

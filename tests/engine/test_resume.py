@@ -1,5 +1,6 @@
 """Resuming: logs equal an uninterrupted run's, best.pt holds the weights it scores, partial checkpoints are
-cleaned, config changes are applied or refused, another world size continues from rank 0's state."""
+cleaned, config changes are applied or refused, a refused resume writes nothing, a checkpoint outside a run folder
+continues in the launch's folder, another world size continues from rank 0's state."""
 from __future__ import annotations
 
 import json
@@ -8,8 +9,10 @@ import logging
 import pytest
 import torch
 
-from bgmatting.engine.training import run_training
+from bad_input import files_under
 from bgmatting.engine.checkpointing import CheckpointError, atomic_save, load_checkpoint
+from bgmatting.engine.settings import ConfigError
+from bgmatting.engine.training import run_training
 from bgmatting.evaluation import SuiteValidation
 from bgmatting.models import load_matting_model
 
@@ -41,11 +44,18 @@ def assert_rows_equal(reference: list[dict], resumed: list[dict]) -> None:
             assert b[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (a["step"], key)
 
 
-def test_resumed_run_logs_equal_an_uninterrupted_runs(tmp_path, tiny_cfg, tiny_supervised, crash_after):
+#: The device-side batch augmentation with every perturbation drawn for every sample: its random stream must resume.
+BATCH_AUGMENT = ("data.batch_augment={_target_:bgmatting.data.batch_augment.BackgroundPerturbation,shadow_p:1.0,"
+                 "noise_p:1.0,noise_image:true,jitter_p:1.0,misalign_p:1.0,reference_size:32}")
+
+
+@pytest.mark.parametrize("batch_augment", [False, True], ids=["plain", "batch_augment"])
+def test_resumed_run_logs_equal_an_uninterrupted_runs(tmp_path, tiny_cfg, tiny_supervised, crash_after, batch_augment):
     # 3 epochs x 4 steps, checkpoints at the epoch ends (4, 8, 12), scalars every 3 steps, validation per epoch.
     # The crash after step 7 resumes from step 4: the interrupted run had logged steps 3, 4 (validation) and 6;
     # the resumed run must drop row 6, keep step 4's, and log step 6's mean over steps 4..6 like the reference.
-    common = ["trainer.epochs=3", "logging.log_every=3", "logging.tensorboard=true", "evaluation.enabled=false"]
+    common = ["trainer.epochs=3", "logging.log_every=3", "logging.tensorboard=true", "evaluation.enabled=false",
+              *([BATCH_AUGMENT] if batch_augment else [])]
     data, val = (lambda: tiny_supervised(8, 32)), fixed(tiny_supervised(2, 32))
     run_training(tiny_cfg(*common), tmp_path / "reference", train_dataset=data(), val_dataset=val)
     with pytest.raises(RuntimeError, match="simulated failure after step 7"), crash_after(7):
@@ -65,8 +75,9 @@ def test_resumed_run_logs_equal_an_uninterrupted_runs(tmp_path, tiny_cfg, tiny_s
 
 def test_best_checkpoint_holds_exactly_the_weights_whose_score_it_records(tmp_path, tiny_cfg, tiny_supervised):
     # 4 steps per epoch and a checkpoint every 2 steps: every epoch end is also a periodic checkpoint step
+    # trained under bf16 autocast (what "auto" picks on CPUs with native bf16), scored as evaluate scores: fp32
     cfg = tiny_cfg("trainer.epochs=3", "checkpoint.every_n_steps=2", "checkpoint.keep_last=20",
-                   "optim.generator.lr=3e-3")
+                   "optim.generator.lr=3e-3", "precision=bf16")
     val = fixed(tiny_supervised(2, 32))
     run_dir = tmp_path / "run"
     run_training(cfg, run_dir, train_dataset=tiny_supervised(8, 32), val_dataset=val)
@@ -165,3 +176,45 @@ def test_a_checkpoint_of_another_world_size_resumes_from_rank_0s_state(tmp_path,
     assert resumed["steps"] == 8 and resumed["steps_this_run"] == 6
     reference = run_training(tiny_cfg(*common), tmp_path / "reference", train_dataset=tiny_supervised(8, 32))
     assert resumed["generator_fingerprints"] == reference["generator_fingerprints"]  # rank 0's streams continue
+
+
+def test_a_refused_resume_writes_nothing_anywhere(tmp_path, tiny_cfg, tiny_supervised):
+    """Refused after the checkpoint was read (its network does not fit): the run it points at keeps its logs."""
+    other = tmp_path / "other"
+    run_training(tiny_cfg("trainer.max_steps=3", "checkpoint.every_n_steps=1", "checkpoint.keep_last=5",
+                          "trainer.validate_every=0", "logging.log_every=1"), other, train_dataset=tiny_supervised(8, 32))
+    before = files_under(tmp_path)
+    with pytest.raises(CheckpointError, match="networks or optimisers do not fit"):
+        run_training(tiny_cfg("trainer.max_steps=4", "trainer.validate_every=0", "model.generator.ngf=8",
+                              "resume_allow_changes=[model]", f"resume={other}/checkpoints/step_00000001.pt"),
+                     tmp_path / "launch", train_dataset=tiny_supervised(8, 32))
+    assert files_under(tmp_path) == before  # nothing changed, nothing new: not even the launch's own folder
+    assert not (tmp_path / "launch").exists()
+
+
+def test_a_checkpoint_outside_a_run_folder_resumes_into_the_launchs_folder(tmp_path, tiny_cfg, tiny_supervised):
+    run_training(tiny_cfg("trainer.max_steps=2", "trainer.validate_every=0"), tmp_path / "run",
+                 train_dataset=tiny_supervised(8, 32))
+    loose = tmp_path / "downloads" / "model.pt"
+    loose.parent.mkdir()
+    loose.write_bytes((tmp_path / "run" / "checkpoints" / "step_00000002.pt").read_bytes())
+    summary = run_training(tiny_cfg("trainer.max_steps=3", "trainer.validate_every=0", f"resume={loose}"),
+                           tmp_path / "launch", train_dataset=tiny_supervised(8, 32))
+    assert summary["steps"] == 3 and summary["steps_this_run"] == 1
+    assert sorted(p.name for p in loose.parent.iterdir()) == ["model.pt"]  # nothing written beside it
+    assert (tmp_path / "launch" / "checkpoints" / "step_00000003.pt").is_file()
+    assert summary["run_dir"] == str(tmp_path / "launch")
+
+
+def test_an_unknown_best_metric_is_refused_at_launch_or_at_the_first_validation(tmp_path, tiny_cfg, tiny_supervised):
+    val = fixed(tiny_supervised(2, 32))
+    with pytest.raises(ConfigError, match=r"best_metric=val/nonexistent: validation logs val/relative_sad and "
+                                          r"val/<set>/<metric> for the sets val"):
+        run_training(tiny_cfg("checkpoint.best_metric=val/nonexistent"), tmp_path / "a",
+                     train_dataset=tiny_supervised(8, 32), val_dataset=val)
+    assert not (tmp_path / "a").exists()  # refused before anything was written
+    with pytest.raises(ConfigError, match=r"best_metric=val/val/sadd: validation logs no such value; e\.g\. .*"
+                                          r"val/val/sad"):
+        run_training(tiny_cfg("checkpoint.best_metric=val/val/sadd"), tmp_path / "b",
+                     train_dataset=tiny_supervised(8, 32), val_dataset=val)
+    assert not (tmp_path / "b" / "checkpoints").exists()  # the epoch's checkpoint is not written without its score

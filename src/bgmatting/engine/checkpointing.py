@@ -232,6 +232,14 @@ class CheckpointManager:
         self.prune()
         return path
 
+    def save_scored(self, state: dict, step: int, score: float | None) -> tuple[Path, float | None]:
+        """:meth:`save`, publishing ``best.pt`` when ``score`` beats ``state["best"]`` (the score then becomes the
+        state's best); returns the path and the best score."""
+        is_best = self.is_better(score, state.get("best"))
+        if is_best:
+            state["best"] = score
+        return self.save(state, step, is_best=is_best), state.get("best")
+
     def _publish_best(self, path: Path) -> None:
         with atomic_path(self.best_path) as tmp:
             tmp.unlink()
@@ -299,7 +307,15 @@ def latest_run_checkpoint(stage_dir: str | os.PathLike, prefer_best: bool = Fals
     return best if prefer_best and best.is_file() else newest
 
 
-def run_dir_of(checkpoint: str | os.PathLike) -> Path:
-    """The run folder a checkpoint file belongs to (``<run>/checkpoints/step_*.pt`` -> ``<run>``)."""
+#: Files a training run writes beside its ``checkpoints/`` folder: one of them marks a folder as a run's.
+RUN_MARKERS = ("metrics.jsonl", ".hydra", "tensorboard")
+
+
+def run_dir_of(checkpoint: str | os.PathLike) -> Path | None:
+    """The run folder a checkpoint file belongs to (``<run>/checkpoints/step_*.pt`` -> ``<run>``, where ``<run>``
+    holds one of :data:`RUN_MARKERS`); None for a checkpoint anywhere else (a copied or downloaded file)."""
     checkpoint = Path(checkpoint).resolve()
-    return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIRNAME else checkpoint.parent
+    run = checkpoint.parent.parent
+    if checkpoint.parent.name == CHECKPOINT_DIRNAME and any((run / marker).exists() for marker in RUN_MARKERS):
+        return run
+    return None

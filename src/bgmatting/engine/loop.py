@@ -8,7 +8,6 @@ What to optimise comes from the stage (``engine.stages``); everything is built f
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -28,7 +27,7 @@ from bgmatting.engine.checkpointing import (
     training_state,
 )
 from bgmatting.engine.nonfinite import NonFiniteLossError, StepUndo, non_finite_terms
-from bgmatting.engine.run_logging import Meter, RunLogger
+from bgmatting.engine.run_logging import Meter, RunLogger, run_summary
 from bgmatting.engine.sampling import ResumableDistributedSampler
 from bgmatting.engine.stages import Stage
 from bgmatting.runtime import Precision
@@ -224,7 +223,8 @@ class Trainer:
                 break  # max_steps reached mid-epoch
             self._end_epoch()
         self._end_training()
-        return self._summary(meter)
+        self.logger.flush()
+        return run_summary(self, meter)
 
     def _train_epoch(self, meter: Meter) -> bool:
         """Steps of the current epoch from where it stands; True when the time limit stopped it."""
@@ -245,7 +245,8 @@ class Trainer:
                 continue
             self._train_batch(batch, meter)
             self._after_step(meter)
-            if self._out_of_time(meter.start):
+            if self.options.time_limit_minutes is not None and distributed.broadcast_object(
+                    meter.minutes() >= self.options.time_limit_minutes):  # rank 0 decides: all stop at one step
                 return True
         return False
 
@@ -297,13 +298,6 @@ class Trainer:
         if validate or self._last_saved_step != self.state.step:
             self.save_checkpoint()
 
-    def _out_of_time(self, start: float) -> bool:
-        """Whether the time limit is used up (rank 0 decides, so every rank stops at the same step)."""
-        if self.options.time_limit_minutes is None:
-            return False
-        expired = (time.perf_counter() - start) / 60.0 >= self.options.time_limit_minutes
-        return bool(distributed.broadcast_object(expired))
-
     def _set_train_mode(self, mode: bool) -> None:
         for module in self.stage.trained.values():
             module.train(mode)
@@ -331,17 +325,12 @@ class Trainer:
 
     def save_checkpoint(self) -> Path | None:
         """Write a checkpoint of the current state (rank 0 writes; every rank contributes its RNG state)."""
-        checkpoints = self.place.checkpoints
         state = training_state(self)  # collective: every rank must call it
-        checkpoints.require_writable(state, self.state.step)  # every rank: all stop together
+        self.place.checkpoints.require_writable(state, self.state.step)  # every rank: all stop together
         path = None
-        if self.ctx.is_main:
-            # best.pt only for weights whose score was measured (validated at this very step)
-            value = self.state.metrics.get(self.options.best_metric) if self._validated_now() else None
-            is_best = checkpoints.is_better(value, self.state.best)
-            if is_best:
-                self.state.best = state["best"] = value
-            path = checkpoints.save(state, self.state.step, is_best=is_best)
+        if self.ctx.is_main:  # best.pt only for weights whose score was measured (validated at this very step)
+            score = self.state.metrics.get(self.options.best_metric) if self._validated_now() else None
+            path, self.state.best = self.place.checkpoints.save_scored(state, self.state.step, score)
         self._last_saved_step = self.state.step
         distributed.barrier()
         return path
@@ -354,24 +343,3 @@ class Trainer:
                                batches_done=int(state["batches_done"]), best=state.get("best"),
                                metrics=dict(state.get("metrics") or {}))
         self._last_saved_step = self.state.step
-
-    def _summary(self, meter: Meter) -> dict[str, Any]:
-        fingerprints = distributed.all_gather_object(parameter_fingerprint(self.model))
-        if len(set(fingerprints)) > 1:
-            log.warning("model weights differ between ranks at the end of training: %s", fingerprints)
-        self.logger.flush()
-        return {"stage": self.stage.name, "steps": self.state.step, "steps_this_run": self.state.step - meter.start_step,
-                "epochs_completed": self.state.epoch, "world_size": self.ctx.world_size, "skipped_steps": meter.skipped,
-                "stopped_by_time_limit": self.stopped_by_time_limit, **meter.totals(),
-                "last_losses": self.history[-1] if self.history else {}, "validation": dict(self.state.metrics),
-                "best": self.state.best, "checkpoint": str(self.place.checkpoints.step_path(self.state.step)),
-                "generator_fingerprints": fingerprints}
-
-
-def parameter_fingerprint(module: nn.Module) -> str:
-    """SHA-256 of every parameter's bytes in name order: equal fingerprints = identical weights."""
-    digest = hashlib.sha256()
-    for name, param in sorted(distributed.unwrap(module).named_parameters()):
-        digest.update(name.encode())
-        digest.update(param.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from bgmatting.data.io import DataError
 from bgmatting.engine import distributed, model_start
 from bgmatting.engine.checkpointing import CHECKPOINT_DIRNAME, CheckpointError, CheckpointManager
 from bgmatting.engine.loop import LoopOptions, RunPlace, Trainer, TrainingData
@@ -27,6 +28,7 @@ from bgmatting.engine.run_logging import RunLogger
 from bgmatting.engine.sampling import ResumableDistributedSampler, SeededSamples, collate_skipping_none
 from bgmatting.engine.settings import ConfigError, check_batch_fits, is_learning_rate
 from bgmatting.engine.stages import Networks, Stage
+from bgmatting.engine.validation import Validation
 from bgmatting.evaluation import SuiteValidation
 from bgmatting.models import MattingModel, load_matting_model
 from bgmatting.runtime import Precision
@@ -49,11 +51,14 @@ def seed_everything(seed: int) -> None:
 
 
 def _instantiate(node: Any, key: str, **objects: Any) -> Any:
-    """``instantiate(node, **objects)``; a ConfigError naming ``key`` when the section does not fit its class."""
+    """``instantiate(node, **objects)``; a ConfigError naming ``key`` when the section does not fit its class (a
+    bad value, an unknown option), the DataError of a dataset whose files are missing or broken as it is."""
     try:
         return instantiate(node, _convert_="all", **objects)
     except InstantiationException as error:
         cause = error.__cause__ or error
+        if isinstance(cause, DataError):
+            raise DataError(str(cause)) from None
         raise ConfigError(f"{key}: {str(cause).strip().splitlines()[0]}") from None
 
 
@@ -61,8 +66,8 @@ def _instantiate(node: Any, key: str, **objects: Any) -> Any:
 def build_dataset(node: Any, name: str) -> Dataset:
     """A dataset from a ``_target_`` config node (``cfg.data.train``, a set of ``evaluation.sets``)."""
     if node is None:
-        raise ValueError(f"data config has no {name!r} block")
-    return instantiate(node, _convert_="all")
+        raise ConfigError(f"the data config has no {name!r} block")
+    return _instantiate(node, name if name.startswith("evaluation") else f"data.{name}")
 
 
 def build_loader(dataset: Dataset, ctx: distributed.DistContext, batch_size: int, num_workers: int, seed: int,
@@ -189,15 +194,23 @@ def set_learning_rates(trainer: Trainer, cfg: DictConfig, resume: Resume) -> Non
 
 
 # ------------------------------------------------------------------------------------------------- validation
-def build_validation(cfg: DictConfig, ctx: distributed.DistContext, val_dataset: Dataset | None):
+def build_validation(cfg: DictConfig, ctx: distributed.DistContext, device: torch.device,
+                     val_dataset: Dataset | None):
     """(validate callable on rank 0 or None, whether validation runs at all). Validation scores the first
-    ``trainer.val_limit`` images of every set of ``evaluation.sets`` (or of ``val_dataset``, named ``val``)."""
-    named = any(node is not None for node in (cfg.evaluation.get("sets") or {}).values())
-    enabled = bool(cfg.trainer.validate_every) and (val_dataset is not None or named)
+    ``trainer.val_limit`` images of every set of ``evaluation.sets`` (or of ``val_dataset``, named ``val``) in the
+    inference precision (:mod:`~bgmatting.engine.validation`). ConfigError for a ``checkpoint.best_metric`` that
+    names no validation value (checked here by its set, at the first validation exactly)."""
+    names = ["val"] if val_dataset is not None else [k for k, v in (cfg.evaluation.get("sets") or {}).items() if v]
+    enabled = bool(cfg.trainer.validate_every) and bool(names)
+    metric = str(cfg.checkpoint.best_metric)
+    if enabled and metric != "val/relative_sad" and metric.split("/")[:2] not in [["val", n] for n in names]:
+        raise ConfigError(f"checkpoint.best_metric={metric}: validation logs val/relative_sad and "
+                          f"val/<set>/<metric> for the sets {', '.join(names)}")
     if not (ctx.is_main and enabled):
         return None, enabled
     sets = {"val": val_dataset} if val_dataset is not None else build_test_sets(cfg.evaluation.sets)
-    return SuiteValidation(sets, cfg.trainer.val_limit, batch_size=int(cfg.trainer.batch_size)), enabled
+    suite = SuiteValidation(sets, cfg.trainer.val_limit, batch_size=int(cfg.trainer.batch_size))
+    return Validation(suite, device, metric), enabled
 
 
 def loop_options(cfg: DictConfig) -> LoopOptions:
@@ -236,7 +249,7 @@ def build_trainer(cfg: DictConfig, ctx: distributed.DistContext, device: torch.d
     stage = build_stage(cfg.stage, networks, precision, seed=seed + 104729 * (ctx.rank + 1))
     optimizers = {name: build_optimizer(module, cfg.optim[name], name) for name, module in stage.trained.items()}
     schedulers = {name: build_schedule(opt, cfg.optim.schedule, total_steps) for name, opt in optimizers.items()}
-    validate, validation_enabled = build_validation(cfg, ctx, val_dataset)
+    validate, validation_enabled = build_validation(cfg, ctx, device, val_dataset)
     checkpoints = CheckpointManager(resume.run_dir / CHECKPOINT_DIRNAME, keep_last=int(cfg.checkpoint.keep_last),
                                     mode=cfg.checkpoint.best_mode)
     place = RunPlace(device, precision, resume.run_dir, RunLogger(resume.run_dir, enabled=False), checkpoints, ctx,

@@ -24,6 +24,7 @@ from bgmatting.engine.checkpointing import (
     run_dir_of,
 )
 from bgmatting.engine.settings import Change, resume_changes
+from bgmatting.engine.validation import for_inference
 from bgmatting.evaluation import evaluate_suite, suite_table, write_learning_curves
 from bgmatting.models.checkpoints import require_finite
 
@@ -84,8 +85,8 @@ def find_resume_checkpoint(resume: Any, run_dir: Path, stage_dir: Path) -> Path 
 @dataclass
 class Resume:
     """Where a launch continues: the checkpoint ``path`` and its ``state`` (None for a fresh run), the run
-    folder it writes to (the resumed run's own folder), and the config ``changes`` to apply (see
-    :mod:`bgmatting.engine.settings`)."""
+    folder it writes to (the resumed run's own folder; this launch's for a checkpoint that lies in no run folder),
+    and the config ``changes`` to apply (see :mod:`bgmatting.engine.settings`)."""
 
     path: Path | None
     state: dict | None
@@ -109,23 +110,29 @@ def resolve_resume(cfg: DictConfig, config: dict, ctx: distributed.DistContext, 
     changes = resume_changes(state.get("config") or {}, config, str(path)) if state.get("config") else []
     for change in changes:
         log.info("resume: %s (applied)", change)
-    if run_dir_of(path) != run_dir.resolve():
-        log.info("resuming the run in %s (this launch's folder %s keeps only its config)", run_dir_of(path), run_dir)
-        run_dir = run_dir_of(path)
+    owner = run_dir_of(path)
+    if owner is None:
+        log.info("resuming from %s, which lies in no run folder: the run continues in this launch's folder %s",
+                 path, run_dir)
+    elif owner != run_dir.resolve():
+        log.info("resuming the run in %s (this launch's folder %s keeps only its config)", owner, run_dir)
+        run_dir = owner
     return Resume(path, state, run_dir, changes)
 
 
 # ------------------------------------------------------------------------------------------ final evaluation
 def final_evaluation(cfg: DictConfig, trainer: Any, run_dir: Path, sets: dict) -> dict[str, Any]:
-    """Score the trained model, both baselines and (stage real) the teacher on every set of ``sets``; write the
-    reports, galleries and the learning curves into the run folder and print the table (saying how many of the
-    planned steps ran); returns {set: scores}."""
+    """Score the trained model, both baselines and (stage real) the teacher on every set of ``sets`` (networks in
+    the inference precision); write the reports, galleries and the learning curves into the run folder and print
+    the table (saying how many of the planned steps ran); returns {set: scores}."""
+    device = trainer.place.device  # scored as `evaluate` scores the checkpoints: in the inference precision
     teacher = getattr(trainer.stage, "teacher", None)  # stage=real: how far the stage moved from its teacher
+    teacher = for_inference(teacher, device) if teacher is not None else None
     steps = f"{trainer.state.step} of {trainer.total_steps} steps"
     if trainer.stopped_by_time_limit:
         steps += f" (STOPPED by trainer.time_limit_minutes={cfg.trainer.time_limit_minutes})"
     scores = evaluate_suite(
-        distributed.unwrap(trainer.model), sets,
+        for_inference(trainer.model, device), sets,
         references={"teacher (adobe stage)": teacher} if teacher is not None else None, limit=cfg.evaluation.limit,
         output_dir=run_dir / "eval", gallery=int(cfg.evaluation.gallery), title=f"{cfg.stage.name} stage, {steps}",
     )

@@ -7,6 +7,7 @@ so runs can be compared without TensorBoard.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -22,6 +23,7 @@ from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
 from bgmatting.data.io import write_text
+from bgmatting.engine.distributed import all_gather_object, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +235,10 @@ class Meter:
         if state:
             self.interval, self.interval_count = dict(state["sums"]), int(state["count"])
 
+    def minutes(self) -> float:
+        """Minutes since the start."""
+        return (time.perf_counter() - self.start) / 60.0
+
     def duration_estimate(self, step: int, total_steps: int) -> str:
         """How long the rest of the schedule takes at the speed of the steps since ``start_step``."""
         done = step - self.start_step
@@ -251,3 +257,27 @@ class Meter:
                                     else float("nan")),
             "data_wait_fraction": self.wait_total / elapsed if elapsed > 0 else float("nan"),
         }
+
+
+def parameter_fingerprint(module: torch.nn.Module) -> str:
+    """SHA-256 of every parameter's bytes in name order: equal fingerprints = identical weights."""
+    digest = hashlib.sha256()
+    for name, param in sorted(unwrap(module).named_parameters()):
+        digest.update(name.encode())
+        digest.update(param.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def run_summary(trainer, meter: Meter) -> dict:
+    """What a finished :meth:`~bgmatting.engine.loop.Trainer.fit` reports (``summary.json``'s training part);
+    collective under DDP (every rank's weights are fingerprinted: they must be equal)."""
+    fingerprints = all_gather_object(parameter_fingerprint(trainer.model))
+    if len(set(fingerprints)) > 1:
+        log.warning("model weights differ between ranks at the end of training: %s", fingerprints)
+    state = trainer.state
+    return {"stage": trainer.stage.name, "steps": state.step, "steps_this_run": state.step - meter.start_step,
+            "epochs_completed": state.epoch, "world_size": trainer.ctx.world_size, "skipped_steps": meter.skipped,
+            "stopped_by_time_limit": trainer.stopped_by_time_limit, **meter.totals(),
+            "last_losses": trainer.history[-1] if trainer.history else {}, "validation": dict(state.metrics),
+            "best": state.best, "checkpoint": str(trainer.place.checkpoints.step_path(state.step)),
+            "generator_fingerprints": fingerprints}
