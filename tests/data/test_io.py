@@ -1,12 +1,23 @@
-"""File I/O: conversions (16-bit, gray, RGBA, 3-channel alpha) and errors that name the file."""
+"""File I/O: conversions (16-bit, gray, RGBA, 3-channel alpha, EXIF orientation), the pixel limit checked
+before decoding, and errors that name the file."""
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from bgmatting.data.io import (DataError, atomic_path, list_images, read_alpha, read_image, read_rgba, read_trimap,
+from bgmatting.data.image_header import read_header
+from bgmatting.data.io import (DEFAULT_MAX_PIXELS, MAX_PIXELS_VARIABLE, DataError, atomic_path, check_video_size,
+                               image_from_bytes, image_pixel_limit, list_images, max_image_pixels,
+                               pixel_limit_for_memory, read_alpha, read_image, read_rgba, read_trimap,
                                temporary_prefix, to_float, to_uint8, write_image, write_text)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from image_files import (jpeg_declaring, jpeg_with_orientation, marked, png_bomb_header,  # noqa: E402
+                         png_with_orientation, webp_with_orientation)
 
 
 def test_write_read_round_trip_keeps_rgb_order(tmp_path):
@@ -131,6 +142,11 @@ def test_float_tiff_out_of_range_is_an_error_not_clipped(tmp_path):
     ok = tmp_path / "ok.tiff"
     cv2.imwrite(str(ok), np.full((4, 5, 3), 0.25, np.float32))
     assert np.allclose(read_image(ok), 0.25)
+    holes = np.full((4, 5), 0.5, np.float32)
+    holes[1, 2] = np.nan  # one NaN among valid values: not a silent NaN pixel
+    cv2.imwrite(str(tmp_path / "nan.tiff"), holes)
+    with pytest.raises(DataError, match=r"nan\.tiff: float image holds NaN or infinite values"):
+        read_alpha(tmp_path / "nan.tiff")
 
 
 def test_atomic_path_renames_on_success_and_deletes_on_failure(tmp_path):
@@ -187,3 +203,107 @@ def test_atomic_files_get_the_permissions_of_a_plain_write(tmp_path):
     mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
     assert mode(tmp_path / "atomic.txt") == mode(plain)  # shared datasets stay readable by the group
     assert mode(tmp_path / "folder") == mode(tmp_path / "plain_folder")
+
+
+# ------------------------------------------------------------------------------------------- the pixel limit
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".tif", ".webp"])
+def test_headers_give_the_stored_size_of_every_format(ext):
+    data = cv2.imencode(ext, np.zeros((23, 37, 3), np.uint8))[1].tobytes()
+    header = read_header(data)
+    assert (header.width, header.height, header.orientation) == (37, 23, 1)
+    assert read_header(b"P6 37 23 255\n" + bytes(37 * 23 * 3)) is None  # a format OpenCV reads, not ours
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_bomb_header(30000, 30000))  # 149 bytes declaring 2.7 GB of pixels
+    with pytest.raises(DataError) as error:
+        read_image(bomb)
+    assert str(error.value) == (f"{bomb}: image is 30000x30000 (900,000,000 pixels), above the limit of "
+                                f"{DEFAULT_MAX_PIXELS:,} pixels (raise it with {MAX_PIXELS_VARIABLE}=N or "
+                                "max_pixels=N)")
+    for reader in (read_alpha, read_trimap, read_rgba):
+        with pytest.raises(DataError, match="30000x30000"):
+            reader(bomb)
+    with pytest.raises(DataError, match=r"^upload: image is 20000x9000 \(180,000,000 pixels\)"):
+        image_from_bytes(jpeg_declaring(20000, 9000), "upload")
+
+
+def test_the_pixel_limit_comes_from_the_argument_the_context_or_the_environment(tmp_path, monkeypatch):
+    path = tmp_path / "small.png"
+    write_image(path, np.zeros((30, 40, 3)))
+    assert read_image(path, max_pixels=1200).shape == (30, 40, 3)  # the limit itself is allowed
+    with pytest.raises(DataError, match=r"small\.png: image is 40x30 \(1,200 pixels\), above the limit of 1,199"):
+        read_image(path, max_pixels=1199)
+    monkeypatch.setenv(MAX_PIXELS_VARIABLE, "1000")
+    with pytest.raises(DataError, match="above the limit of 1,000 pixels"):
+        read_image(path)
+    with image_pixel_limit(500):
+        assert max_image_pixels() == 500 and read_image(path, max_pixels=2000).shape == (30, 40, 3)
+    assert max_image_pixels() == 1000
+    for bad in ("0", "lots", "-5"):
+        monkeypatch.setenv(MAX_PIXELS_VARIABLE, bad)
+        with pytest.raises(DataError, match=rf"^{MAX_PIXELS_VARIABLE}: the image pixel limit must be a positive "
+                                            rf"integer, got '{bad}'$"):
+            read_image(path)
+    with pytest.raises(DataError, match=r"^max_pixels: .* got 2\.5$"):
+        read_image(path, max_pixels=2.5)
+
+
+def test_the_limit_follows_a_memory_budget():
+    assert pixel_limit_for_memory(2**30) == 2**30 // 16  # float32 RGBA: 16 bytes a pixel
+    assert pixel_limit_for_memory(2**30, channels=3) == 2**30 // 12
+    assert pixel_limit_for_memory(1e12) == DEFAULT_MAX_PIXELS  # a budget never raises the limit
+    with image_pixel_limit(pixel_limit_for_memory(16 * 1000)), pytest.raises(DataError, match="limit of 1,000"):
+        image_from_bytes(cv2.imencode(".png", np.zeros((40, 40), np.uint8))[1].tobytes(), "frame")
+    with pytest.raises(DataError, match="memory budget must be positive"):
+        pixel_limit_for_memory(0)
+
+
+def test_a_video_frame_size_is_checked_before_its_frames_are_read(tmp_path):
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (32, 24))
+    for _ in range(2):
+        writer.write(np.zeros((24, 32, 3), np.uint8))
+    writer.release()
+    capture = cv2.VideoCapture(str(path))
+    try:
+        check_video_size(capture, path)
+        with pytest.raises(DataError, match=r"clip\.avi: video frame is 32x24 \(768 pixels\), above the limit of 700"):
+            check_video_size(capture, path, max_pixels=700)
+    finally:
+        capture.release()
+
+
+def test_formats_whose_size_cannot_be_read_first_are_refused(tmp_path):
+    path = tmp_path / "photo.png"
+    assert cv2.imwrite(str(tmp_path / "real.ppm"), np.zeros((4, 5, 3), np.uint8))
+    path.write_bytes((tmp_path / "real.ppm").read_bytes())  # OpenCV decodes it, but no header of ours says its size
+    with pytest.raises(DataError, match=r"photo\.png: cannot decode image .*not a PNG, JPEG, BMP, TIFF or WebP file"):
+        read_image(path)
+
+
+# --------------------------------------------------------------------------------------------- orientation
+@pytest.mark.parametrize("writer", [jpeg_with_orientation, png_with_orientation, webp_with_orientation],
+                         ids=["jpeg", "png", "webp"])
+def test_exif_orientation_turns_the_pixels_upright(tmp_path, writer):
+    card = marked()  # 12 x 20, white block top-left, red block top-right
+    path = tmp_path / "rotated.img"
+    path.write_bytes(writer(card, 6))  # 6: the camera was turned; the viewer rotates 90 degrees clockwise
+    upright = read_image(path)
+    assert upright.shape == (20, 12, 3)
+    assert np.allclose(upright[2, 10], 1.0, atol=0.1)  # white: now top-right
+    assert np.allclose(upright[17, 10], (1.0, 0.0, 0.0), atol=0.1)  # red: now bottom-right
+    for orientation in range(1, 9):  # every orientation as OpenCV's own EXIF handling turns it
+        data = writer(card, orientation)
+        expected = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1] / 255.0
+        np.testing.assert_allclose(image_from_bytes(data, "x"), expected, atol=1e-6, err_msg=str(orientation))
+
+
+
+def test_mattes_are_turned_like_their_images(tmp_path):
+    gray = marked()[:, :, 0]  # white block top-left (255), the rest 90 or 0
+    path = tmp_path / "alpha.png"
+    path.write_bytes(png_with_orientation(gray, 8))  # 8: the viewer rotates 90 degrees counter-clockwise
+    alpha = read_alpha(path)
+    assert alpha.shape == (20, 12) and np.all(alpha[-6:, :4] == 1.0) and np.sum(alpha == 1.0) == 24

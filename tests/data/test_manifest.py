@@ -110,10 +110,25 @@ def test_an_unreadable_manifest_is_not_summarised_as_rows(tmp_path, capsys):
     assert captured.out == "" and captured.err.count("\n") == 1 and "garbage.csv" in captured.err
 
 
+def test_check_refuses_the_manifests_evaluation_refuses_with_the_same_line(tmp_path):
+    from bgmatting.data.adobe import CompositeSetDataset
+
+    path = tmp_path / "names.csv"
+    path.write_text("name,photo\nx,x.png\n")
+    with pytest.raises(DataError) as refused:
+        CompositeSetDataset(path)
+    report = check_manifest(path)
+    assert not report.readable and report.rows == 0 and report.problems[0].reason == str(refused.value)
+
+
 CHECK_BAD_INPUT = [  # (case, manifest file name, its content or None for none, expected last stderr line)
     ("missing", "gone.csv", None, r"gone\.csv: manifest does not exist"),
     ("empty", "empty.csv", "", r"empty\.csv: manifest is empty"),
-    ("no rows", "header.csv", "image,alpha\n", r"header\.csv: manifest has no rows"),
+    ("no rows", "header.csv", "image,background,alpha,trimap\n", r"header\.csv: manifest has no rows"),
+    ("columns it does not know", "other.csv", "photo,matte\na.png,b.png\n",
+     r"other\.csv: manifest lacks column\(s\) image, background, alpha, trimap \(has photo, matte\)$"),
+    ("not every column evaluate needs", "partial.csv", "image,alpha\na.png,b.png\n",
+     r"partial\.csv: manifest lacks column\(s\) background, trimap \(has image, alpha\)$"),
     ("folder without manifest.json", "folder", "<folder>", r"folder/manifest\.json: real-captures manifest does not exist"),
     ("not JSON", "bad.json", "{not json", r"bad\.json: not a valid JSON manifest"),
     ("foreign JSON", "list.json", "[1, 2]", r"list\.json: not a real-captures manifest"),

@@ -3,7 +3,9 @@
 A ``.json`` manifest (or a folder holding ``manifest.json``) is a real-captures manifest
 (:mod:`bgmatting.data.real`): every clip's plate, frames, segmentations and aligned plates must exist, decode and
 share the clip's frame size (segmentations single-channel); problems name the clip, frame and path.
-A CSV composite manifest is checked row by row. For every row: each referenced file exists and decodes;
+A CSV composite manifest must have the columns evaluation reads (``CompositeSetDataset.REQUIRED``: image,
+background, alpha, trimap; else it is unreadable, one problem naming them) and is checked row by row. For every
+row: each referenced file exists and decodes;
 single-channel columns (alpha, trimap, segmentation, mask) hold one channel (or identical colour channels, the
 documented conversion) and trimaps one of the recognised encodings (``data.io.read_trimap``); all files
 of a row share one size (except columns with their own size, e.g. target_background); the row has as many
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from bgmatting.data.adobe import CompositeSetDataset
 from bgmatting.data.io import DataError, read_alpha, read_image, read_trimap
 from bgmatting.data.manifest import Manifest, is_path_cell, read_manifest
 from bgmatting.data.real import manifest_path, read_real_manifest
@@ -170,7 +173,7 @@ def check_manifest(path: str | Path, workers: int = 4, progress: bool = False) -
         return check_real_manifest(path, workers, progress)
     report = CheckReport(Path(path))
     try:
-        manifest = read_manifest(path)
+        manifest = read_manifest(path, required_columns=CompositeSetDataset.REQUIRED)  # evaluate's rule
     except DataError as err:
         report.problems.append(Problem(0, None, None, str(err)))
         report.readable = False

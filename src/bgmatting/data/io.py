@@ -10,6 +10,12 @@ Conversions (documented, not errors):
 * alpha stored as 3 identical channels -> one channel; 3 *different* channels -> error.
 * trimaps: 0/128/255, class indices 0/1/2 or float 0/0.5/1 -> 0/128/255; anything else -> error
   (:func:`read_trimap`).
+* EXIF orientation (JPEG, PNG, WebP; TIFF's own tag through OpenCV) -> pixels turned upright.
+
+Limits (refused with a DataError naming the file, its size and the limit, before any pixel is decoded): images
+of more than :func:`max_image_pixels` pixels (width x height; default :data:`DEFAULT_MAX_PIXELS`, set by the
+``max_pixels`` argument, :func:`image_pixel_limit` or ``$BGMATTING_MAX_IMAGE_PIXELS``); files that are not
+PNG, JPEG, BMP, TIFF or WebP. :func:`check_video_size` applies the same limit to a video's declared frame size.
 """
 from __future__ import annotations
 
@@ -20,11 +26,14 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+
+from bgmatting.data.image_header import apply_orientation, read_header
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -33,19 +42,95 @@ class DataError(ValueError):
     """Bad input data. The message always names the offending file or folder."""
 
 
-def _read_raw(path: str | os.PathLike) -> np.ndarray:
+#: Environment variable that sets the largest image (width x height, in pixels) the readers decode.
+MAX_PIXELS_VARIABLE = "BGMATTING_MAX_IMAGE_PIXELS"
+#: The pixel limit when neither an argument, :func:`image_pixel_limit` nor the variable sets one: 100 megapixels
+#: (e.g. 12 240 x 8 160), 1.2 GB as float32 RGB.
+DEFAULT_MAX_PIXELS = 100_000_000
+_PIXEL_LIMIT: ContextVar[int | None] = ContextVar("bgmatting_max_image_pixels", default=None)
+_FORMATS = "PNG, JPEG, BMP, TIFF or WebP"
+
+
+def max_image_pixels(max_pixels: int | None = None) -> int:
+    """The pixel limit in force: ``max_pixels`` when given, else the innermost :func:`image_pixel_limit`, else
+    ``$BGMATTING_MAX_IMAGE_PIXELS``, else :data:`DEFAULT_MAX_PIXELS`. A DataError names a value that is not a
+    positive integer."""
+    if max_pixels is None:
+        max_pixels = _PIXEL_LIMIT.get()
+    if max_pixels is None:
+        text = os.environ.get(MAX_PIXELS_VARIABLE, "").strip()
+        if not text:
+            return DEFAULT_MAX_PIXELS
+        if not (text.isdigit() and int(text) >= 1):
+            raise DataError(f"{MAX_PIXELS_VARIABLE}: the image pixel limit must be a positive integer, got {text!r}")
+        return int(text)
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
+        raise DataError(f"max_pixels: the image pixel limit must be a positive integer, got {max_pixels!r}")
+    return int(max_pixels)
+
+
+@contextlib.contextmanager
+def image_pixel_limit(max_pixels: int) -> Iterator[int]:
+    """Within the block (this thread or task; threads it starts do not inherit it), readers use ``max_pixels`` as
+    their limit unless a call passes its own. Yields the limit."""
+    token = _PIXEL_LIMIT.set(max_image_pixels(max_pixels))
+    try:
+        yield _PIXEL_LIMIT.get()
+    finally:
+        _PIXEL_LIMIT.reset(token)
+
+
+def pixel_limit_for_memory(max_memory_bytes: float, channels: int = 4) -> int:
+    """The pixel limit a memory budget allows: decoding to float32 takes pixels x ``channels`` x 4 bytes, so at
+    most ``max_memory_bytes // (4 * channels)`` pixels, and never more than :func:`max_image_pixels`."""
+    if not max_memory_bytes > 0 or channels < 1:
+        raise DataError(f"memory budget must be positive, got {max_memory_bytes} bytes for {channels} channel(s)")
+    return max(1, min(int(max_memory_bytes // (4 * channels)), max_image_pixels()))
+
+
+def check_image_size(width: int, height: int, source: str | os.PathLike, what: str = "image",
+                     max_pixels: int | None = None) -> None:
+    """A DataError naming ``source``, its size and the limit when ``width`` x ``height`` is above
+    :func:`max_image_pixels`."""
+    limit = max_image_pixels(max_pixels)
+    if width * height > limit:
+        raise DataError(f"{source}: {what} is {width}x{height} ({width * height:,} pixels), above the limit of "
+                        f"{limit:,} pixels (raise it with {MAX_PIXELS_VARIABLE}=N or max_pixels=N)")
+
+
+def check_video_size(capture: cv2.VideoCapture, source: str | os.PathLike, max_pixels: int | None = None) -> None:
+    """For an opened ``cv2.VideoCapture``, before its first frame is read: its declared frame size within
+    :func:`max_image_pixels` (:func:`check_image_size`)."""
+    width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+    height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    check_image_size(width, height, source, "video frame", max_pixels)
+
+
+def decode_image(data: bytes | np.ndarray, source: str | os.PathLike = "image",
+                 max_pixels: int | None = None) -> np.ndarray:
+    """An image file's bytes -> its pixels, upright (EXIF orientation applied), in the stored type and OpenCV's
+    channel order (H x W, H x W x 3 BGR or H x W x 4 BGRA; uint8, uint16 or float). The size in the header is
+    checked against :func:`max_image_pixels` before anything is decoded; errors are DataErrors naming ``source``."""
+    data = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if data.size == 0:
+        raise DataError(f"{source}: file is empty")
+    header = read_header(data)
+    if header is None:
+        raise DataError(f"{source}: cannot decode image (unreadable, truncated or not a {_FORMATS} file)")
+    check_image_size(header.width, header.height, source, max_pixels=max_pixels)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise DataError(f"{source}: cannot decode image (unreadable, truncated or not an image)")
+    return apply_orientation(img, header.orientation)
+
+
+def _read_raw(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file does not exist")
     if path.is_dir():
         raise DataError(f"{path}: is a folder, expected an image file")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    if data.size == 0:
-        raise DataError(f"{path}: file is empty")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise DataError(f"{path}: cannot decode image (unreadable, truncated or not an image)")
-    return img
+    return decode_image(np.fromfile(str(path), dtype=np.uint8), path, max_pixels)
 
 
 def to_float(img: np.ndarray, source: str | os.PathLike = "image") -> np.ndarray:
@@ -60,6 +145,8 @@ def to_float(img: np.ndarray, source: str | os.PathLike = "image") -> np.ndarray
         return np.divide(img, np.float32(65535.0), dtype=np.float32)
     if img.dtype in (np.float32, np.float64):
         f = img.astype(np.float32)
+        if not np.isfinite(f).all():  # nanmin / nanmax below would pass a partly NaN image
+            raise DataError(f"{source}: float image holds NaN or infinite values")
         lo, hi = float(np.nanmin(f)), float(np.nanmax(f))
         if not (np.isfinite(lo) and np.isfinite(hi)) or lo < -1e-6 or hi > 1.0 + 1e-6:
             raise DataError(f"{source}: float image values must lie in [0, 1], found [{lo:g}, {hi:g}]")
@@ -67,9 +154,9 @@ def to_float(img: np.ndarray, source: str | os.PathLike = "image") -> np.ndarray
     raise DataError(f"{source}: unsupported pixel type {img.dtype}")
 
 
-def read_rgba(path: str | os.PathLike) -> np.ndarray:
+def read_rgba(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """Read an image as float32 H x W x 4 in [0, 1]; images without alpha get an opaque channel."""
-    img = _read_raw(path)
+    img = _read_raw(path, max_pixels)
     f = to_float(img, path)
     if f.ndim == 2:
         f = np.repeat(f[:, :, None], 3, axis=2)
@@ -81,9 +168,20 @@ def read_rgba(path: str | os.PathLike) -> np.ndarray:
     raise DataError(f"{path}: unsupported channel count {f.shape[2]}")
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an RGB image as float32 H x W x 3 in [0, 1] (grayscale replicated, RGBA's alpha dropped)."""
-    img = _read_raw(path)
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+    """Read an RGB image as float32 H x W x 3 in [0, 1] (grayscale replicated, RGBA's alpha dropped), upright
+    (EXIF orientation applied); images above :func:`max_image_pixels` are refused before they are decoded."""
+    return _rgb(_read_raw(path, max_pixels), path)
+
+
+def image_from_bytes(data: bytes, source: str, max_pixels: int | None = None) -> np.ndarray:
+    """:func:`read_image` of an image file's bytes (e.g. an upload): float32 RGB H x W x 3 in [0, 1]; DataErrors
+    name ``source``."""
+    return _rgb(decode_image(data, source, max_pixels), source)
+
+
+def _rgb(img: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """Decoded pixels (:func:`decode_image`) -> float32 RGB H x W x 3 in [0, 1]."""
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.ndim == 2:
@@ -117,10 +215,10 @@ def _one_channel(img: np.ndarray, path: str | os.PathLike, what: str) -> np.ndar
     raise DataError(f"{path}: {what} must be single-channel, got {img.shape[2]} channels with different content")
 
 
-def read_alpha(path: str | os.PathLike) -> np.ndarray:
+def read_alpha(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """Read a single-channel matte (alpha or soft segmentation) as float32 H x W in [0, 1] (channels: see
     :func:`_one_channel`)."""
-    return to_float(_one_channel(_read_raw(path), path, "alpha"), path)
+    return to_float(_one_channel(_read_raw(path, max_pixels), path, "alpha"), path)
 
 
 #: Trimap values as stored -> 0 / 128 / 255 (background / unknown / foreground), per encoding.
@@ -131,14 +229,14 @@ TRIMAP_ENCODINGS = {
 }
 
 
-def read_trimap(path: str | os.PathLike) -> np.ndarray:
+def read_trimap(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """Read a trimap as uint8 H x W with values 0 / 128 / 255 (background / unknown / foreground).
 
     Recognised encodings (:data:`TRIMAP_ENCODINGS`): 8-bit 0/128/255 (Adobe, Deep Image Matting), 8-bit class
     indices 0/1/2, and float files (TIFF) with 0/0.5/1. Any other value set (e.g. a JPEG's or a bilinearly
     resized trimap's in-between values, a 16-bit file) is a DataError naming the file and the values found.
     """
-    raw = _one_channel(_read_raw(path), path, "trimap")
+    raw = _one_channel(_read_raw(path, max_pixels), path, "trimap")
     values = np.unique(raw)
     for kind, levels in TRIMAP_ENCODINGS.values():
         if np.issubdtype(raw.dtype, kind) and np.isin(values, levels).all():

@@ -11,17 +11,25 @@ Routes:
   with the plate) and ``"seconds"``.
 * ``POST /api/composite`` with ``{"id", "color" | "image"}``: a new ``"composite"`` of an earlier result.
 
-Errors are HTTP 400 with ``{"error": one line}``. Requests are served one at a time (one model in memory).
+Bad requests are answered with ``{"error": one line}``: 400 (a body that is not a JSON object, a field of the wrong
+type, an image that does not decode or is above the pixel limit of :mod:`bgmatting.data.io`, a body shorter than
+its ``Content-Length``), 408 (the body did not arrive in time), 411 (no ``Content-Length``), 413 (a body above
+``ServerLimits.max_body_bytes``), 404 (an unknown path); a bug is a 500 and a traceback in the log.
+
+Connections are served concurrently on a bounded pool of threads with timeouts (:mod:`bgmatting.demo.server`);
+the model runs one request at a time (a lock), since one model is in memory.
 """
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import re
+import secrets
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,26 +39,50 @@ import numpy as np
 import torch
 
 from bgmatting.api import matte
-from bgmatting.data.io import DataError, to_uint8
+from bgmatting.cli import one_line
+from bgmatting.data.io import DataError, image_from_bytes, to_uint8
 from bgmatting.data.synthetic.clips import ensure_synthetic_real
+from bgmatting.demo.server import LimitedHandler, PooledHTTPServer, ServerLimits
 from bgmatting.inference.pipeline import composite_over
 from bgmatting.models import CheckpointError, load_matting_model
 
-MAX_UPLOAD_BYTES = 64 * 2**20
 KEPT_RESULTS = 8
 EXAMPLE_SIZE = (240, 320)
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number",
+               bool: "true or false", type(None): "null"}
 
 
-def decode_data_url(url: str, what: str) -> np.ndarray:
-    """A ``data:...;base64,`` URL of an image file -> RGB float32 H x W x 3 in [0, 1]; DataError naming ``what``."""
-    match = re.match(r"data:[\w./+-]*;base64,(.*)$", url or "", re.DOTALL)
+class RequestError(DataError):
+    """A request the demo refuses; ``status`` is the HTTP status of the answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def text_field(request: dict, key: str, default: str | None = None) -> str:
+    """``request[key]`` as a string (``default`` when absent); a DataError naming ``key`` otherwise."""
+    value = request.get(key, default)
+    if not isinstance(value, str):
+        raise DataError(f"{key}: expected a string, got {_json_type(value)}")
+    return value
+
+
+def decode_data_url(url: Any, what: str) -> np.ndarray:
+    """A ``data:...;base64,`` URL of an image file -> RGB float32 H x W x 3 in [0, 1], read as files are
+    (:func:`bgmatting.data.io.image_from_bytes`: pixel limit, EXIF orientation); DataError naming ``what``."""
+    match = re.match(r"data:[\w./+-]*;base64,(.*)$", url, re.DOTALL) if isinstance(url, str) else None
     if not match:
         raise DataError(f"{what}: expected an image file (a data:...;base64 URL)")
-    raw = np.frombuffer(base64.b64decode(match.group(1)), np.uint8)
-    bgr = cv2.imdecode(raw, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DataError(f"{what}: cannot decode the image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+    try:
+        data = base64.b64decode(match.group(1), validate=True)
+    except (binascii.Error, ValueError):
+        raise DataError(f"{what}: the data URL is not valid base64") from None
+    return image_from_bytes(data, what)
 
 
 def png_data_url(image: np.ndarray) -> str:
@@ -66,7 +98,7 @@ def png_data_url(image: np.ndarray) -> str:
 
 def parse_hex_colour(text: str) -> tuple[float, float, float]:
     """``#rrggbb`` -> RGB floats in [0, 1]."""
-    if not re.fullmatch(r"#[0-9a-fA-F]{6}", text or ""):
+    if not (isinstance(text, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", text)):
         raise DataError(f"color: expected #rrggbb, got {text!r}")
     return tuple(int(text[i:i + 2], 16) / 255.0 for i in (1, 3, 5))
 
@@ -96,51 +128,60 @@ def build_examples(cache: Path | None = None) -> tuple[list[Example], Path]:
 
 @dataclass
 class DemoApp:
-    """What the handler needs: the model, matting options, the examples, and the last results (for recolouring)."""
+    """What the handler needs: the model, matting options, the examples, and the last results (for recolouring).
+    Requests may come from several threads: the model runs under ``model_lock``, ``results`` change under
+    ``results_lock``."""
 
     model: torch.nn.Module
     options: dict[str, Any] = field(default_factory=dict)
     examples: list[Example] = field(default_factory=list)
     target: Path | None = None
     results: OrderedDict = field(default_factory=OrderedDict)
+    model_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    results_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def matte(self, request: dict) -> dict:
         photo = decode_data_url(request.get("photo"), "photo")
         plate = decode_data_url(request.get("plate"), "plate")
         target = self._target(request)
-        tick = time.perf_counter()
-        result = matte(photo, plate, checkpoint=self.model, target=target, progress=False, **self.options)
-        seconds = time.perf_counter() - tick
-        key = f"r{int(time.time() * 1000)}"
-        self.results[key] = (result.alpha, result.foreground)
-        while len(self.results) > KEPT_RESULTS:
-            self.results.popitem(last=False)
+        with self.model_lock:
+            tick = time.perf_counter()
+            result = matte(photo, plate, checkpoint=self.model, target=target, progress=False, **self.options)
+            seconds = time.perf_counter() - tick
+        key = secrets.token_hex(8)
+        with self.results_lock:
+            self.results[key] = (result.alpha, result.foreground)
+            while len(self.results) > KEPT_RESULTS:
+                self.results.popitem(last=False)
         return {"id": key, "alpha": png_data_url(result.alpha), "foreground": png_data_url(result.rgba()),
                 "composite": png_data_url(result.composite), "seconds": round(seconds, 2),
                 "size": [int(photo.shape[1]), int(photo.shape[0])]}
 
     def composite(self, request: dict) -> dict:
-        if request.get("id") not in self.results:
+        key = text_field(request, "id")
+        with self.results_lock:
+            kept = self.results.get(key)
+        if kept is None:
             raise DataError("id: no such result (matte the photo again)")
-        alpha, foreground = self.results[request["id"]]
         target = self._target(request)
         target = np.asarray([v / 255 for v in target], np.float32) if isinstance(target, tuple) else target
-        return {"composite": png_data_url(composite_over(alpha, foreground, target))}
+        return {"composite": png_data_url(composite_over(*kept, target))}
 
     @staticmethod
     def _target(request: dict) -> tuple[int, int, int] | np.ndarray:
-        if request.get("image"):
+        if request.get("image") is not None:
             return decode_data_url(request["image"], "target image")
-        rgb = parse_hex_colour(request.get("color", "#78ff9b"))
+        rgb = parse_hex_colour(text_field(request, "color", "#78ff9b"))
         return tuple(int(round(v * 255)) for v in rgb)
 
 
-class DemoHandler(BaseHTTPRequestHandler):
-    """Routes of the module docstring; ``server.app`` is the :class:`DemoApp`."""
+class DemoHandler(LimitedHandler):
+    """Routes of the module docstring; ``server.app`` is the :class:`DemoApp`, ``server.limits`` the
+    :class:`~bgmatting.demo.server.ServerLimits`."""
 
     server_version = "bgmatting-demo"
 
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: one line per error only
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: a bug's traceback is the only log
         return
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
@@ -173,22 +214,53 @@ class DemoHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         app: DemoApp = self.server.app
-        routes = {"/api/matte": app.matte, "/api/composite": app.composite}
-        if self.path not in routes:
+        route = {"/api/matte": app.matte, "/api/composite": app.composite}.get(self.path)
+        if route is None:
             return self._json(404, {"error": f"{self.path}: not found"})
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_UPLOAD_BYTES:
-            return self._json(413, {"error": f"upload of {length} bytes is above {MAX_UPLOAD_BYTES} bytes"})
         try:
-            request = json.loads(self.rfile.read(length) or b"{}")
-            self._json(200, routes[self.path](request))
+            answer = route(self._read_json())
+        except RequestError as error:
+            return self._json(error.status, {"error": one_line(error)})
         except (DataError, CheckpointError, ValueError) as error:
-            self._json(400, {"error": str(error).splitlines()[0]})
+            return self._json(400, {"error": one_line(error)})
+        except Exception as error:  # a bug: answer, then let the server log the traceback
+            self._json(500, {"error": f"internal error: {one_line(error)}"})
+            raise
+        self._json(200, answer)
+
+    def _read_json(self) -> dict:
+        """The request body as a JSON object, within the server's limits (:class:`RequestError` otherwise)."""
+        limit = self.server.limits.max_body_bytes
+        text = self.headers.get("Content-Length")
+        if text is None:
+            raise RequestError(411, "Content-Length: required (a JSON body of known length)")
+        if not text.strip().isdigit():
+            raise RequestError(400, f"Content-Length: expected a number of bytes, got {text!r}")
+        length = int(text)
+        if length > limit:
+            raise RequestError(413, f"request body of {length} bytes is above the limit of {limit} bytes")
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            raise RequestError(408, f"request body not received within {self.server.limits.timeout_s:g} s") from None
+        if len(body) < length:
+            raise RequestError(400, f"request body ended after {len(body)} of the {length} bytes announced")
+        try:
+            request = json.loads(body)
+        except (ValueError, RecursionError) as error:
+            raise RequestError(400, f"request body is not JSON ({one_line(error)})") from None
+        if not isinstance(request, dict):
+            raise RequestError(400, f"request body must be a JSON object, got {_json_type(request)}")
+        return request
 
 
-def make_server(app: DemoApp, host: str = "127.0.0.1", port: int = 8765) -> HTTPServer:
-    """An HTTP server (not yet serving) for ``app`` on ``host:port`` (port 0: any free port)."""
-    server = HTTPServer((host, port), DemoHandler)
+def make_server(app: DemoApp, host: str = "127.0.0.1", port: int = 8765,
+                limits: ServerLimits | None = None) -> PooledHTTPServer:
+    """An HTTP server (not yet serving) for ``app`` on ``host:port`` (port 0: any free port); ValueError for a
+    port outside 0..65535, OSError when the address cannot be bound."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be in 0..65535, got {port!r}")
+    server = PooledHTTPServer((host, port), DemoHandler, limits or ServerLimits())
     server.app = app
     return server
 
@@ -197,4 +269,3 @@ def demo_app(checkpoint: str | Path, options: dict[str, Any] | None = None, cach
     """Load the checkpoint once and prepare the examples."""
     examples, target = build_examples(cache)
     return DemoApp(load_matting_model(checkpoint), dict(options or {}), examples, target)
-

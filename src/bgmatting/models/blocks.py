@@ -129,7 +129,10 @@ def init_weights(module: nn.Module, generator: torch.Generator | None = None) ->
     Conv and Linear weights: xavier_uniform with gain sqrt(2), bias 0. Affine norm layers (BatchNorm,
     SyncBatchNorm, affine InstanceNorm/GroupNorm): weight ~ N(1, 0.2), bias 0. Draws come from
     ``generator`` when given, else from torch's global RNG (so ``torch.manual_seed`` makes it reproducible).
+    A module with tensors on the ``meta`` device is returned as it is.
     """
+    if any(p.is_meta for p in module.parameters()):
+        return module  # shapes only (e.g. a network's size counted on the meta device): there are no values to draw
     norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
     for m in module.modules():
         if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)):

@@ -10,7 +10,9 @@ Formats understood by :func:`load_generator` (and likewise :func:`load_discrimin
   the ``module.`` prefix that nn.DataParallel adds (the released models have it).
 
 Files are always read with ``torch.load(..., map_location="cpu", weights_only=True)`` (:func:`read_weights_file`):
-no pickled code runs. Weights holding NaN or infinity are refused at load, naming the file and the tensors.
+no pickled code runs. Weights holding NaN or infinity are refused at load, naming the file and the tensors. What a
+checkpoint asks to build (constructor arguments, refine options, size, tensor dtypes) is checked before anything
+is built (:mod:`bgmatting.models.config_check`).
 """
 from __future__ import annotations
 
@@ -23,6 +25,12 @@ from typing import Any, Union
 
 import torch
 
+from bgmatting.models.config_check import (
+    CheckpointError,
+    check_network_config,
+    check_refine_options,
+    check_tensor_dtypes,
+)
 from bgmatting.models.discriminator import MultiscaleDiscriminator
 from bgmatting.models.generator import Generator
 from bgmatting.models.matting import MattingModel
@@ -47,10 +55,6 @@ _ORIGINAL_SELECTORS = {
     "selector_segmentation": "comb_seg",
     "selector_motion": "comb_multi",
 }
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded: wrong file, unknown format, missing/unexpected keys or bad shapes."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -368,6 +372,7 @@ def _split(obj: Any, name: str, network_key: str, config_key: str) -> tuple[Mapp
 
 
 def _load_into(model: torch.nn.Module, state: Mapping[str, Any], name: str) -> None:
+    check_tensor_dtypes(model, state, name)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -393,9 +398,11 @@ def _describe(model: torch.nn.Module) -> str:
 
 
 def _build(cls, config: dict[str, Any], name: str):
+    """``cls(**config)`` once the config is checked (:func:`~bgmatting.models.config_check.check_network_config`)."""
+    check_network_config(cls, config, name)
     try:
         return cls(**config)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise CheckpointError(f"{name}: bad {cls.__name__} configuration {config}: {error}") from error
 
 
@@ -503,8 +510,8 @@ def load_matting_model(
         if refine_options:
             raise CheckpointError(f"{name}: refine_options given, but the checkpoint has no refiner")
         return MattingModel(generator).eval()
-    options = dict(obj.get("refine_options") or {})
-    options.update(refine_options or {})
+    options = check_refine_options({**check_refine_options(obj.get("refine_options"), name), **(refine_options or {})},
+                                   name)
     refiner = _refiner_from(name, obj, {})
     try:
         return MattingModel(generator, refiner, **options).eval()
