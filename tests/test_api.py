@@ -92,6 +92,54 @@ def test_a_loaded_model_and_bad_arguments(capture):
         bgmatting.matte(root / "photo.png", root / "plate.png", checkpoint=model, batch_size=0, progress=False)
 
 
+EMPTY_INPUTS = {  # (input, plate) that hold no pixels: a DataError naming what is empty
+    "0x0 image": (np.zeros((0, 0, 3), np.uint8), None, r"image: image 0 is empty: 0x0 pixels"),
+    "0x0 plate": (None, np.zeros((0, 0, 3), np.float32), r"background: a plate is empty: 0x0 pixels"),
+    "array of 0 frames": (np.zeros((0, 96, 128, 3), np.uint8), None,
+                          r"image: an array of shape \(0, 96, 128, 3\) holds 0 frames"),
+    "list of 0 frames": ([], None, r"image: no input images"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EMPTY_INPUTS))
+def test_empty_arrays_are_one_line_data_errors(capture, case):
+    image, plate, message = EMPTY_INPUTS[case]
+    image = cv2.cvtColor(cv2.imread(str(capture["root"] / "photo.png")), cv2.COLOR_BGR2RGB) if image is None else image
+    plate = capture["plate"] if plate is None else plate
+    with pytest.raises(DataError, match=message) as error:
+        bgmatting.matte(image, plate, checkpoint=capture["root"] / "ckpt.pt", size=64, progress=False)
+    assert len(str(error.value).splitlines()) == 1
+
+
+def test_a_bogus_device_and_an_empty_output_are_refused_before_anything_is_written(capture, monkeypatch):
+    root = capture["root"]
+    monkeypatch.chdir(root)
+    before = sorted(p.name for p in root.iterdir())
+    with pytest.raises(DataError, match=r"^device 'bogus' is not a device; use auto, cpu, cuda or cuda:N$"):
+        bgmatting.matte(root / "photo.png", root / "plate.png", checkpoint=root / "ckpt.pt", device="bogus",
+                        progress=False)
+    with pytest.raises(DataError, match=r"^output '': an empty path; give a file or folder name"):
+        bgmatting.matte(root / "photo.png", root / "plate.png", checkpoint=root / "ckpt.pt", output="",
+                        progress=False)
+    assert sorted(p.name for p in root.iterdir()) == before
+
+
+def test_a_video_that_decodes_fewer_frames_than_it_declares_is_a_warning(capture):
+    """The 4-frame clip as MJPG (whose frames survive a cut file), its last 40 % of bytes lost."""
+    root, cut = capture["root"], capture["root"] / "cut.avi"
+    clip = cv2.VideoCapture(str(root / "clip.mp4"))
+    writer = cv2.VideoWriter(str(cut), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (128, 96))
+    for _ in range(4):
+        writer.write(clip.read()[1])
+    writer.release()
+    clip.release()
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    with pytest.warns(UserWarning, match=r"cut.avi: the video declares 4 frames but only \d could be decoded"):
+        frames = bgmatting.matte(cut, root / "plate.png", checkpoint=root / "ckpt.pt", size=64, progress=False)
+    assert 0 < len(frames) < 4
+
+
 def readme_snippets(section: str) -> list[str]:
     """The ```python blocks of a README section (from its heading to the next heading of any level)."""
     text = README.read_text(encoding="utf-8")

@@ -13,6 +13,7 @@ with a progress bar. Every other option of the command is a keyword here (``Infe
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -56,6 +57,13 @@ def _target(target: Any) -> dict[str, Any]:
     return {"target_background": target}
 
 
+def _warned(summary: dict[str, Any]) -> dict[str, Any]:
+    """Issue the run's warnings (``summary["warnings"]``) as Python warnings; returns the summary."""
+    for line in summary["warnings"]:
+        warnings.warn(line, UserWarning, stacklevel=3)
+    return summary
+
+
 def matte(
     input: Source | list[np.ndarray],
     background: Source | None = None,
@@ -82,7 +90,8 @@ def matte(
     options: any other option of ``python -m bgmatting.infer`` by its name, e.g. ``mode="full"``,
         ``alignment="per_frame"``, ``temporal="none"``, ``segmenter="deeplabv3"``, ``device="cuda"``.
 
-    Raises :class:`bgmatting.data.io.DataError` (one line naming the file or value) on bad input.
+    Raises :class:`bgmatting.data.io.DataError` (one line naming the file or value) on bad input; what the run
+    should tell (a video that decoded fewer frames than it declares) is a :class:`UserWarning`.
     """
     unknown = sorted(set(options) - _OPTIONS)
     if unknown:
@@ -90,9 +99,9 @@ def matte(
     job = InferenceJob(input=input, background=background, checkpoint=checkpoint, output=output,
                        progress=progress, **_target(target), **options)
     if output is not None:
-        return run_job(job)
+        return _warned(run_job(job))
     memory = MemoryWriter()
-    run_job(job, memory)
+    _warned(run_job(job, memory))
     results = [Matte(name, *arrays) for name, arrays in memory.frames.items()]
     if isinstance(input, (list, tuple)):
         return results

@@ -14,8 +14,10 @@ matched by name). The plate is aligned to the frames as needed, as real-capture 
 (:mod:`bgmatting.preprocess.capture`): its misalignment is measured per frame and it is aligned when it is off.
 Outputs in ``--output`` (see :mod:`bgmatting.inference.sinks`): alpha/, foreground/ (RGBA), composite/ PNGs
 per frame, for videos an encoded composite and alpha video, and summary.json (frames/s, what was done with the
-plate per frame) when complete. A thin layer over :func:`bgmatting.inference.job.run_job`; bad input: one line
-on stderr naming the file or value, exit status 2.
+plate per frame, a video's declared and decoded frame counts) when complete; what needs the user's attention (a
+video that decoded fewer frames than it declares) is a ``warning:`` line on stderr. A thin layer over
+:func:`bgmatting.inference.job.run_job`; bad input: one line on stderr naming the file or value, exit status 2
+(checked before anything is written; a second run into an output folder that a run is writing is refused too).
 """
 from __future__ import annotations
 
@@ -113,11 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequence", action="store_true", help="an input folder holds consecutive video frames")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate of the video written for --sequence")
     p.add_argument("--motion-offsets", type=_offsets, default=DEFAULT_OFFSETS,
-                   help="video motion-cue frame offsets (default -40,-20,20,40)")
+                   help="video motion-cue frame offsets: non-zero, distinct, one per motion frame of the network "
+                        "(default -40,-20,20,40; write --motion-offsets=-2,-1,1,2)")
     p.add_argument("--temporal", choices=TEMPORAL_FILTERS, default=DEFAULT_TEMPORAL,
                    help=f"temporal smoothing of a clip's alpha (default {DEFAULT_TEMPORAL}; README: Matting)")
     p.add_argument("--png-sequences", action="store_true", help="videos: also write per-frame PNGs")
-    p.add_argument("--video-codec", default=DEFAULT_FOURCC, help="OpenCV fourcc of the encoded videos")
+    p.add_argument("--video-codec", default=DEFAULT_FOURCC,
+                   help="OpenCV fourcc (4 characters) of the encoded videos; tried before the run starts")
     p.add_argument("--video-extension", default=".mp4", help="container of the encoded videos (.mp4, .avi)")
     p.add_argument("--no-largest-component", action="store_true", help="keep every component of alpha")
     p.add_argument("--batch-size", type=int, default=1, help="frames per network call")
@@ -153,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for note in summary["notes"]:
         print(note)
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"plate ({summary['alignment']} alignment):")
     print("\n".join(plate_lines(summary["plates"])))
     print(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from bgmatting.cli import report
 from bgmatting.data.io import DataError
@@ -25,19 +24,19 @@ from bgmatting.preprocess.segment import SEGMENTERS, SegmenterWeightsError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bgmatting.prepare_real",
                                      description="Prepare a real capture (video + background photo) for training.")
-    parser.add_argument("--video", required=True, type=Path, help="video file (e.g. .mp4) or folder of frames")
-    parser.add_argument("--background", required=True, type=Path, help="photo of the scene without the subject")
-    parser.add_argument("--out", required=True, type=Path, help="dataset folder (clips/ and manifest.json)")
+    parser.add_argument("--video", required=True, help="video file (e.g. .mp4) or folder of frames")
+    parser.add_argument("--background", required=True, help="photo of the scene without the subject")
+    parser.add_argument("--out", required=True, help="dataset folder (clips/ and manifest.json)")
     parser.add_argument("--name", help="clip name (default: the video's file name without extension)")
     align = parser.add_mutually_exclusive_group()
     align.add_argument("--handheld", action="store_true", help="align the background to every frame")
     align.add_argument("--no-align", action="store_true", help="fixed, registered camera: only resize the background")
     parser.add_argument("--segmenter", default="background_difference",
                         help=f"one of {', '.join(sorted(SEGMENTERS))} (default background_difference, offline)")
-    parser.add_argument("--segmenter-weights", type=Path, help="weights file for deeplabv3")
+    parser.add_argument("--segmenter-weights", help="weights file for deeplabv3")
     parser.add_argument("--every", type=int, default=1, help="keep every N-th frame (default 1)")
     parser.add_argument("--max-frames", type=int, help="stop after this many kept frames")
-    parser.add_argument("--targets", type=Path, help="folder of target backgrounds for the manifest")
+    parser.add_argument("--targets", help="folder of target backgrounds for the manifest")
     parser.add_argument("--photometric", action="store_true", help="also match the background's gain/bias")
     parser.add_argument("--overwrite", action="store_true", help="recompute files that already exist")
     parser.add_argument("--quiet", action="store_true",
@@ -47,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    options = {"weights_path": args.segmenter_weights} if args.segmenter_weights else {}
+    options = {"weights_path": args.segmenter_weights} if args.segmenter_weights is not None else {}
     try:
         manifest = prepare_clip(args.video, args.background, args.out, name=args.name,
                                 alignment=choose_alignment(handheld=args.handheld, no_align=args.no_align),

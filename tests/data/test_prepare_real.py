@@ -186,13 +186,20 @@ PREPARE_BAD_INPUT = [  # (case, arguments replacing the defaults, expected last 
     ("missing targets", ["--targets", "{tmp}/nowhere"], r"nowhere: target-background folder does not exist"),
     ("handheld and no-align", ["--handheld", "--no-align"], r"argument --no-align: not allowed with argument --handheld"),
     ("output is a file", ["--out", "{tmp}/plate.png"], r"plate\.png: output exists and is not a folder"),
+    ("empty output", ["--out", ""], r"output folder '': an empty path; give a file or folder name"),
+    ("empty video", ["--video", ""], r"video '': an empty path"),
+    ("blank targets", ["--targets", " "], r"targets ' ': an empty path"),
+    ("frames of two sizes", ["--video", "{tmp}/mixed"],
+     r"mixed/000001\.png is 64x48 but 000000\.png is 128x96; the frames of a sequence must all have one size"),
 ]
 
 
 @pytest.mark.parametrize("case, arguments, expected", PREPARE_BAD_INPUT, ids=[c[0] for c in PREPARE_BAD_INPUT])
-def test_prepare_real_refuses_bad_input_with_one_line(capture, tmp_path, capsys, case, arguments, expected):
+def test_prepare_real_refuses_bad_input_with_one_line(capture, tmp_path, capsys, monkeypatch, case, arguments,
+                                                      expected):
     from bad_input import check_argparse_refusal
 
+    monkeypatch.chdir(tmp_path)  # an empty path would mean the current folder: it is checked for new files too
     video, plate = capture
     out = tmp_path / "data"
     prepare_clip(video, plate, out, name="earlier", segmenter=CountingSegmenter(), max_frames=2, progress=False,
@@ -200,6 +207,8 @@ def test_prepare_real_refuses_bad_input_with_one_line(capture, tmp_path, capsys,
     (tmp_path / "fake.mp4").write_text("this is not a video")
     (tmp_path / "empty").mkdir()
     (tmp_path / "broken.png").write_bytes(b"\x89PNG garbage")
+    for k, frame in enumerate(_frames()[:3]):  # the second frame of another size
+        write_image(tmp_path / "mixed" / frame_name(k), cv2.resize(frame, (64, 48)) if k == 1 else frame)
     defaults = {"--video": str(video), "--background": str(plate), "--out": str(out), "--quiet": None}
     check_argparse_refusal(main, arguments, defaults, tmp_path, capsys, expected)
 

@@ -78,6 +78,30 @@ def test_video_clip_end_to_end(tmp_path, capsys, synthetic_clip, tiny_checkpoint
         assert np.abs(video[i] - png).mean() < 0.05  # lossy codec, same picture
     assert len(_read_video(out / "clip_alpha.mp4")) == 8
     assert not list(out.rglob(".*"))  # no partial files
+    assert summary["video_frames"] == {"declared": 8, "decoded": 8} and summary["warnings"] == []
+    assert "warning:" not in log
+
+
+def test_a_video_that_decodes_fewer_frames_than_it_declares_says_so(tmp_path, capsys, synthetic_clip,
+                                                                     tiny_checkpoint):
+    """A clip cut short (the tail of the file lost): its container still declares 8 frames."""
+    video = tmp_path / "cut.avi"
+    data = synthetic_clip["video"].read_bytes()
+    video.write_bytes(data[: int(len(data) * 0.6)])
+    decodable = len(_read_video(video))
+    assert 0 < decodable < 8
+    out = tmp_path / "out"
+    code = infer.main([str(a) for a in ("--input", video, "--background", synthetic_clip["plate"], "--checkpoint",
+                                        tiny_checkpoint, "--output", out, "--size", 32, "--no-align",
+                                        "--no-progress")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    message = (f"{video}: the video declares 8 frames but only {decodable} could be decoded (a truncated or damaged "
+               f"file?); the outputs hold those {decodable}")
+    assert [line for line in captured.err.splitlines() if "warning" in line.lower()] == [f"warning: {message}"]
+    summary = json.loads((out / SUMMARY_NAME).read_text())
+    assert summary["frames"] == decodable and len(_read_video(out / "cut_composite.mp4")) == decodable
+    assert summary["video_frames"] == {"declared": 8, "decoded": decodable} and summary["warnings"] == [message]
 
 
 def test_clip_with_motion_cues_full_mode_and_a_target_image(tmp_path, capsys, synthetic_clip, tiny_motion_checkpoint):

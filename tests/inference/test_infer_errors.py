@@ -1,19 +1,24 @@
 """Bad ``python -m bgmatting.infer`` inputs, as a table: exit status 2, one line naming the file or value, no
 traceback, nothing written outside the output folder, and an earlier complete run in that folder kept as it was.
-Also: a full disk, a read-only output folder, temporaries of killed runs, non-finite network output."""
+The table also holds options that used to end in a traceback (precision, device, video codec and extension,
+motion offsets, a sequence of two frame sizes). Also: a full disk, a read-only output folder, temporaries of
+killed runs, non-finite network output."""
 from __future__ import annotations
 
 import hashlib
 import os
 import subprocess
+import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+import torch
 from infer_helpers import save_checkpoint, tiny_generator
 
 from bgmatting import infer
-from bgmatting.data.io import read_alpha
+from bgmatting.data.io import read_alpha, read_image, write_image
 from bgmatting.inference.sinks import SUMMARY_NAME
 
 
@@ -80,7 +85,30 @@ CASES = {  # name: (the arguments from the finished run's, the message)
                                "above the limit of 0.0 GiB (--max-memory-gb); use --size"),
     "non-finite network output": (lambda a, r: _replace(a, "--checkpoint", _nan_checkpoint(r / "nan.pt")),
                                   "chelsea.png: the network's output is not finite"),
+    "unknown precision": (lambda a, r: a + ["--precision", "bogus"], "unknown precision 'bogus'; choose one of"),
+    "unknown device": (lambda a, r: a + ["--device", "bogus"], "device 'bogus' is not a device; use auto, cpu"),
+    "cuda without a GPU": (lambda a, r: a + ["--device", "cuda"],
+                           "device 'cuda': no CUDA GPU is available on this machine"),
+    "fp16 without a GPU": (lambda a, r: a + ["--precision", "fp16"], "precision fp16 needs a CUDA device"),
+    "codec OpenCV cannot encode": (lambda a, r: a + ["--sequence", "--video-codec", "ZZZZ"],
+                                   "OpenCV cannot encode video codec 'ZZZZ' into '.mp4' files here"),
+    "codec of 7 characters": (lambda a, r: a + ["--video-codec", "TOOLONG"],
+                              "video codec 'TOOLONG': a fourcc is 4 characters"),
+    "not a video extension": (lambda a, r: a + ["--sequence", "--video-extension", ".txt"],
+                              "video extension '.txt' is not a video container"),
+    "zero motion offsets": (lambda a, r: a + ["--sequence", "--motion-offsets", "0,0"],
+                            "motion offsets 0,0: must be non-zero, distinct integers"),
+    "repeated motion offsets": (lambda a, r: a + ["--sequence", "--motion-offsets=-5,5,5,10"],
+                                "motion offsets -5,5,5,10: must be non-zero, distinct"),
+    "fewer offsets than motion frames": (
+        lambda a, r: _replace(a, "--checkpoint", save_checkpoint(r / "motion.pt", tiny_generator(
+            motion_uses_background_feature=False))) + ["--sequence", "--motion-offsets=-1,1"],
+        "motion offsets -1,1: this checkpoint's network takes 4 motion frames; give 4 offsets"),
+    "sequence of two frame sizes": (lambda a, r: _replace(a, "--input", _mixed_sizes(a, r)) + ["--sequence"],
+                                    "rocket.png is 64x48 but chelsea.png is 128x96; the frames of a sequence"),
 }
+#: Cases that refuse a GPU option; they hold only on a machine without CUDA.
+NO_GPU_CASES = {"cuda without a GPU", "fp16 without a GPU"}
 
 
 def _random_file(path: Path) -> Path:
@@ -88,12 +116,24 @@ def _random_file(path: Path) -> Path:
     return path
 
 
+def _mixed_sizes(args: list, root: Path) -> Path:
+    """A copy of the input folder whose last frame is half the size of the others."""
+    source, folder = Path(args[args.index("--input") + 1]), root / "mixed"
+    for path in sorted(source.iterdir()):
+        image = read_image(path)
+        write_image(folder / path.name, cv2.resize(image, (64, 48)) if path.stem == "rocket" else image)
+    return folder
+
+
 def _without_segmentation(args: list) -> list:
     i = args.index("--segmentation")
     return args[:i] + args[i + 2:]
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", [
+    pytest.param(case, marks=pytest.mark.skipif(case in NO_GPU_CASES and torch.cuda.is_available(),
+                                                reason="this machine has a CUDA GPU"))
+    for case in sorted(CASES)])
 def test_bad_input_exits_2_with_one_line_and_loses_nothing(case, finished, capsys):
     make_args, message = CASES[case]
     root, out = finished["root"], finished["out"]
@@ -106,7 +146,30 @@ def test_bad_input_exits_2_with_one_line_and_loses_nothing(case, finished, capsy
     assert message in stderr, stderr
     assert _tree(out) == before_out  # the earlier run is intact, and nothing of this one is left
     new_outside = {p for p in _tree(root) if not p.startswith("out/")} - before_root
-    assert all(Path(p).name in {"random.pt", "deeplab.pt", "nan.pt"} for p in new_outside), new_outside
+    assert all(Path(p).name in {"random.pt", "deeplab.pt", "nan.pt", "motion.pt"} for p in new_outside), new_outside
+
+
+def test_a_gpu_index_the_machine_does_not_have_is_refused(monkeypatch, tiny_checkpoint):
+    """The CUDA branch of the device check without a GPU: a machine that reports one GPU."""
+    from bgmatting.data.io import DataError
+    from bgmatting.inference.job import InferenceJob, check_job
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    job = InferenceJob(input="photo.png", checkpoint=tiny_checkpoint, output="out", device="cuda:3")
+    with pytest.raises(DataError, match=r"^device 'cuda:3': this machine has 1 CUDA GPU\(s\)$"):
+        check_job(job)
+
+
+def test_a_codec_opencv_cannot_encode_is_one_line_on_the_real_console(finished):
+    """Through ``python -m``: OpenCV's and FFmpeg's own lines about the codec do not reach the console either."""
+    args = [str(a) for a in finished["args"]] + ["--sequence", "--video-codec", "ZZZZ", "--no-progress"]
+    result = subprocess.run([sys.executable, "-m", "bgmatting.infer", *args, "--output", str(finished["out"])],
+                            capture_output=True, text=True, timeout=300, cwd=finished["root"])
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: OpenCV cannot encode video codec 'ZZZZ' into '.mp4' files here; try --video-codec MJPG with "
+        "--video-extension .avi"], result.stderr
 
 
 def test_output_path_that_is_a_file(tmp_path, capsys, finished):

@@ -27,6 +27,8 @@ from bgmatting.preprocess.capture import (
     BackgroundPlates,
     CapturedBackgrounds,
     Frame,
+    ImageFrames,
+    check_given,
     open_input,
     resolve_alignment,
 )
@@ -159,10 +161,15 @@ def prepare_clip(video: PathLike, background: PathLike, out: PathLike, *, name: 
     ``segmenter_options``) or a ready ``Segmenter``. every / max_frames: keep every N-th frame, at most that
     many. align_options configure the alignment. Returns the manifest path.
     """
+    for what, value in (("video", video), ("background", background), ("output folder", out), ("targets", targets),
+                        ("segmenter weights", (segmenter_options or {}).get("weights_path"))):
+        check_given(value, what)
     video, background, out = Path(video), Path(background), Path(out)
     name = check_clip_name(video.stem if name is None else name)
     targets = _check_inputs(video, background, out, segmenter, segmenter_options, targets)
     frames = open_input(video, every, max_frames)
+    if isinstance(frames, ImageFrames):
+        frames.check_one_size()  # before anything is written, not at the first frame of another size
     captured = CapturedBackgrounds(background)
     if not captured.is_single:
         raise DataError(f"{background}: is a folder; a clip takes one background photo")

@@ -5,6 +5,12 @@ all before any output is touched (:func:`check_job`), opens the inputs, loads th
 :func:`~bgmatting.inference.runner.matte_sequence` into an output folder
 (:class:`~bgmatting.inference.sinks.ResultWriter`) or into memory (:class:`~bgmatting.inference.sinks.MemoryWriter`).
 
+Checks: paths are not empty strings (``""`` would mean the current folder), the device exists here and the
+precision suits it, motion offsets are non-zero and distinct (and as many as the network's motion frames, when it
+sees them), a clip's frames have one size and its video codec and container can be encoded (a writer opened on a
+scratch file in the system's temporary folder). A video whose container declares more frames than can be decoded
+is reported in the summary (``video_frames``: declared and decoded, and a line in ``warnings``).
+
 Defaults: an input folder in the public code's layout (``0001_img.png`` next to ``0001_back.png`` and
 ``0001_masksDL.png``) is its own plate folder when no background is given, and its masks are the segmentations
 when neither a segmentation folder nor a segmenter is given. Every user error is a
@@ -26,7 +32,14 @@ import torch
 from bgmatting.data.io import DataError, list_images
 from bgmatting.inference.pipeline import MODES, Matter
 from bgmatting.inference.runner import matte_sequence
-from bgmatting.inference.sinks import DEFAULT_FOURCC, MemoryWriter, ResultWriter
+from bgmatting.inference.sinks import (
+    DEFAULT_FOURCC,
+    MemoryWriter,
+    ResultWriter,
+    check_video_encoder,
+    check_video_extension,
+    video_fourcc,
+)
 from bgmatting.inference.sources import Segmentations, TargetBackgrounds
 from bgmatting.inference.temporal import DEFAULT_TEMPORAL, TEMPORAL_FILTERS, TemporalOptions
 from bgmatting.models import CheckpointError, load_matting_model
@@ -43,11 +56,14 @@ from bgmatting.preprocess.capture import (
     ImageFrames,
     PlateRecord,
     VideoFrames,
+    check_given,
     is_original_layout,
+    is_video_file,
     open_input,
 )
 from bgmatting.preprocess.motion import DEFAULT_OFFSETS
 from bgmatting.preprocess.segment import SEGMENTERS, get_segmenter
+from bgmatting.runtime import resolve_device, resolve_precision
 
 DEFAULT_SEGMENTER = "background_difference"
 #: Share of the machine's memory (RAM, or the GPU's) a run may plan to use unless told otherwise.
@@ -131,14 +147,68 @@ def _check_numbers(job: InferenceJob) -> None:
         raise DataError(f"fps must be positive, got {job.fps}")
     if job.max_memory_gb is not None and not job.max_memory_gb > 0:
         raise DataError(f"max memory must be positive (GB), got {job.max_memory_gb}")
-    if not job.video_extension.startswith("."):
-        raise DataError(f"video extension must start with '.', got {job.video_extension!r}")
+
+
+def _check_offsets(job: InferenceJob) -> None:
+    offsets = list(job.motion_offsets)
+    if not offsets or not all(isinstance(v, (int, np.integer)) and v != 0 for v in offsets) \
+            or len(set(offsets)) != len(offsets):
+        raise DataError(f"motion offsets {','.join(str(v) for v in offsets) or '(none)'}: must be non-zero, "
+                        "distinct integers (frames before and after the current one, e.g. -40,-20,20,40)")
+
+
+#: Path options that an empty string would silently turn into the current folder.
+_PATH_OPTIONS = ("input", "background", "checkpoint", "output", "target_background", "segmentation",
+                 "segmenter_weights")
+
+
+def _check_paths(job: InferenceJob) -> None:
+    for name in _PATH_OPTIONS:
+        check_given(getattr(job, name), name.replace("_", " "))
+
+
+def _check_runtime(job: InferenceJob) -> None:
+    """The device exists on this machine and the precision suits it."""
+    name = str(job.device)
+    try:
+        device = resolve_device(name)
+    except RuntimeError:
+        raise DataError(f"device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DataError(f"device {name!r}: no CUDA GPU is available on this machine; use --device cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DataError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif device.type != "cpu":
+        raise DataError(f"device {name!r}: only cpu and cuda devices are supported")
+    try:
+        resolve_precision(device, job.precision)
+    except ValueError as error:
+        raise DataError(str(error)) from None
+
+
+def _encodes_video(job: InferenceJob) -> bool:
+    """The run encodes videos: a clip (a video file or a sequence) written into an output folder."""
+    return job.output is not None and (job.sequence or (_is_path(job.input) and is_video_file(job.input)))
+
+
+def _check_video(job: InferenceJob) -> None:
+    """The fourcc's form and the extension always; that OpenCV can encode them only when the run will."""
+    if _encodes_video(job):
+        check_video_encoder(job.video_codec, job.video_extension)
+    else:
+        video_fourcc(job.video_codec)
+        check_video_extension(job.video_extension)
 
 
 def check_job(job: InferenceJob) -> None:
     """Every option that can be checked without reading the inputs; a DataError naming the first bad one."""
+    _check_paths(job)
     _check_choices(job)
     _check_numbers(job)
+    _check_offsets(job)
+    _check_runtime(job)
+    _check_video(job)
     if job.target_background is not None and job.target_color is not None:
         raise DataError("give a target background or a target colour, not both")
     segmenter = job.segmenter or DEFAULT_SEGMENTER
@@ -205,8 +275,12 @@ def _targets(job: InferenceJob) -> TargetBackgrounds:
 
 
 def open_inputs(job: InferenceJob) -> _Inputs:
-    """Frames, plates, segmentations and targets of the job, each checked (DataError naming the file)."""
+    """Frames, plates, segmentations and targets of the job, each checked (DataError naming the file); the frames
+    of a sequence must have one size."""
     if isinstance(job.input, np.ndarray):
+        if job.input.ndim == 4:
+            raise DataError(f"image: an array of shape {job.input.shape} holds {len(job.input)} frames; give one "
+                            "H x W x 3 image, or a list of them")
         frames = ArrayFrames([job.input])
         name = "image"
     elif isinstance(job.input, (list, tuple)):
@@ -216,6 +290,8 @@ def open_inputs(job: InferenceJob) -> _Inputs:
         frames = open_input(job.input)
         name = Path(job.input).stem
     clip = isinstance(frames, VideoFrames) or job.sequence
+    if clip and not isinstance(frames, VideoFrames):
+        frames.check_one_size()
     return _Inputs(frames, clip, _captured(job, clip), _segmentations(job, clip), _targets(job), name)
 
 
@@ -257,26 +333,57 @@ def load_matter(job: InferenceJob, segmentations: Segmentations | None = None) -
     return matter
 
 
+def check_offsets_fit(job: InferenceJob, matter: Matter, clip: bool) -> None:
+    """A clip's motion cues are one per offset: as many as the network's motion frames, when it sees them."""
+    frames = matter.model.motion_frames
+    if clip and matter.uses_motion and len(job.motion_offsets) != frames:
+        raise DataError(f"motion offsets {','.join(str(v) for v in job.motion_offsets)}: this checkpoint's network "
+                        f"takes {frames} motion frames; give {frames} offsets")
+
+
 # --------------------------------------------------------------------------------------------------- the run
+def decoding_report(frames: ImageFrames | VideoFrames | ArrayFrames) -> dict[str, Any]:
+    """Summary fields once the frames were read: ``warnings`` (lines for the caller; empty when all is well) and,
+    for a video read to its end, ``video_frames``: the frame count its container declares (None when it declares
+    none) and the frames decoded; fewer decoded than declared is a warning."""
+    if not isinstance(frames, VideoFrames) or frames.decoded is None:
+        return {"warnings": []}
+    declared, decoded = frames.frame_count_hint or None, frames.decoded
+    lines = []
+    if declared is not None and decoded < declared:
+        lines.append(f"{frames.path}: the video declares {declared} frames but only {decoded} could be decoded "
+                        f"(a truncated or damaged file?); the outputs hold those {decoded}")
+    return {"video_frames": {"declared": declared, "decoded": decoded}, "warnings": lines}
+
+
 def run_job(job: InferenceJob, writer: ResultWriter | MemoryWriter | None = None) -> dict[str, Any]:
-    """Check, open, load and run (module docstring); returns the summary (also in ``summary.json``)."""
+    """Check, open, load and run (module docstring); returns the summary (also in ``summary.json``), with
+    ``notes`` (what the defaults chose) and ``warnings`` (what the caller should be told)."""
     check_job(job)
     job.notes.clear()
     inputs = open_inputs(job)
     matter = load_matter(job, inputs.segmentations)
-    if writer is None:
+    check_offsets_fit(job, matter, inputs.clip)
+    own = writer is None
+    if own:
         if job.output is None:
             raise DataError("no output folder given")
         video = (inputs.frames.fps or job.fps, inputs.name) if inputs.clip else None
         writer = ResultWriter(job.output, pngs=not inputs.clip or job.png_sequences, video=video,
                               video_extension=job.video_extension, fourcc=job.video_codec)
-    summary = matte_sequence(
-        matter, inputs.frames, BackgroundPlates(inputs.captured, job.alignment, exposure=job.exposure),
-        inputs.targets, writer, segmentations=inputs.segmentations, clip=inputs.clip,
-        motion_offsets=job.motion_offsets, temporal=TemporalOptions(job.temporal), batch_size=job.batch_size,
-        total=len(inputs.frames) or None, progress=job.progress,
-        source_name=str(job.input) if _is_path(job.input) else inputs.name,
-    )
+    writer.summary_fields = lambda: decoding_report(inputs.frames)
+    try:
+        summary = matte_sequence(
+            matter, inputs.frames, BackgroundPlates(inputs.captured, job.alignment, exposure=job.exposure),
+            inputs.targets, writer, segmentations=inputs.segmentations, clip=inputs.clip,
+            motion_offsets=job.motion_offsets, temporal=TemporalOptions(job.temporal), batch_size=job.batch_size,
+            total=len(inputs.frames) or None, progress=job.progress,
+            source_name=str(job.input) if _is_path(job.input) else inputs.name,
+        )
+    finally:
+        if own:
+            writer.release()  # the output folder's lock, also when the run failed before it started writing
+    summary.update(decoding_report(inputs.frames))
     summary["notes"] = list(job.notes)
     return summary
 

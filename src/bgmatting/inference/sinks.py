@@ -4,10 +4,17 @@ Nothing partial ever looks complete, and a failed run loses nothing of an earlie
 hidden staging folder inside the output folder (``.staging-<random>.tmp/``, every file through
 :func:`bgmatting.data.io.atomic_path`); only when every frame succeeded are its files moved into place and
 ``summary.json`` written last, so a folder without it is an unfinished run. A failed run deletes its staging
-folder and leaves the output folder as it was. A new run first removes the staging folders and temporary files
-that killed runs left behind (one run per output folder at a time). Files of an earlier run that a new run does
-not write again stay. Errors while writing (a full disk: "no space left on device writing PATH", a read-only
-folder, an output path that is a file) are :class:`bgmatting.data.io.DataError` naming the path.
+folder and leaves the output folder as it was. One run per output folder at a time: a run holds the folder's
+lock (:mod:`bgmatting.inference.output_folder`) from before it touches anything in the folder until it ends, and a
+second run is refused up front; the lock holder first removes the staging folders and temporary files that
+killed runs left behind. Files of an earlier run that a new run does not write again stay.
+
+Nothing is written through a symbolic link: a link where the run writes (an output subfolder or a file in one,
+``summary.json``, the videos, the lock file) is refused before anything is written, naming the link, and files
+are moved into place relative to folder descriptors opened without following links. The output folder itself
+may be a link (its path is the one the user named). Errors while writing (a full disk: "no space left on device
+writing PATH", a read-only folder, an output path that is a file) are :class:`bgmatting.data.io.DataError`
+naming the path.
 
 Layout of an output folder::
 
@@ -20,11 +27,14 @@ Layout of an output folder::
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
 import shutil
-from collections.abc import Callable
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,51 +42,70 @@ import cv2
 import numpy as np
 
 from bgmatting.data.io import DataError, atomic_path, to_uint8, write_alpha, write_image, write_json
+from bgmatting.inference.output_folder import (
+    LOCK_NAME,
+    OUTPUT_FOLDERS,
+    STAGING_PREFIX,
+    OutputLock,
+    check_output_folder,
+    link_error,
+    output_error,
+    refuse_links,
+    remove_stale_temporaries,
+)
+from bgmatting.preprocess.capture import VIDEO_EXTENSIONS
 
 SUMMARY_NAME = "summary.json"
 DEFAULT_FOURCC = "mp4v"
-STAGING_PREFIX = ".staging-"
-OUTPUT_FOLDERS = ("alpha", "foreground", "composite")
+#: Flags of a folder opened as an anchor for moves: never through a symbolic link.
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def output_error(error: OSError, path: Path) -> DataError:
-    """One line for an OSError while writing ``path``: "no space left on device writing PATH" and the like."""
-    if error.errno == errno.ENOSPC:
-        reason = "no space left on device"
-    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        reason = "the output folder is not writable"
-    else:
-        reason = (error.strerror or str(error)).lower()
-    return DataError(f"{reason} writing {path}")
-
-
-def check_output_folder(folder: str | os.PathLike) -> Path:
-    """The output folder, created if needed; a DataError when it is a file or cannot be created."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise DataError(f"{folder}: the output path is a file, not a folder")
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 for the block: OpenCV and FFmpeg print their own lines about codecs there."""
+    sys.stderr.flush()
+    saved = os.dup(2)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise output_error(error, folder) from None
-    return folder
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
-def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete what killed runs left in an output folder: staging folders and hidden ``*.tmp*`` files (this
-    package's temporary names) in it and its output subfolders. Returns what was removed."""
-    removed = []
-    for place in [folder] + [folder / name for name in OUTPUT_FOLDERS]:
-        if not place.is_dir():
-            continue
-        for entry in place.iterdir():
-            if entry.name.startswith(STAGING_PREFIX) and entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-                removed.append(entry)
-            elif entry.name.startswith(".") and ".tmp" in entry.name and entry.is_file():
-                entry.unlink(missing_ok=True)
-                removed.append(entry)
-    return removed
+def video_fourcc(codec: str) -> int:
+    """OpenCV's code of a fourcc such as ``"mp4v"``; a DataError naming the value unless it is 4 printable ASCII
+    characters."""
+    if not (isinstance(codec, str) and len(codec) == 4 and codec.isascii() and codec.isprintable()):
+        raise DataError(f"video codec {codec!r}: a fourcc is 4 characters, e.g. mp4v or MJPG")
+    return cv2.VideoWriter_fourcc(*codec)
+
+
+def check_video_extension(extension: str) -> None:
+    """A DataError naming ``extension`` unless it is a video container's (:data:`VIDEO_EXTENSIONS`)."""
+    if not isinstance(extension, str) or extension.lower() not in VIDEO_EXTENSIONS:
+        raise DataError(f"video extension {extension!r} is not a video container; use one of "
+                        f"{', '.join(VIDEO_EXTENSIONS)}")
+
+
+def _cannot_encode(codec: str, extension: str) -> str:
+    return (f"OpenCV cannot encode video codec {codec!r} into {extension!r} files here; try --video-codec MJPG "
+            "with --video-extension .avi")
+
+
+def check_video_encoder(codec: str, extension: str) -> None:
+    """Whether OpenCV can encode ``codec`` into ``extension`` files: a writer is opened on a scratch file in the
+    system's temporary folder (never the output folder) and closed again; a DataError naming both when not."""
+    check_video_extension(extension)
+    fourcc = video_fourcc(codec)
+    with tempfile.TemporaryDirectory(prefix="bgmatting-codec-") as folder, _quiet_stderr():
+        writer = cv2.VideoWriter(str(Path(folder, "probe" + extension)), fourcc, 25.0, (64, 64))
+        opened = writer.isOpened()
+        writer.release()
+    if not opened:
+        raise DataError(_cannot_encode(codec, extension))
 
 
 class _Aborted(Exception):
@@ -93,19 +122,15 @@ class AtomicVideoWriter:
 
     def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int], fourcc: str = DEFAULT_FOURCC):
         self.path = Path(path)
+        code = video_fourcc(fourcc)
         self._target = atomic_path(self.path, keep_extension=True)
         self.partial = self._target.__enter__()
         self.height, self.width = size
         self.frames = 0
-        self._writer = cv2.VideoWriter(
-            str(self.partial), cv2.VideoWriter_fourcc(*fourcc), float(fps), (self.width, self.height)
-        )
+        self._writer = cv2.VideoWriter(str(self.partial), code, float(fps), (self.width, self.height))
         if not self._writer.isOpened():
             self.abort()
-            raise RuntimeError(
-                f"{self.path}: OpenCV cannot encode fourcc {fourcc!r} into {self.path.suffix!r}; "
-                "try --video-codec MJPG with an .avi name"
-            )
+            raise DataError(f"{self.path}: {_cannot_encode(fourcc, self.path.suffix)}")
 
     def write(self, frame: np.ndarray) -> None:
         if frame.dtype != np.uint8:
@@ -152,6 +177,9 @@ class ResultWriter:
 
     ``pngs``: write the per-frame PNGs. ``video``: (fps, stem) to also encode ``<stem>_composite<ext>`` and
     ``<stem>_alpha<ext>``; the videos are opened lazily on the first frame (its size fixes theirs).
+    Construction refuses symbolic links where the run writes, then takes the folder's lock (a DataError when
+    another run holds it); :meth:`finish` and :meth:`abort` release it. ``summary_fields``: a function returning
+    more fields for ``summary.json``, called by :meth:`finish` (after the last frame).
     Use as a context manager; :meth:`finish` moves the run's files into place and writes ``summary.json``.
     """
 
@@ -164,21 +192,34 @@ class ResultWriter:
         video_extension: str = ".mp4",
         fourcc: str = DEFAULT_FOURCC,
     ) -> None:
-        self.output_dir = check_output_folder(output_dir)
-        remove_stale_temporaries(self.output_dir)
-        self.staging = self.output_dir / f"{STAGING_PREFIX}{secrets.token_hex(4)}.tmp"
-        try:
-            self.staging.mkdir()
-        except OSError as error:
-            raise output_error(error, self.output_dir) from None
+        self.output_dir = Path(output_dir)
         self.pngs = pngs
         self.video = video
         self.video_extension = video_extension
         self.fourcc = fourcc
+        refuse_links(self.output_dir, self._written_names())  # before anything is written
+        check_output_folder(self.output_dir)
+        self.lock = OutputLock(self.output_dir)
+        self.lock.acquire()
+        self.staging = self.output_dir / f"{STAGING_PREFIX}{secrets.token_hex(4)}.tmp"
+        try:
+            remove_stale_temporaries(self.output_dir)
+            self.staging.mkdir()
+        except OSError as error:
+            self.lock.release()
+            raise output_error(error, self.output_dir) from None
         self._videos: dict[str, AtomicVideoWriter] = {}
         self._staged: list[Path] = []  # paths relative to the output folder
         self.frames = 0
         self.outputs: list[str] = []
+        self.summary_fields: Callable[[], dict[str, Any]] | None = None
+
+    def _written_names(self) -> list[str]:
+        """What this run writes directly in the output folder (files, and folders it writes into)."""
+        names = [SUMMARY_NAME, LOCK_NAME] + (list(OUTPUT_FOLDERS) if self.pngs else [])
+        if self.video is not None:
+            names += [f"{self.video[1]}_{kind}{self.video_extension}" for kind in ("composite", "alpha")]
+        return names
 
     def _guarded(self, relative: Path, write: Callable[[Path], Any]) -> None:
         """``write(staged path)``; an OSError becomes a DataError naming the final path."""
@@ -211,7 +252,8 @@ class ResultWriter:
         self.frames += 1
 
     def finish(self, summary: dict[str, Any]) -> Path:
-        """Close the videos, move the run's files into the output folder, then write ``summary.json``."""
+        """Close the videos, move the run's files into the output folder, write ``summary.json``, release the
+        folder's lock."""
         for kind, writer in self._videos.items():
             relative = writer.path.relative_to(self.staging)
             self._guarded(relative, lambda path: (writer.close(), check_video(writer.path, writer.frames)))
@@ -219,23 +261,59 @@ class ResultWriter:
         if self.pngs:
             self.outputs += [f"{name}/" for name in OUTPUT_FOLDERS]
         (self.output_dir / SUMMARY_NAME).unlink(missing_ok=True)  # the folder is unfinished while files move
-        for relative in self._staged:
-            target = self.output_dir / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.staging / relative, target)
+        self._move_into_place()
         shutil.rmtree(self.staging, ignore_errors=True)
-        summary = dict(summary, frames=self.frames, outputs=self.outputs)
+        extra = self.summary_fields() if self.summary_fields is not None else {}
+        summary = {**summary, **extra, "frames": self.frames, "outputs": self.outputs}
         try:
-            return write_json(self.output_dir / SUMMARY_NAME, summary)
+            path = write_json(self.output_dir / SUMMARY_NAME, summary)
         except OSError as error:
             raise output_error(error, self.output_dir / SUMMARY_NAME) from None
+        self.release()
+        return path
+
+    def _move_into_place(self) -> None:
+        """Move the staged files into the output folder by renames relative to folder descriptors opened without
+        following symbolic links: no move goes through a link, also one made after the check at the start."""
+        anchors = {Path("."): os.open(self.output_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)}
+        try:
+            for relative in self._staged:
+                folder = self._anchor(anchors, relative.parent)
+                try:
+                    os.replace(self.staging / relative, relative.name, dst_dir_fd=folder)
+                except OSError as error:
+                    raise output_error(error, self.output_dir / relative) from None
+        finally:
+            for fd in anchors.values():
+                os.close(fd)
+
+    def _anchor(self, anchors: dict[Path, int], relative: Path) -> int:
+        """Descriptor of the output subfolder ``relative`` (created if needed, never a link), cached in ``anchors``."""
+        if relative in anchors:
+            return anchors[relative]
+        parent = self._anchor(anchors, relative.parent)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(relative.name, dir_fd=parent)
+        try:
+            anchors[relative] = os.open(relative.name, _FOLDER_FLAGS, dir_fd=parent)
+        except OSError as error:
+            if (self.output_dir / relative).is_symlink():
+                raise link_error(self.output_dir / relative) from None
+            raise output_error(error, self.output_dir / relative) from None
+        return anchors[relative]
 
     def abort(self) -> None:
-        """Stop the videos and delete the staging folder: the output folder stays as it was before the run."""
+        """Stop the videos, delete the staging folder and release the lock: the output folder stays as it was
+        before the run."""
         for writer in self._videos.values():
             writer.abort()
         self._videos.clear()
         shutil.rmtree(self.staging, ignore_errors=True)
+        self.release()
+
+    def release(self) -> None:
+        """Release the output folder's lock (idempotent; :meth:`finish` and :meth:`abort` do it)."""
+        self.lock.release()
 
     def __enter__(self) -> ResultWriter:
         return self
@@ -243,6 +321,7 @@ class ResultWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.abort()
+        self.release()
 
 
 def check_video(path: Path, frames: int) -> None:
@@ -265,12 +344,14 @@ class MemoryWriter:
     def __init__(self) -> None:
         self.frames: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.summary: dict[str, Any] | None = None
+        self.summary_fields: Callable[[], dict[str, Any]] | None = None  # as ResultWriter's
 
     def write(self, name: str, alpha: np.ndarray, foreground: np.ndarray, composite: np.ndarray) -> None:
         self.frames[name] = (alpha, foreground, np.asarray(composite, np.float32))
 
     def finish(self, summary: dict[str, Any]) -> None:
-        self.summary = dict(summary, frames=len(self.frames), outputs=[])
+        extra = self.summary_fields() if self.summary_fields is not None else {}
+        self.summary = {**summary, **extra, "frames": len(self.frames), "outputs": []}
 
     def abort(self) -> None:
         self.frames.clear()

@@ -19,6 +19,7 @@ from bgmatting.preprocess.capture import (
     CompanionFiles,
     Frame,
     VideoFrames,
+    check_rgb,
     is_video_file,
 )
 
@@ -91,11 +92,9 @@ class TargetBackgrounds:
     @classmethod
     def from_array(cls, image: np.ndarray) -> TargetBackgrounds:
         """One target image given as pixels (H x W x 3 RGB, uint8 or float in [0, 1])."""
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise DataError(f"target background must be H x W x 3 RGB, got shape {image.shape}")
+        check_rgb(image, "target background")
         targets = cls()
-        targets.path, targets._image = Path("<array>"), to_float(image, "target background")
+        targets.path, targets._image = Path("<array>"), to_float(np.asarray(image), "target background")
         return targets
 
     def describe(self) -> str:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from bgmatting.data.io import IMAGE_EXTENSIONS, DataError, list_images, read_image, to_float
 from bgmatting.preprocess.align import AlignmentReport, AlignmentWarning, AlignOptions, align_background
@@ -60,6 +61,13 @@ ORIGINAL_SEGMENTATION_SUFFIX = "_masksDL"
 
 #: A plate whose aspect ratio differs from the frames' by more than this is not stretched without alignment.
 ASPECT_TOLERANCE = 0.02
+
+
+def check_given(value: object, what: str) -> None:
+    """A DataError naming ``what`` when ``value`` is an empty (or blank) path string, which ``Path`` would silently
+    turn into the current folder."""
+    if isinstance(value, str) and not value.strip():
+        raise DataError(f"{what} {value!r}: an empty path; give a file or folder name (. for the current folder)")
 
 
 def choose_alignment(*, handheld: bool = False, align_once: bool = False, no_align: bool = False) -> str:
@@ -106,6 +114,33 @@ def frame_names(paths: Sequence[Path]) -> list[str]:
     return [p.stem if stems[p.stem] == 1 else f"{p.stem}_{p.suffix[1:].lower()}" for p in paths]
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file, read from its header (Pillow) without decoding the pixels; a file Pillow
+    cannot read is decoded (:func:`bgmatting.data.io.read_image`: a DataError naming it when it is broken)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+        return height, width
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return read_image(path).shape[:2]
+
+
+def check_rgb(image: np.ndarray, what: str) -> None:
+    """A DataError naming ``what`` unless ``image`` is an H x W x 3 RGB array with pixels (H, W > 0)."""
+    shape = np.shape(image)
+    if len(shape) != 3 or shape[2] != 3:
+        raise DataError(f"{what} must be H x W x 3 RGB, got shape {shape}")
+    if shape[0] == 0 or shape[1] == 0:
+        raise DataError(f"{what} is empty: {shape[1]}x{shape[0]} pixels")
+
+
+def _size_mismatch(what: str, size: tuple[int, int], first: str, first_size: tuple[int, int]) -> DataError:
+    return DataError(f"{what} is {size[1]}x{size[0]} but {first} is {first_size[1]}x{first_size[0]}; the frames of "
+                     "a sequence must all have one size")
+
+
 class ImageFrames:
     """Frames from image files (one image, or a folder's images in sorted order), named by
     :func:`frame_names`. ``fps`` is None."""
@@ -126,6 +161,15 @@ class ImageFrames:
         for index, (path, name) in enumerate(zip(self.paths, self.names)):
             yield Frame(index, name, read_image(path), path)
 
+    def check_one_size(self) -> None:
+        """A DataError naming the first file whose size differs from the first file's (frames of one clip); reads
+        only the files' headers."""
+        first = image_size(self.paths[0])
+        for path in self.paths[1:]:
+            size = image_size(path)
+            if size != first:
+                raise _size_mismatch(str(path), size, self.paths[0].name, first)
+
 
 class ArrayFrames:
     """Frames given as pixels (H x W x 3 RGB arrays, uint8 or float in [0, 1]), named ``names`` (default
@@ -137,8 +181,7 @@ class ArrayFrames:
         if not len(images):
             raise DataError(f"{name}: no input images")
         for k, image in enumerate(images):
-            if np.ndim(image) != 3 or np.shape(image)[2] != 3:
-                raise DataError(f"{name}: image {k} must be H x W x 3 RGB, got shape {np.shape(image)}")
+            check_rgb(image, f"{name}: image {k}")
         self.images = list(images)
         default = [name] if len(images) == 1 else [f"{name}_{k:04d}" for k in range(len(images))]
         self.names = list(names) if names is not None else default
@@ -150,6 +193,13 @@ class ArrayFrames:
     def __iter__(self) -> Iterator[Frame]:
         for index, (image, name) in enumerate(zip(self.images, self.names)):
             yield Frame(index, name, to_float(np.asarray(image), name))
+
+    def check_one_size(self) -> None:
+        """A DataError naming the first image whose size differs from the first's (frames of one clip)."""
+        first = np.shape(self.images[0])[:2]
+        for k, image in enumerate(self.images[1:], start=1):
+            if np.shape(image)[:2] != first:
+                raise _size_mismatch(f"{self.name}: image {k}", np.shape(image)[:2], "image 0", first)
 
 
 def is_original_layout(folder: str | os.PathLike) -> bool:
@@ -176,7 +226,9 @@ class VideoFrames:
     """Frames of a video file, decoded in order with OpenCV (RGB uint8), named ``00000``, ``00001`` ...
 
     ``every``: keep every N-th decoded frame; ``max_frames``: stop after that many kept frames. Frames are
-    numbered (and named) by their position among the kept ones.
+    numbered (and named) by their position among the kept ones. ``frame_count_hint`` is the frame count the
+    container declares (0: none); after a pass that read the video to its end, ``decoded`` is how many frames
+    could really be decoded (fewer than declared in a truncated or damaged file), else None.
     """
 
     def __init__(self, path: str | os.PathLike, every: int = 1, max_frames: int | None = None) -> None:
@@ -199,6 +251,7 @@ class VideoFrames:
             raise DataError(f"{self.path}: video has no readable frames")
         self.height, self.width = first.shape[:2]
         self.name = self.path.stem
+        self.decoded: int | None = None
 
     def __len__(self) -> int:
         """The number of frames kept from the container's frame count (may be approximate for some formats)."""
@@ -212,6 +265,7 @@ class VideoFrames:
             while self.max_frames is None or index < self.max_frames:
                 ok, bgr = capture.read()
                 if not ok or bgr is None:
+                    self.decoded = decoded  # the end of what can be decoded
                     break
                 decoded += 1
                 if (decoded - 1) % self.every:
@@ -307,10 +361,8 @@ class CapturedBackgrounds:
         """One plate given as pixels (H x W x 3 RGB, uint8 or float in [0, 1]); ``name`` stands for its file."""
         captured = cls.__new__(cls)
         captured.path, captured.folder = Path(name), None
-        plate = np.asarray(plate)
-        if plate.ndim != 3 or plate.shape[2] != 3:
-            raise DataError(f"{name}: a plate must be H x W x 3 RGB, got shape {plate.shape}")
-        captured.single = to_float(plate, name)
+        check_rgb(plate, f"{name}: a plate")
+        captured.single = to_float(np.asarray(plate), name)
         return captured
 
     @property
