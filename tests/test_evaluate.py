@@ -120,7 +120,7 @@ def test_score_folders_errors_name_the_file(test_set, tmp_path):
         if i == 1:
             values[3, 3] = 1.5
         cv2.imwrite(str(gt_float / f"img{i}.tif"), values)
-    with pytest.raises(DataError, match=r"img1\.tif: alpha out of range"):
+    with pytest.raises(DataError, match=r"img1\.tif: float image values must lie in \[0, 1\], found \[0, 1\.5\]"):
         E.score_folders(preds, gt_float, progress=False)
 
 
@@ -406,6 +406,8 @@ EVALUATE_BAD_INPUT = [  # (case, overrides; {tmp}: the test folder, {root}: the 
     ("missing predictions", ["pred_dir={tmp}/nowhere", "gt_dir={root}/alpha"], r"nowhere: prediction folder does not exist"),
     ("predictions only", ["pred_dir={preds}"], r"model-free evaluation needs both pred_dir=DIR and gt_dir=DIR"),
     ("model and predictions", ["checkpoint={tmp}/tiny.pt", "pred_dir={preds}", "gt_dir={root}/alpha"], r"not both"),
+    ("checkpoint with a broken model config", ["checkpoint={tmp}/broken.pt", "dataset.root={root}"],
+     r"broken\.pt: bad Generator configuration: ngf must be in \[1, 4096\], got -1$"),
     ("unknown precision", ["checkpoint={tmp}/tiny.pt", "dataset.root={root}", "precision=fp99"],
      r"unknown precision 'fp99'"),
     ("output folder under a file", ["pred_dir={preds}", "gt_dir={root}/alpha", "output_dir={tmp}/notes.txt/out"],
@@ -427,6 +429,8 @@ def test_evaluate_refuses_bad_input_with_one_line(test_set, checkpoint, tmp_path
     state = torch.load(checkpoint, weights_only=True)
     state["generator"]["alpha_decoder.head.conv.bias"][0] = float("nan")
     torch.save(state, tmp_path / "nan.pt")
+    state["generator"]["alpha_decoder.head.conv.bias"][0] = 0.0
+    torch.save({**state, "model_config": {**state["model_config"], "ngf": -1}}, tmp_path / "broken.pt")
     shutil.copytree(root, tmp_path / "junk_trimap")
     write_alpha(tmp_path / "junk_trimap" / "trimap" / "img1.png", np.where(_matte(1) > 0.5, 255, 64).astype(np.uint8))
     for i in range(3):

@@ -136,6 +136,8 @@ TRAIN_BAD_INPUT = [  # (case, overrides after the tiny adobe run's, or the real 
     ("old key student_init", ["real", "stage.student_init=random"], r"stage\.student_init is now init=teacher"),
     ("init teacher without one", ["init=teacher"], r"init=teacher: only stage real has a teacher"),
     ("init from a missing file", ["init={tmp}/missing.pt"], r"init=.*missing\.pt: no such checkpoint file"),
+    ("init from a broken model config", ["init={tmp}/broken.pt"],
+     r"broken\.pt: bad Generator configuration: ngf must be in \[1, 4096\], got -1$"),
     ("negative learning rate", ["optim.generator.lr=-0.001"], r"optim\.generator: Invalid learning rate: -0\.001$"),
     ("learning rate nan", ["optim.generator.lr=nan"], r"optim\.generator: Invalid learning rate: nan$"),
     ("crop size 0", ["data.train.augment.output_size=0"], r"data\.train: output_size must be >= 16, got 0$"),
@@ -177,6 +179,8 @@ def test_train_refuses_bad_input_with_one_line(tmp_path, capfd, monkeypatch, cac
     torch.save({"discriminator": MultiscaleDiscriminator(ndf=4, n_layers=1).state_dict()}, tmp_path / "discriminator.pt")
     generator = Generator(ngf=4, nf_part=4, n_blocks1=1, n_blocks2=1)
     torch.save({"generator": generator.state_dict(), "model_config": generator.config}, tmp_path / "generator.pt")
+    torch.save({"generator": generator.state_dict(), "model_config": {**generator.config, "ngf": -1}},
+               tmp_path / "broken.pt")
     stage = "real" if overrides[0] == "real" else "adobe"
     argv = [*tiny_train_overrides(stage, tmp_path / "outputs", cache), "evaluation.enabled=false",
             *(o.format(tmp=tmp_path, run=run) for o in overrides if o != "real")]

@@ -81,7 +81,7 @@ CASES = {  # name: (the arguments from the finished run's, the message)
         "--segmenter", "deeplabv3", "--segmenter-weights", _random_file(r / "deeplab.pt")],
         "deeplab.pt: cannot be read as a weights-only PyTorch checkpoint"),
     "zero fps": (lambda a, r: a + ["--sequence", "--fps", 0], "fps must be positive, got 0"),
-    "memory above the limit": (lambda a, r: _replace(a, "--size", 0) + ["--mode", "full", "--max-memory-gb", 1e-4],
+    "memory above the limit": (lambda a, r: _replace(a, "--size", 0) + ["--mode", "full", "--max-memory-gb", 5e-4],
                                "above the limit of 0.0 GiB (--max-memory-gb); use --size"),
     "non-finite network output": (lambda a, r: _replace(a, "--checkpoint", _nan_checkpoint(r / "nan.pt")),
                                   "chelsea.png: the network's output is not finite"),

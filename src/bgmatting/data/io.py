@@ -48,6 +48,7 @@ MAX_PIXELS_VARIABLE = "BGMATTING_MAX_IMAGE_PIXELS"
 #: (e.g. 12 240 x 8 160), 1.2 GB as float32 RGB.
 DEFAULT_MAX_PIXELS = 100_000_000
 _PIXEL_LIMIT: ContextVar[int | None] = ContextVar("bgmatting_max_image_pixels", default=None)
+_LIMIT_HINT: ContextVar[str | None] = ContextVar("bgmatting_max_image_pixels_hint", default=None)
 _FORMATS = "PNG, JPEG, BMP, TIFF or WebP"
 
 
@@ -70,14 +71,17 @@ def max_image_pixels(max_pixels: int | None = None) -> int:
 
 
 @contextlib.contextmanager
-def image_pixel_limit(max_pixels: int) -> Iterator[int]:
+def image_pixel_limit(max_pixels: int, hint: str | None = None) -> Iterator[int]:
     """Within the block (this thread or task; threads it starts do not inherit it), readers use ``max_pixels`` as
-    their limit unless a call passes its own. Yields the limit."""
+    their limit unless a call passes its own; a refusal then ends with ``hint`` (e.g. which option set the limit)
+    instead of the generic one. Yields the limit."""
     token = _PIXEL_LIMIT.set(max_image_pixels(max_pixels))
+    hint_token = _LIMIT_HINT.set(hint)
     try:
         yield _PIXEL_LIMIT.get()
     finally:
         _PIXEL_LIMIT.reset(token)
+        _LIMIT_HINT.reset(hint_token)
 
 
 def pixel_limit_for_memory(max_memory_bytes: float, channels: int = 4) -> int:
@@ -94,8 +98,9 @@ def check_image_size(width: int, height: int, source: str | os.PathLike, what: s
     :func:`max_image_pixels`."""
     limit = max_image_pixels(max_pixels)
     if width * height > limit:
+        hint = (_LIMIT_HINT.get() if max_pixels is None else None) or f"raise it with {MAX_PIXELS_VARIABLE}=N or max_pixels=N"
         raise DataError(f"{source}: {what} is {width}x{height} ({width * height:,} pixels), above the limit of "
-                        f"{limit:,} pixels (raise it with {MAX_PIXELS_VARIABLE}=N or max_pixels=N)")
+                        f"{limit:,} pixels ({hint})")
 
 
 def check_video_size(capture: cv2.VideoCapture, source: str | os.PathLike, max_pixels: int | None = None) -> None:

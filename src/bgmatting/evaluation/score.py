@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -155,17 +154,6 @@ def score_baseline(dataset: Dataset, kind: str, *, progress: bool = False) -> li
 
 
 # ----------------------------------------------------------------------------------------------- folders
-def _read_checked_alpha(path: Path) -> np.ndarray:
-    """read_alpha plus a range check of float files (which read_alpha would clip)."""
-    if path.suffix.lower() in (".tif", ".tiff"):
-        raw = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_UNCHANGED)
-        if raw is not None and raw.dtype in (np.float32, np.float64):
-            lo, hi = float(np.nanmin(raw)), float(np.nanmax(raw))
-            if not np.all(np.isfinite(raw)) or lo < 0.0 or hi > 1.0:
-                raise DataError(f"{path}: alpha out of range [0, 1] (min {lo:.6g}, max {hi:.6g}) or not finite")
-    return read_alpha(path)
-
-
 def _matched_files(pred_dir: PathLike, gt_dir: PathLike, trimap_dir: PathLike | None):
     """(predictions, ground truths, trimaps or None) by stem; DataError naming any file without its partner."""
     preds = images_by_stem(Path(pred_dir), "prediction")
@@ -194,8 +182,8 @@ def score_folders(pred_dir: PathLike, gt_dir: PathLike, trimap_dir: PathLike | N
     preds, gts, trimaps = _matched_files(pred_dir, gt_dir, trimap_dir)
     rows = []
     for stem in tqdm(sorted(preds), desc="evaluate", unit="img", disable=not progress):
-        pred = _read_checked_alpha(preds[stem])
-        gt = _read_checked_alpha(gts[stem])
+        pred = read_alpha(preds[stem])
+        gt = read_alpha(gts[stem])
         if pred.shape != gt.shape:
             raise DataError(f"{preds[stem]}: prediction is {pred.shape[1]}x{pred.shape[0]} but ground truth "
                             f"{gts[stem]} is {gt.shape[1]}x{gt.shape[0]}")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bgmatting.data.io import DataError, list_images
+from bgmatting.data.io import DataError, image_pixel_limit, list_images, pixel_limit_for_memory
 from bgmatting.inference.pipeline import MODES, Matter
 from bgmatting.inference.runner import matte_sequence
 from bgmatting.inference.sinks import (
@@ -361,6 +361,15 @@ def run_job(job: InferenceJob, writer: ResultWriter | MemoryWriter | None = None
     ``notes`` (what the defaults chose) and ``warnings`` (what the caller should be told)."""
     check_job(job)
     job.notes.clear()
+    if job.max_memory_gb is None:
+        return _run(job, writer)
+    budget = pixel_limit_for_memory(job.max_memory_gb * 2**30)  # decoding to float32 within the budget too
+    with image_pixel_limit(budget, hint=f"what --max-memory-gb {job.max_memory_gb:g} allows for decoding it"):
+        return _run(job, writer)
+
+
+def _run(job: InferenceJob, writer: ResultWriter | MemoryWriter | None) -> dict[str, Any]:
+    """:func:`run_job` after its checks."""
     inputs = open_inputs(job)
     matter = load_matter(job, inputs.segmentations)
     check_offsets_fit(job, matter, inputs.clip)

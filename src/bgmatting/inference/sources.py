@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bgmatting.data.io import DataError, list_images, read_alpha, read_image, to_float
+from bgmatting.data.io import DataError, check_video_size, list_images, read_alpha, read_image, to_float
 from bgmatting.inference.crop import resize_to
 from bgmatting.preprocess.capture import (
     ORIGINAL_SEGMENTATION_SUFFIX,
@@ -135,6 +135,7 @@ class TargetBackgrounds:
         self._video = cv2.VideoCapture(str(self.path))
         if not self._video.isOpened():
             raise DataError(f"{self.path}: cannot open target background video")
+        check_video_size(self._video, self.path)
         self._video_index = -1
 
     def close(self) -> None:

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from bgmatting.data.io import IMAGE_EXTENSIONS, DataError, list_images, read_image, to_float
+from bgmatting.data.io import IMAGE_EXTENSIONS, DataError, check_video_size, list_images, read_image, to_float
 from bgmatting.preprocess.align import AlignmentReport, AlignmentWarning, AlignOptions, align_background
 from bgmatting.preprocess.misalignment import (
     GROSS_DIFFERENCE,
@@ -241,6 +241,7 @@ class VideoFrames:
         try:
             if not capture.isOpened():
                 raise DataError(f"{self.path}: cannot open video (unreadable or unsupported format)")
+            check_video_size(capture, self.path)  # the declared frame size, before a frame is decoded
             fps = capture.get(cv2.CAP_PROP_FPS)
             self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 25.0
             self.frame_count_hint = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
