@@ -388,15 +388,6 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     return buf.tobytes()
 
 
-def decode_image(data: bytes, source: str | os.PathLike = "image bytes") -> np.ndarray:
-    """Encoded image bytes (any format OpenCV reads) -> RGB float32 H x W x 3 in [0, 1]; a DataError naming
-    ``source`` when they do not decode."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DataError(f"{source}: cannot decode image bytes")
-    return to_float(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), source)
-
-
 def write_jpeg(path: str | os.PathLike, image: np.ndarray, quality: int) -> Path:
     """Write an RGB image (H x W x 3, float [0, 1] or uint8) as a JPEG file at ``quality``, atomically; the
     bytes are exactly :func:`encode_jpeg`'s. Returns the path."""

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from bgmatting.data.augment import standard_normal
-from bgmatting.data.io import decode_image, encode_jpeg
+from bgmatting.data.io import encode_jpeg, image_from_bytes
 
 Rng = np.random.Generator | int
 
@@ -183,4 +183,4 @@ def jpeg_quality(rng: Rng, quality=(80, 92)) -> int:
 def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
     """The image (H x W x 3 float [0, 1]) after JPEG compression at ``quality``: float32 [0, 1], exactly what
     reading a file written by :func:`bgmatting.data.io.write_jpeg` gives."""
-    return decode_image(encode_jpeg(image, quality), f"JPEG at quality {quality}")
+    return image_from_bytes(encode_jpeg(image, quality), f"JPEG at quality {quality}")
