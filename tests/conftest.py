@@ -28,7 +28,11 @@ TINY_DATA = {
               "data.train.augment.output_size=32",
               # the held-out photo set at one tiny scale of 2 scenes instead of 4 scales of 32
               "evaluation.sets.photo_96.size=32", "evaluation.sets.photo_96.n_scenes=2", "~evaluation.sets.photo_128",
-              "~evaluation.sets.photo_192", "~evaluation.sets.photo_256"],
+              "~evaluation.sets.photo_192", "~evaluation.sets.photo_256",
+              # the capture set at one tiny size: 2 stills, a network crop of 64 px instead of 512
+              "evaluation.sets.captures_256.size=48", "+evaluation.sets.captures_256.n_stills=2",
+              "+evaluation.sets.captures_256.n_clips=0", "+evaluation.sets.captures_256.network_size=64",
+              "~evaluation.sets.captures_512"],
     "real": ["data.generation.n_clips=2", "data.generation.n_frames=6", "data.generation.frame_size=[48,64]",
              "data.generation.n_targets=2", "data.train.size=32", "data.train.motion_offsets=[-2,-1,1,2]",
              "data.val.n_clips=1", "data.val.n_targets=2", "data.val.size=32"],

@@ -131,6 +131,18 @@ def test_mse_of_an_empty_unknown_region_is_nan_like_matlab():
     assert M.sad(PRED, GT, np.zeros(PRED.shape, np.uint8)) == 0.0
 
 
+def test_false_foreground_is_the_share_of_true_background_called_foreground():
+    gt = np.zeros((4, 5))
+    gt[:, :2] = 1.0
+    gt[0, 2], gt[1, 2] = 0.05, 0.1  # still background (< 0.1); not background any more
+    pred = gt.copy()
+    pred[0, 4], pred[1, 4], pred[2, 3], pred[0, 2] = 0.6, 0.5, 0.9, 0.51  # > 0.5 counts, 0.5 does not
+    background = 4 * 5 - 8 - 1  # 11 pixels with gt < 0.1
+    assert M.false_foreground(pred, gt) == pytest.approx(3 / background)
+    assert M.false_foreground(gt, gt) == 0.0
+    assert math.isnan(M.false_foreground(gt, np.ones_like(gt)))  # no background to be wrong on
+
+
 # --------------------------------------------------------------------------- Grad
 def test_gradient_kernel_is_matlabs_9x9_normalised_gaussian_derivative():
     sigma, eps = 1.4, 1e-2

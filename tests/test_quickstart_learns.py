@@ -12,7 +12,8 @@ SHORT_RUN = ["stage=adobe", "logging=quiet", "cpu_threads=2", "trainer.max_steps
              "data.generation.n_test_fg=2", "data.generation.n_test_bg=2", "data.train.samples_per_fg=8",
              "data.train.augment.output_size=64", "evaluation.sets.photo_96.size=48",
              "evaluation.sets.photo_96.n_scenes=4",
-             "~evaluation.sets.photo_128", "~evaluation.sets.photo_192", "~evaluation.sets.photo_256"]
+             "~evaluation.sets.photo_128", "~evaluation.sets.photo_192", "~evaluation.sets.photo_256",
+             "~evaluation.sets.captures_256", "~evaluation.sets.captures_512"]
 
 
 # ~40 s on 2 cores: the one test that trains for real

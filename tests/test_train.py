@@ -48,9 +48,16 @@ def test_cli_trains_adobe_then_real_with_the_teacher_found_automatically(tmp_pat
     assert (run / ".hydra" / "config.yaml").is_file()
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["steps"] == 3 and set(summary["evaluation"]) == {"held_out", "photo_96"}
+    assert summary["steps"] == 3 and set(summary["evaluation"]) == {"held_out", "photo_96", "captures_256"}
     assert set(summary["evaluation"]["photo_96"]["summaries"]) == {
         "model", "baseline: segmentation", "baseline: background_difference"}
+    captures = summary["evaluation"]["captures_256"]  # end to end through infer's pipeline, its own baselines
+    assert set(captures["summaries"]) == {"model", "baseline: segmentation", "baseline: background_difference",
+                                          "baseline: careful"} and "ratio_frame" in captures
+    validated = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    validated = [row for row in validated if "val/captures_256/sad_frame" in row]
+    assert validated and "val/captures_256/careful/sad" in validated[-1] and "val/relative_sad" in validated[-1]
+    assert "| captures_256 | baseline: careful | 2 |" in adobe.stdout
     assert "3 of 3 steps" in adobe.stdout and "| photo_96 | model | 2 |" in adobe.stdout
     assert (run / "eval" / "summary.md").is_file() and (run / "eval" / "photo_96" / "per_image.csv").is_file()
     assert cv2.imread(str(run / "eval" / "photo_96" / "gallery.png")) is not None

@@ -4,11 +4,14 @@
     python -m bgmatting.evaluate checkpoint=ckpt.pt dataset.root=my_test_set save_error_maps=true
     python -m bgmatting.evaluate checkpoint=ckpt.pt dataset.synthetic=true baselines=[segmentation,background_difference]
     python -m bgmatting.evaluate checkpoint=ckpt.pt dataset.heldout=true    # the photo set at 96, 128, 192, 256 px
+    python -m bgmatting.evaluate checkpoint=ckpt.pt dataset.captures=true   # phone-like captures, end to end
+    python -m bgmatting.evaluate checkpoint=ckpt.pt dataset.captures=true dataset.capture_sizes=[512] mode=refine
     python -m bgmatting.evaluate pred_dir=results/alpha gt_dir=data/alpha trimap_dir=data/trimap
 
 Writes per_image.csv, summary.json, summary.md, per_image.png and gallery.png into ``output_dir`` (Hydra's run dir
-by default; with dataset.heldout one sub-folder per scale beside the suite's summary) and prints the summary. Options: configs/evaluate.yaml. This module only reads the options; the work is
-done by :func:`bgmatting.evaluation.evaluate` (the function training's evaluation calls too).
+by default; with dataset.heldout / dataset.captures one sub-folder per size beside the suite's summary) and prints
+the summary. Options: configs/evaluate.yaml. This module only reads the options; the work is done by
+:func:`bgmatting.evaluation.evaluate` (the function training's evaluation calls too).
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from bgmatting.cli import fail, require_writable_folder
 from bgmatting.data.io import DataError
 from bgmatting.data.synthetic.photo_set import heldout_dataset
+from bgmatting.inference.captures import capture_test_set
+from bgmatting.inference.job import require_refiner
 from bgmatting.evaluation import (BASELINES, Evaluation, evaluate, evaluate_predictions, evaluate_suite, format_summary,
                                   gallery_rows, open_test_set, suite_table, write_gallery)
 from bgmatting.models import CheckpointError, MattingModel, load_matting_model
@@ -65,20 +70,48 @@ def _evaluate_checkpoint(cfg: DictConfig, output_dir: Path, report: dict[str, An
     return result
 
 
-def _evaluate_heldout(cfg: DictConfig, output_dir: Path, report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The held-out photo set at every standard scale, beside both baselines; prints the suite's table."""
-    given = [k for k in ("manifest", "root", "synthetic", "config") if cfg.dataset.get(k)]
+def _only(cfg: DictConfig, flag: str) -> None:
+    """A DataError when ``dataset.<flag>=true`` comes with another test set."""
+    given = [k for k in ("manifest", "root", "synthetic", "config", "heldout", "captures")
+             if k != flag and cfg.dataset.get(k)]
     if given:
-        raise DataError(f"dataset.heldout=true is a test set of its own; drop dataset.{given[0]}")
+        raise DataError(f"dataset.{flag}=true is a test set of its own; drop dataset.{given[0]}")
+
+
+def _heldout_sets(cfg: DictConfig) -> dict[str, Any]:
+    """The held-out photo set at every asked scale."""
     spec = cfg.dataset
-    sets = {f"photo_{size}": heldout_dataset(int(size), n_scenes=spec.heldout_scenes, cache_dir=cfg.data.get("cache_dir"))
-            for size in spec.heldout_sizes}
-    scores = evaluate_suite(_load_model(cfg), sets, baselines=cfg.baselines or BASELINES, limit=cfg.get("limit"),
+    return {f"photo_{size}": heldout_dataset(int(size), n_scenes=spec.heldout_scenes,
+                                             cache_dir=cfg.data.get("cache_dir")) for size in spec.heldout_sizes}
+
+
+def _capture_sets(cfg: DictConfig) -> dict[str, Any]:
+    """The capture set at every asked size, with the pipeline of ``mode`` (and the refine options)."""
+    spec = cfg.dataset
+    return {f"captures_{size}": capture_test_set(
+        int(size), n_stills=spec.capture_stills, n_clips=spec.capture_clips, n_frames=spec.capture_frames,
+        cache_dir=cfg.data.get("cache_dir"), mode=cfg.mode, network_size=cfg.network_size,
+        refine_mode=cfg.refine_mode, refine_pixels=cfg.refine_pixels, precision=cfg.precision)
+        for size in spec.capture_sizes}
+
+
+def _evaluate_sets(cfg: DictConfig, output_dir: Path, report: dict[str, Any], sets: dict[str, Any],
+                   model: MattingModel) -> dict[str, dict[str, Any]]:
+    """A suite of sets beside the baselines (capture sets: their own); prints the suite's table."""
+    scores = evaluate_suite(model, sets, baselines=cfg.baselines or BASELINES, limit=cfg.get("limit"),
                             output_dir=output_dir, gallery=cfg.gallery, title=f"{cfg.title}: {cfg.checkpoint}",
                             progress=cfg.progress, meta={"checkpoint": str(cfg.checkpoint), **report})
     print(suite_table(scores), end="")
     print(f"reports: {output_dir}")
     return {name: score.as_dict() for name, score in scores.items()}
+
+
+def _suite_model(cfg: DictConfig) -> MattingModel:
+    """The checkpoint's model for a suite; with dataset.captures and mode=refine it must have a refiner."""
+    model = _load_model(cfg)
+    if cfg.dataset.captures and cfg.mode == "refine":
+        require_refiner(model, cfg.checkpoint, "mode=refine")
+    return model
 
 
 def _report_options(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
@@ -104,8 +137,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                    "trimap_dir": None if cfg.trimap_dir is None else str(cfg.trimap_dir)}
         result = evaluate_predictions(cfg.pred_dir, cfg.gt_dir, cfg.trimap_dir, meta={**folders, **report},
                                       **_report_options(cfg, output_dir))
-    elif cfg.checkpoint and cfg.dataset.heldout:
-        return _evaluate_heldout(cfg, output_dir, report)
+    elif cfg.checkpoint and (cfg.dataset.heldout or cfg.dataset.captures):
+        flag = "heldout" if cfg.dataset.heldout else "captures"
+        _only(cfg, flag)
+        sets = _heldout_sets(cfg) if flag == "heldout" else _capture_sets(cfg)
+        return _evaluate_sets(cfg, output_dir, report, sets, _suite_model(cfg))
     elif cfg.checkpoint:
         result = _evaluate_checkpoint(cfg, output_dir, report)
     else:

@@ -33,6 +33,7 @@ __all__ = [
     "CONNECTIVITY_THETA",
     "sad",
     "mse",
+    "false_foreground",
     "grad",
     "conn",
     "gaussian_gradient_kernels",
@@ -131,6 +132,25 @@ def mse(pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray | None = None) -> f
     if count == 0:
         return math.nan
     return _region_sum((p - g) ** 2, mask) / count
+
+
+#: Levels of :func:`false_foreground`: truth below ``BACKGROUND_LEVEL`` is background; a prediction above
+#: ``FOREGROUND_LEVEL`` there is false foreground.
+BACKGROUND_LEVEL = 0.1
+FOREGROUND_LEVEL = 0.5
+
+
+def false_foreground(pred: np.ndarray, gt: np.ndarray, background_level: float = BACKGROUND_LEVEL,
+                     foreground_level: float = FOREGROUND_LEVEL) -> float:
+    """Share of the background pixels (gt < ``background_level``) that the prediction calls foreground
+    (pred > ``foreground_level``): ghosts of misaligned scene edges, shadows taken for the subject. In [0, 1];
+    NaN when there is no background pixel. pred, gt: float H x W in [0, 1]."""
+    p, g = _pair(pred, gt)
+    background = g < background_level
+    count = int(background.sum())
+    if count == 0:
+        return math.nan
+    return float(np.count_nonzero(p[background] > foreground_level)) / count
 
 
 # ----------------------------------------------------------------------------------------- Grad

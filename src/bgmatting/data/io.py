@@ -370,6 +370,33 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     _encode(path, np.ascontiguousarray(arr))
 
 
+def _jpeg_params(quality: int) -> tuple[int, ...]:
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+    return (cv2.IMWRITE_JPEG_QUALITY, int(quality))
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """An RGB image (H x W x 3, float [0, 1] or uint8) as the bytes of a baseline JPEG file at ``quality``
+    (1..100; OpenCV's libjpeg with 4:2:0 chroma subsampling, as phones store photos)."""
+    arr = to_uint8(np.asarray(image))
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"a JPEG image must be H x W x 3 RGB, got shape {arr.shape}")
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(arr[:, :, ::-1]), list(_jpeg_params(quality)))
+    if not ok:
+        raise ValueError(f"cannot encode a {arr.shape[1]}x{arr.shape[0]} image as JPEG")
+    return buf.tobytes()
+
+
+def write_jpeg(path: str | os.PathLike, image: np.ndarray, quality: int) -> Path:
+    """Write an RGB image (H x W x 3, float [0, 1] or uint8) as a JPEG file at ``quality``, atomically; the
+    bytes are exactly :func:`encode_jpeg`'s. Returns the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encode_jpeg(image, quality))
+    return path
+
+
 def write_alpha(path: str | os.PathLike, alpha: np.ndarray) -> None:
     """Write a float [0,1] H x W matte (or uint8 trimap) as an 8-bit single-channel image."""
     alpha = np.asarray(alpha)

@@ -1,8 +1,9 @@
 """Gallery PNG: what a model predicts on a few held-out images, next to the inputs and the baselines.
 
-One row per image; columns: image, B', S, true alpha, predicted alpha, each baseline's alpha, and the
-prediction's |error| as a heat map (0 black .. 1 bright). Every alpha tile is captioned with its SAD against
-the true alpha (over the trimap's unknown band when a trimap is given, as in the DIM metrics). Inputs are
+One row per image; columns: image, B', S, true alpha, predicted alpha, each baseline's alpha, the
+prediction's |error| as a heat map (0 black .. 1 bright) and, when given, the composite of the prediction. Every
+alpha tile is captioned with its SAD against the true alpha (over the trimap's unknown band when a trimap is
+given, as in the DIM metrics), or with the captions given (capture sets: band and whole-frame SAD). Inputs are
 plain arrays, so the gallery does not depend on how the predictions were made. Tiles are drawn with nearest
 interpolation at no less than their pixel size, so single-pixel strands stay visible.
 """
@@ -29,7 +30,9 @@ PathLike = str | os.PathLike
 @dataclass
 class GalleryRow:
     """One held-out image: image and B' H x W x 3, S, true and predicted alpha H x W (float32 in [0, 1]),
-    baseline alphas by name (H x W), and an optional uint8 trimap (0 / 128 / 255) for the SAD captions."""
+    baseline alphas by name (H x W), an optional uint8 trimap (0 / 128 / 255) for the SAD captions, an optional
+    ``composite`` (H x W x 3, the prediction over a new background) drawn last, and optional ``captions`` of the
+    alpha tiles by label (the model's is ``"predicted"``; default: the SAD computed here)."""
 
     name: str
     image: np.ndarray
@@ -39,25 +42,36 @@ class GalleryRow:
     predicted: np.ndarray
     baselines: Mapping[str, np.ndarray] = field(default_factory=dict)
     trimap: np.ndarray | None = None
+    composite: np.ndarray | None = None
+    captions: Mapping[str, str] | None = None
+
+    def _caption(self, key: str, arr: np.ndarray) -> str:
+        if self.captions is not None and key in self.captions:
+            return self.captions[key]
+        return f"SAD {metrics.sad(arr, self.alpha, self.trimap):.3f}"
 
     def tiles(self, model_name: str) -> list[tuple[str, np.ndarray, str]]:
         """(column label, array, caption) per column, in gallery order; checks the shapes."""
         h, w = self.alpha.shape
         named = {"image": self.image, "B'": self.background, "S": self.segmentation, "true α": self.alpha,
                  model_name: self.predicted, **self.baselines}
+        if self.composite is not None:
+            named["composite"] = self.composite
         for label, arr in named.items():
             if np.shape(arr)[:2] != (h, w):
                 raise ValueError(f"gallery row {self.name!r}: {label} is {np.shape(arr)} but alpha is {(h, w)}")
         out = [(label, np.asarray(arr, np.float32), "") for label, arr in named.items()]
-        for i in range(4, len(out)):
-            out[i] = (out[i][0], out[i][1], f"SAD {metrics.sad(out[i][1], self.alpha, self.trimap):.3f}")
+        keys = ["predicted", *self.baselines]
+        for i, key in enumerate(keys, start=4):
+            out[i] = (out[i][0], out[i][1], self._caption(key, out[i][1]))
         error = np.abs(np.asarray(self.predicted, np.float32) - np.asarray(self.alpha, np.float32))
-        out.append((f"|{model_name} − true α|", error, f"max {float(error.max()):.2f}"))
-        return out
+        heat = (f"|{model_name} − true α|", error, f"max {float(error.max()):.2f}")
+        return out[:4 + len(keys)] + [heat] + out[4 + len(keys):]
 
 
 #: Column labels of the baseline mattes.
-BASELINE_LABELS = {"segmentation": "α = S", "background_difference": "bg-difference α"}
+BASELINE_LABELS = {"segmentation": "α = S", "background_difference": "bg-difference α",
+                   "careful": "careful classical α"}
 
 
 def gallery_rows(model: MattingModel, dataset: Dataset, indices: Iterable[int],
@@ -99,7 +113,7 @@ def write_gallery(path: PathLike, rows: Sequence[GalleryRow], *, title: str = ""
     for r, (row, tiles) in enumerate(zip(rows, grid)):
         for c, (label, arr, caption) in enumerate(tiles):
             ax = axes[r][c]
-            heat = c == n_cols - 1
+            heat = label.startswith("|")
             ax.imshow(arr, cmap="inferno" if heat else "gray", vmin=0.0, vmax=1.0, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])

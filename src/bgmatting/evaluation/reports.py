@@ -93,13 +93,19 @@ def metric_headers(mse_unit: float = 1e-3) -> dict[str, str]:
     exponent = round(math.log10(mse_unit))
     mse_label = f"×10^{exponent}" if math.isclose(10.0**exponent, mse_unit) else f"×{mse_unit:g}"
     return {"sad": "SAD (×10^3)", "mse": f"MSE ({mse_label})", "grad": "Grad (×10^3)", "conn": "Conn (×10^3)",
-            "fg_mse": f"fg MSE ({mse_label})", "fg_sad": "fg SAD (×10^3)"}
+            "fg_mse": f"fg MSE ({mse_label})", "fg_sad": "fg SAD (×10^3)", "sad_frame": "frame SAD (×10^3)",
+            "mse_frame": f"frame MSE ({mse_label})", "fg_mse_frame": f"frame fg MSE ({mse_label})",
+            "false_fg": "false fg (share)", "dtssd": "dtSSD (×10^2)"}
+
+
+#: Metrics stored as raw means, printed divided by the report's ``mse_unit``.
+MSE_METRICS = ("mse", "fg_mse", "mse_frame", "fg_mse_frame")
 
 
 def _display(key: str, value: Any, mse_unit: float) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
-    v = float(value) / mse_unit if key in ("mse", "fg_mse") else float(value)
+    v = float(value) / mse_unit if key in MSE_METRICS else float(value)
     return f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
 
 

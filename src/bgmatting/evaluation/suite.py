@@ -5,6 +5,10 @@ Per set the baselines are the mattes of :data:`bgmatting.evaluation.BASELINES` (
 matte of I and B'); the *ratio* is the best baseline's SAD divided by the model's (above 1: the model is better), and
 the *target* holds where the ratio is at least :data:`TARGET_RATIO` and the model's MSE and Grad are below every
 baseline's. Reference models (e.g. the real stage's teacher) are scored as further rows but are not baselines.
+
+A capture set (:mod:`bgmatting.evaluation.captures`) is scored end to end beside its own three baselines (always,
+whatever ``baselines`` says), with whole-frame metrics too: its table lines add frame SAD, false foreground, dtSSD
+and the whole-frame ratio (best baseline frame SAD / frame SAD); the ratio and target stay on the band.
 """
 from __future__ import annotations
 
@@ -18,8 +22,9 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from bgmatting.data.io import write_json, write_text
+from bgmatting.evaluation.captures import CAPTURE_BASELINES, is_capture_set, score_capture_baselines
 from bgmatting.evaluation.gallery import gallery_rows, write_gallery
-from bgmatting.evaluation.reports import metric_headers
+from bgmatting.evaluation.reports import MSE_METRICS, metric_headers
 from bgmatting.evaluation.run import evaluate
 from bgmatting.evaluation.score import BASELINES, score_baseline
 from bgmatting.evaluation.summary import summarize
@@ -31,6 +36,10 @@ TARGET_RATIO = 2.0
 BASELINE_PREFIX = "baseline: "
 REFERENCE_PREFIX = "reference: "
 _TABLE_METRICS = ("sad", "mse", "grad", "conn", "fg_mse")
+FRAME_SAD = "sad_frame"
+_FRAME_METRICS = (FRAME_SAD, "false_fg", "dtssd")
+#: Metrics each baseline is logged with in per-epoch validation (those a set's rows have).
+_VALIDATION_BASELINE_METRICS = ("sad", "mse", "grad", FRAME_SAD, "mse_frame", "false_fg")
 
 
 @dataclass
@@ -51,15 +60,21 @@ class SetScore:
 
     @property
     def best_baseline(self) -> str | None:
-        finite = {k: v["sad"] for k, v in self.baselines.items() if math.isfinite(v.get("sad", math.nan))}
+        return self.best_baseline_by("sad")
+
+    def best_baseline_by(self, metric: str) -> str | None:
+        """The baseline with the lowest ``metric`` (None when no baseline has a finite one)."""
+        finite = {k: v[metric] for k, v in self.baselines.items() if math.isfinite(v.get(metric, math.nan))}
         return min(finite, key=finite.get) if finite else None
 
-    def ratio(self, method: str = "model") -> float:
-        """Best baseline's SAD / ``method``'s SAD (NaN without baselines; inf for a perfect score)."""
-        if self.best_baseline is None:
+    def ratio(self, method: str = "model", metric: str = "sad") -> float:
+        """Best baseline's ``metric`` / ``method``'s (NaN without baselines or without the metric; inf for a
+        perfect score). ``metric`` "sad" (the band) or "sad_frame" (capture sets: the whole frame)."""
+        best = self.best_baseline_by(metric)
+        value = self.summaries[method].get(metric, math.nan)
+        if best is None or not math.isfinite(value):
             return math.nan
-        sad = self.summaries[method]["sad"]
-        return math.inf if sad == 0 else self.baselines[self.best_baseline]["sad"] / sad
+        return math.inf if value == 0 else self.baselines[best][metric] / value
 
     @property
     def target_met(self) -> bool:
@@ -68,8 +83,11 @@ class SetScore:
         return bool(self.baselines) and self.ratio() >= TARGET_RATIO and below
 
     def as_dict(self) -> dict[str, Any]:
-        return {"set": self.name, "images": self.images, "summaries": self.summaries,
-                "best_baseline": self.best_baseline, "ratio": self.ratio(), "target_met": self.target_met}
+        out = {"set": self.name, "images": self.images, "summaries": self.summaries,
+               "best_baseline": self.best_baseline, "ratio": self.ratio(), "target_met": self.target_met}
+        if FRAME_SAD in self.summaries["model"]:
+            out.update(best_baseline_frame=self.best_baseline_by(FRAME_SAD), ratio_frame=self.ratio(metric=FRAME_SAD))
+        return out
 
 
 def evaluate_suite(model: MattingModel, sets: Mapping[str, Dataset], *, baselines: Iterable[str] = BASELINES,
@@ -79,19 +97,23 @@ def evaluate_suite(model: MattingModel, sets: Mapping[str, Dataset], *, baseline
     """Score ``model`` (and ``references``) beside ``baselines`` on (the first ``limit`` samples of) every set.
 
     With ``output_dir``: each set's reports go to ``output_dir/<set>/`` (:func:`bgmatting.evaluation.evaluate`), a
-    gallery PNG of its first ``gallery`` images to ``output_dir/<set>/gallery.png``, and the suite's table and
-    scores to ``output_dir/summary.md`` and ``summary.json``. Returns {set name: SetScore} in the given order.
+    gallery PNG of its first ``gallery`` images (capture sets: units) to ``output_dir/<set>/gallery.png``, and the
+    suite's table and scores to ``output_dir/summary.md`` and ``summary.json``. Returns {set name: SetScore} in
+    the given order. Capture sets are always scored beside their own three baselines (module docstring).
     """
     baselines = tuple(baselines)
     scores: dict[str, SetScore] = {}
     for name, dataset in sets.items():
         folder = Path(output_dir) / name if output_dir is not None else None
-        result = evaluate(model, dataset, baselines=baselines, limit=limit, output_dir=folder,
-                          title=f"{title}: {name}", progress=progress, meta=meta,
-                          references={f"{REFERENCE_PREFIX}{k}": v for k, v in (references or {}).items()})
+        captures = is_capture_set(dataset)
+        result = evaluate(model, dataset, baselines=CAPTURE_BASELINES if captures else baselines, limit=limit,
+                          output_dir=folder, title=f"{title}: {name}", progress=progress, meta=meta,
+                          references={f"{REFERENCE_PREFIX}{k}": v for k, v in (references or {}).items()},
+                          gallery=gallery if folder is not None else 0)
         scores[name] = SetScore(name, {_method(k): v for k, v in result.summaries.items()})
         if folder is not None and gallery > 0:
-            rows = gallery_rows(model, first_items(dataset, limit), range(gallery), baselines)
+            rows = result.gallery if captures else gallery_rows(model, first_items(dataset, limit), range(gallery),
+                                                                baselines)
             write_gallery(folder / "gallery.png", rows, title=f"{title}: {name}")
     if output_dir is not None:
         write_text(Path(output_dir) / "summary.md", f"# {title}\n\n{suite_table(scores)}")
@@ -108,18 +130,25 @@ def _method(key: str) -> str:
 
 def suite_table(scores: Mapping[str, SetScore], mse_unit: float = 1e-3) -> str:
     """Markdown: a line per (set, method) with images, SAD, MSE, Grad, Conn, fg MSE, and for the model and the
-    references the ratio best-baseline SAD / their SAD; a last column says whether the model meets the target."""
+    references the ratio best-baseline SAD / their SAD; a last column says whether the model meets the target.
+    With a capture set among the sets, also frame SAD, false foreground, dtSSD and the whole-frame ratio."""
     headers = metric_headers(mse_unit)
-    head = ["set", "method", "images", *(headers[k] for k in _TABLE_METRICS), "best baseline SAD / SAD",
-            f"target (≥{TARGET_RATIO:g}×, MSE and Grad below both)"]
+    frame = any(FRAME_SAD in s.summaries["model"] for s in scores.values())
+    extra = _FRAME_METRICS if frame else ()
+    head = ["set", "method", "images", *(headers[k] for k in (*_TABLE_METRICS, *extra)), "best baseline SAD / SAD",
+            *(["best baseline frame SAD / frame SAD"] if frame else []),
+            f"target (≥{TARGET_RATIO:g}×, MSE and Grad below all baselines)"]
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for score in scores.values():
         for method, summary in score.summaries.items():
             is_baseline = method.startswith(BASELINE_PREFIX)
-            ratio = "" if is_baseline else f"{score.ratio(method):.2f}×"
+            ratio_cells = ["" if is_baseline else f"{score.ratio(method):.2f}×"]
+            if frame:
+                whole = score.ratio(method, FRAME_SAD)
+                ratio_cells.append("" if is_baseline or math.isnan(whole) else f"{whole:.2f}×")
             target = ("met" if score.target_met else "not met") if method == "model" and score.baselines else ""
             cells = [score.name, method, str(summary.get("images", "")),
-                     *(_cell(k, summary.get(k), mse_unit) for k in _TABLE_METRICS), ratio, target]
+                     *(_cell(k, summary.get(k), mse_unit) for k in (*_TABLE_METRICS, *extra)), *ratio_cells, target]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -127,16 +156,17 @@ def suite_table(scores: Mapping[str, SetScore], mse_unit: float = 1e-3) -> str:
 def _cell(key: str, value: Any, mse_unit: float) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
-    return f"{value / mse_unit:.2f}" if key in ("mse", "fg_mse") else f"{value:.3f}"
+    return f"{value / mse_unit:.2f}" if key in MSE_METRICS else f"{value:.3f}"
 
 
 class SuiteValidation:
     """Per-epoch validation over named sets: ``callable(model) -> {"val/<set>/<metric>": ...}``.
 
     Logs, per set, the model's metrics, each baseline's SAD, MSE and Grad (``val/<set>/<kind>/<metric>``, scored
-    once, since they do not change) and the subset size (``val/<set>/images``), plus ``val/relative_sad``: the mean
-    over sets of the model's SAD divided by the best baseline's (below 1: better than every baseline; comparable
-    across scales, so it picks ``best.pt``).
+    once, since they do not change; capture sets: their own three baselines, with the whole-frame SAD and MSE and
+    the false-foreground share too) and the subset size (``val/<set>/images``), plus ``val/relative_sad``: the
+    mean over sets of the model's SAD (on the band) divided by the best baseline's (below 1: better than every
+    baseline; comparable across scales, so it picks ``best.pt``). A capture set's first ``limit`` units are scored.
     """
 
     def __init__(self, sets: Mapping[str, Dataset], limit: int | None, baselines: Iterable[str] = BASELINES,
@@ -144,25 +174,31 @@ class SuiteValidation:
         self.sets = {name: first_items(dataset, limit) for name, dataset in sets.items()}
         self.baselines = tuple(baselines)
         self.batch_size = batch_size
-        self._baseline_values: dict[str, float] | None = None
+        self._baseline_values: dict[str, dict[str, dict[str, Any]]] | None = None
 
-    def _baseline_scores(self) -> dict[str, float]:
+    def _baseline_summaries(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """{set: {baseline kind: summary}}, scored on the first call."""
         if self._baseline_values is None:
-            values: dict[str, float] = {}
+            self._baseline_values = {}
             for name, dataset in self.sets.items():
-                for kind in self.baselines:
-                    summary = summarize(score_baseline(dataset, kind))
-                    values.update({f"val/{name}/{kind}/{k}": float(summary[k]) for k in ("sad", "mse", "grad")})
-            self._baseline_values = values
+                if is_capture_set(dataset):
+                    rows = score_capture_baselines(dataset)[0]
+                else:
+                    rows = {kind: score_baseline(dataset, kind) for kind in self.baselines}
+                self._baseline_values[name] = {kind: summarize(r) for kind, r in rows.items()}
         return self._baseline_values
 
     def __call__(self, model: MattingModel) -> dict[str, float]:
-        values = dict(self._baseline_scores())
+        values: dict[str, float] = {}
         relative = []
         for name, dataset in self.sets.items():
+            kinds = self._baseline_summaries()[name]
+            for kind, summary in kinds.items():
+                values.update({f"val/{name}/{kind}/{k}": float(summary[k])
+                               for k in _VALIDATION_BASELINE_METRICS if k in summary})
             summary = evaluate(model, dataset, batch_size=self.batch_size).summaries["model"]
             values.update({f"val/{name}/{k}": float(v) for k, v in summary.items()})
-            best = min((values[f"val/{name}/{kind}/sad"] for kind in self.baselines), default=math.nan)
+            best = min((s["sad"] for s in kinds.values()), default=math.nan)
             if math.isfinite(best) and best > 0:
                 relative.append(summary["sad"] / best)
         if relative:

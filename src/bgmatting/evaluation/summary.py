@@ -1,7 +1,8 @@
 """Per-image rows and their summaries: the metric columns, their units, and means over rows.
 
 A row is a plain dict for one image: ``name``, ``height``, ``width``, ``unknown_pixels`` and the metrics of
-:data:`METRICS` (``fg_mse``/``fg_sad`` only when a foreground was predicted and is known).
+:data:`METRICS` (``fg_mse``/``fg_sad`` only when a foreground was predicted and is known; the whole-frame metrics
+and ``dtssd`` only for capture sets, :mod:`bgmatting.evaluation.captures`).
 """
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ METRIC_UNITS: dict[str, str] = {
     "conn": "sum |phi(a) - phi(a*)| over unknown pixels / 1000 (step 0.1, theta 0.15)",
     "fg_mse": "mean (F - F*)^2 over channels and pixels with a* > 0 (and unknown) (raw)",
     "fg_sad": "sum |F - F*| over channels and pixels with a* > 0 (and unknown) / 1000",
+    "sad_frame": "sum |a - a*| over every pixel of the frame / 1000",
+    "mse_frame": "mean (a - a*)^2 over every pixel of the frame (raw)",
+    "fg_mse_frame": "mean (F - F*)^2 over channels and every pixel with a* > 0 (raw)",
+    "false_fg": "share of the pixels with a* < 0.1 where a > 0.5 (false foreground: ghosts, shadows)",
+    "dtssd": "temporal gradient error dtSSD x 100 over every pixel (clips; each frame row holds its clip's value)",
 }
 METRICS = tuple(METRIC_UNITS)
 

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset, Subset
 from bgmatting.data.adobe import CompositeSetDataset
 from bgmatting.data.io import IMAGE_EXTENSIONS, DataError
 from bgmatting.data.manifest import read_manifest, write_manifest
+from bgmatting.data.synthetic.capture_set import CaptureSet
 from bgmatting.evaluation.reports import safe_file_name
 
 PathLike = str | os.PathLike
@@ -45,7 +46,10 @@ def open_test_set(*, manifest: PathLike | None = None, root: PathLike | None = N
 
 
 def first_items(dataset: Dataset, limit: int | None) -> Dataset:
-    """The first ``limit`` samples of ``dataset`` (all of them for None or a limit >= its length)."""
+    """The first ``limit`` samples of ``dataset`` (all of them for None or a limit >= its length); of a capture
+    set, its first ``limit`` units (:meth:`CaptureSet.first`, still a capture set)."""
+    if isinstance(dataset, CaptureSet):
+        return dataset.first(limit)
     if limit is None or limit >= len(dataset):
         return dataset
     return Subset(dataset, list(range(int(limit))))

@@ -201,13 +201,19 @@ def _check_video(job: InferenceJob) -> None:
         check_video_extension(job.video_extension)
 
 
-def check_job(job: InferenceJob) -> None:
-    """Every option that can be checked without reading the inputs; a DataError naming the first bad one."""
-    _check_paths(job)
+def check_options(job: InferenceJob) -> None:
+    """The job's choices (mode, alignment, ...), numbers (size, batch size, ...), motion offsets, device and
+    precision; a DataError naming the first bad one."""
     _check_choices(job)
     _check_numbers(job)
     _check_offsets(job)
     _check_runtime(job)
+
+
+def check_job(job: InferenceJob) -> None:
+    """Every option that can be checked without reading the inputs; a DataError naming the first bad one."""
+    _check_paths(job)
+    check_options(job)
     _check_video(job)
     if job.target_background is not None and job.target_color is not None:
         raise DataError("give a target background or a target colour, not both")
@@ -305,15 +311,21 @@ def default_memory_limit(device: torch.device) -> int:
     return int(DEFAULT_MEMORY_SHARE * total)
 
 
+def require_refiner(model: torch.nn.Module, source: Any, option: str = "--mode refine") -> None:
+    """A CheckpointError naming ``source`` and the ``option`` that asked for refine mode when ``model`` has no
+    refiner."""
+    if getattr(model, "refiner", None) is None:
+        raise CheckpointError(f"{source}: {option} needs a checkpoint with a refiner (trained with "
+                              "model=quickstart_refine or model=paper_refine); this one holds a generator only")
+
+
 def load_model(job: InferenceJob) -> torch.nn.Module:
     """The job's network: the given one, or the checkpoint's (with its refiner, if it has one); in refine mode with
     the job's refine options (mode, pixel budget, downsample ratio; the others as stored)."""
     model = job.checkpoint if isinstance(job.checkpoint, torch.nn.Module) else load_matting_model(Path(job.checkpoint))
     if job.mode != "refine":
         return model
-    if getattr(model, "refiner", None) is None:
-        raise CheckpointError(f"{job.checkpoint}: --mode refine needs a checkpoint with a refiner (trained with "
-                              "model=quickstart_refine or model=paper_refine); this one holds a generator only")
+    require_refiner(model, job.checkpoint)
     return model.set_refine_options(**dict(model.refine_options, downsample_ratio=job.downsample_ratio,
                                            refine_mode=job.refine_mode, refine_pixels=job.refine_pixels))
 

@@ -197,11 +197,12 @@ class BackgroundDifferenceSegmenter(Segmenter):
     """Subject = pixels that differ from the aligned captured background.
 
     Steps: light Gaussian blur of both images (``blur_sigma`` px); difference d = max over channels of
-    |I - B|; shadow suppression (pixels darker than B by a factor in [shadow_min_ratio, 0.97] whose
-    chromaticity, channel / channel mean, moved less than ``shadow_chroma_tolerance``, count as
-    background); threshold ("noise": median + ``noise_sigmas`` robust sigmas of d; "otsu": Otsu's
-    threshold; both clipped to [min_threshold, max_threshold]; or a number); open then close with
-    ellipses (radii ``open_fraction`` / ``close_fraction`` of the shorter side); keep at most
+    |I - B| (with ``tolerance_px`` r > 0: the distance of I to the range of B within r px, max(0, I - max_r B,
+    min_r B - I), so that B off by up to r px reads as no difference); shadow suppression (pixels darker than B
+    by a factor in [shadow_min_ratio, 0.97] whose chromaticity, channel / channel mean, moved less than
+    ``shadow_chroma_tolerance``, count as background); threshold ("noise": median + ``noise_sigmas`` robust
+    sigmas of d; "otsu": Otsu's threshold; both clipped to [min_threshold, max_threshold]; or a number); open
+    then close with ellipses (radii ``open_fraction`` / ``close_fraction`` of the shorter side); keep at most
     ``max_components`` components, each at least ``min_component_ratio`` of the largest; fill holes
     smaller than ``max_hole_ratio`` of the subject (None: all holes); then ``postprocess_segmentation``
     scaled to the subject's crop (or, with ``postprocess=False``, the binary mask as float).
@@ -219,6 +220,7 @@ class BackgroundDifferenceSegmenter(Segmenter):
         max_threshold: float = 0.2,
         noise_sigmas: float = 6.0,
         blur_sigma: float = 1.0,
+        tolerance_px: int = 0,
         shadow_suppression: bool = True,
         shadow_min_ratio: float = 0.3,
         shadow_chroma_tolerance: float = 0.1,
@@ -238,6 +240,7 @@ class BackgroundDifferenceSegmenter(Segmenter):
         self.max_threshold = max_threshold
         self.noise_sigmas = noise_sigmas
         self.blur_sigma = blur_sigma
+        self.tolerance_px = int(tolerance_px)
         self.shadow_suppression = shadow_suppression
         self.shadow_min_ratio = shadow_min_ratio
         self.shadow_chroma_tolerance = shadow_chroma_tolerance
@@ -258,7 +261,13 @@ class BackgroundDifferenceSegmenter(Segmenter):
         if self.blur_sigma > 0:
             image_f = cv2.GaussianBlur(image_f, (0, 0), self.blur_sigma)
             background_f = cv2.GaussianBlur(background_f, (0, 0), self.blur_sigma)
-        d = _channel_max(cv2.absdiff(image_f, background_f))
+        if self.tolerance_px > 0:
+            disc = _ellipse(2 * self.tolerance_px + 1)
+            above = image_f - cv2.dilate(background_f, disc, borderType=cv2.BORDER_REPLICATE)
+            below = cv2.erode(background_f, disc, borderType=cv2.BORDER_REPLICATE) - image_f
+            d = np.maximum(_channel_max(np.maximum(above, below)), 0.0)
+        else:
+            d = _channel_max(cv2.absdiff(image_f, background_f))
         if self.shadow_suppression:
             d[self._shadow(image_f, background_f)] = 0.0
         return d

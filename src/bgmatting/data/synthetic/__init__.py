@@ -9,7 +9,9 @@ Deterministic from a seed, generated on first use into a cache folder (``$BGMATT
   the real-captures layout (``bgmatting.data.real`` reads them), plus true alpha in ground_truth/.
 
 Submodules: ``textures`` (backgrounds, colour fields), ``shapes`` (subjects with strands, veils, glass,
-motion blur), ``clips`` (captures), ``adobe_set`` (the Adobe-style set), ``cache`` (atomic cached generation).
+motion blur), ``clips`` (captures), ``adobe_set`` (the Adobe-style set), ``cache`` (atomic cached generation);
+held-out test sets built otherwise: ``photo_set`` (clean photo composites) and ``capture_set`` (phone-like JPEG
+captures scored end to end, docs/CAPTURES.md).
 """
 from __future__ import annotations
 

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from bgmatting.data.io import to_float, to_uint8, write_alpha, write_image
+from bgmatting.data.nuisances import pose_homography, random_pose
 from bgmatting.data.real import MANIFEST_NAME, Clip, RealCaptureDataset, frame_name, write_real_manifest
 from bgmatting.preprocess.segment import get_segmenter, postprocess_segmentation, segmentation_crop_scale
 
@@ -50,26 +51,6 @@ def _size_hw(size) -> tuple[int, int]:
         return size, size
     h, w = (int(v) for v in size)
     return h, w
-
-
-def homography(height: int, width: int, *, shift=(0.0, 0.0), angle_deg: float = 0.0, scale: float = 1.0,
-               perspective=(0.0, 0.0)) -> np.ndarray:
-    """3 x 3 homography about the image centre: rotate/scale, then shift (px), with a small perspective term
-    (in units of 1/size)."""
-    cx, cy = width / 2, height / 2
-    a = np.deg2rad(angle_deg)
-    centre = np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]], np.float64)
-    rs = np.array([[scale * np.cos(a), -scale * np.sin(a), 0], [scale * np.sin(a), scale * np.cos(a), 0],
-                   [perspective[0] / width, perspective[1] / height, 1]], np.float64)
-    back = np.array([[1, 0, cx + shift[0]], [0, 1, cy + shift[1]], [0, 0, 1]], np.float64)
-    return back @ rs @ centre
-
-
-def _random_pose(rng, height: int, width: int, shift: float, angle: float, scale: float, persp: float) -> np.ndarray:
-    m = max(height, width)
-    return homography(height, width, shift=tuple(rng.uniform(-shift, shift, 2) * m),
-                      angle_deg=rng.uniform(-angle, angle), scale=1.0 + rng.uniform(-scale, scale),
-                      perspective=tuple(rng.uniform(-persp, persp, 2)))
 
 
 def _view(world: np.ndarray, pose: np.ndarray, margin: int, out_hw: tuple[int, int], interp=cv2.INTER_LINEAR,
@@ -99,7 +80,7 @@ def _segmentation_from_alpha(alpha: np.ndarray, rng: np.random.Generator) -> np.
     return postprocess_segmentation(mask, scale=segmentation_crop_scale(mask))
 
 
-def _smooth_path(rng, n: int, amplitude: float, cycles=(0.3, 1.0)) -> np.ndarray:
+def smooth_path(rng, n: int, amplitude: float, cycles=(0.3, 1.0)) -> np.ndarray:
     """A smooth periodic-ish 1D path of n samples in [-amplitude, amplitude]."""
     t = np.linspace(0.0, 1.0, n)
     f1, f2 = rng.uniform(*cycles), rng.uniform(*cycles) * 2
@@ -197,9 +178,9 @@ def _make_subject(rng: np.random.Generator, world: _World, n_frames: int) -> _Mo
                              camouflage=canvas_scene if camouflaged else None, p_motion_blur=0.0)
     premult_full = subject.foreground * subject.alpha[:, :, None]
     # Motion of the subject in the world: translation + rotation about a pivot (bottom centre for persons).
-    tx = _smooth_path(rng, n_frames, 0.22 * ww)
-    ty = _smooth_path(rng, n_frames, 0.03 * wh if kind == "person" else 0.12 * wh)
-    rot = _smooth_path(rng, n_frames, rng.uniform(3.0, 10.0))
+    tx = smooth_path(rng, n_frames, 0.22 * ww)
+    ty = smooth_path(rng, n_frames, 0.03 * wh if kind == "person" else 0.12 * wh)
+    rot = smooth_path(rng, n_frames, rng.uniform(3.0, 10.0))
     pivot = (centre[0], float(wh) if kind == "person" else centre[1])
     return _MovingSubject(kind, camouflaged, subject, premult_full, centre, pivot, tx, ty, rot)
 
@@ -219,14 +200,14 @@ def _make_camera(rng: np.random.Generator, world: _World, n_frames: int, handhel
     H, W = world.height, world.width
     m = max(H, W)
     if handheld:
-        frame_poses = [homography(H, W, shift=(float(a), float(b)), angle_deg=float(c))
-                       for a, b, c in zip(_smooth_path(rng, n_frames, 0.03 * m), _smooth_path(rng, n_frames, 0.03 * m),
-                                          _smooth_path(rng, n_frames, 1.5))]
-        plate_pose = _random_pose(rng, H, W, 0.03, 1.5, 0.02, 0.03)
+        frame_poses = [pose_homography(H, W, shift=(float(a), float(b)), angle_deg=float(c))
+                       for a, b, c in zip(smooth_path(rng, n_frames, 0.03 * m), smooth_path(rng, n_frames, 0.03 * m),
+                                          smooth_path(rng, n_frames, 1.5))]
+        plate_pose = random_pose(rng, H, W, shift=0.03, angle=1.5, scale=0.02, perspective=0.03)
     else:
         shake = rng.normal(0.0, 0.25, (n_frames, 2))
-        frame_poses = [homography(H, W, shift=tuple(s)) for s in shake]
-        plate_pose = _random_pose(rng, H, W, 0.008, 0.4, 0.005, 0.005)
+        frame_poses = [pose_homography(H, W, shift=tuple(s)) for s in shake]
+        plate_pose = random_pose(rng, H, W, shift=0.008, angle=0.4, scale=0.005, perspective=0.005)
     gain = float(rng.choice([-1, 1]) * rng.uniform(0.05, 0.15) + 1.0)
     gamma = float(rng.uniform(0.85, 1.15))
     balance = (1.0 + rng.uniform(-0.04, 0.04, 3)).astype(np.float32)
@@ -292,7 +273,7 @@ def _aligned_plate(rng: np.random.Generator, world: _World, camera: _Camera, pla
     """The plate warped into a frame (exact, plus a residual error of a good alignment), and pixels the plate
     does not cover taken from the frame (the public code's fill rule)."""
     H, W = world.height, world.width
-    residual = homography(H, W, shift=tuple(rng.normal(0, 0.3, 2)), angle_deg=float(rng.normal(0, 0.05)))
+    residual = pose_homography(H, W, shift=tuple(rng.normal(0, 0.3, 2)), angle_deg=float(rng.normal(0, 0.05)))
     to_frame = residual @ pose @ np.linalg.inv(camera.plate_pose)
     aligned = cv2.warpPerspective(plate, to_frame, (W, H), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_CONSTANT, borderValue=(-1, -1, -1))

@@ -63,28 +63,33 @@ def luma(image: np.ndarray) -> np.ndarray:
     return (image.astype(np.float32) @ np.asarray(LUMA_WEIGHTS, np.float32)).astype(np.float32)
 
 
-def _quad(rng: np.random.Generator, height: int, width: int, min_side: float) -> np.ndarray:
-    """A random view quadrilateral (4 x 2, clockwise from top-left) in a photo: a square covering
-    ``min_side``..90% of the short side, rotated up to 20 degrees, corners jittered (perspective)."""
-    side = rng.uniform(min_side, 0.9) * min(height, width)
-    cx = rng.uniform(side / 2, width - side / 2)
-    cy = rng.uniform(side / 2, height - side / 2)
+def _quad(rng: np.random.Generator, height: int, width: int, min_side: float, aspect: float = 1.0) -> np.ndarray:
+    """A random view quadrilateral (4 x 2, clockwise from top-left) in a photo: a rectangle of ``aspect``
+    (width / height; 1: a square) whose height covers ``min_side``..90% of the most it can (the short side for
+    a square), rotated up to 20 degrees, corners jittered (perspective)."""
+    side = rng.uniform(min_side, 0.9) * min(height, width / aspect)
+    half = np.array([side * aspect / 2, side / 2])
+    cx = rng.uniform(half[0], width - half[0])
+    cy = rng.uniform(half[1], height - half[1])
     t = np.deg2rad(rng.uniform(-20.0, 20.0))
-    square = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float64) * side / 2
+    rectangle = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float64) * half
     rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
-    corners = square @ rot.T + (cx, cy) + rng.normal(0.0, 0.06 * side, (4, 2))
+    corners = rectangle @ rot.T + (cx, cy) + rng.normal(0.0, 0.06 * side, (4, 2))
     return corners.astype(np.float32)
 
 
-def view(rng: np.random.Generator, img: np.ndarray, size: int, min_side: float = 0.35) -> np.ndarray:
-    """A random perspective view of a uint8 photo, size x size float32 in [0, 1] (mirrored with p = 0.5)."""
-    src = _quad(rng, img.shape[0], img.shape[1], min_side)
-    shrink = min(1.0, 1.5 * size / float(np.linalg.norm(src[1] - src[0])))
+def view(rng: np.random.Generator, img: np.ndarray, size: int, min_side: float = 0.35,
+         width: int | None = None) -> np.ndarray:
+    """A random perspective view of a uint8 photo, ``size`` high and ``width`` wide (default: square), float32
+    in [0, 1] (mirrored with p = 0.5)."""
+    width = size if width is None else int(width)
+    src = _quad(rng, img.shape[0], img.shape[1], min_side, width / size)
+    shrink = min(1.0, 1.5 * width / float(np.linalg.norm(src[1] - src[0])))
     if shrink < 1.0:  # pre-shrink so that the warp does not alias
         img = cv2.resize(img, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
         src = src * shrink
-    dst = np.array([[0, 0], [size - 1, 0], [size - 1, size - 1], [0, size - 1]], np.float32)
-    out = cv2.warpPerspective(img, cv2.getPerspectiveTransform(src, dst), (size, size), flags=cv2.INTER_LINEAR,
+    dst = np.array([[0, 0], [width - 1, 0], [width - 1, size - 1], [0, size - 1]], np.float32)
+    out = cv2.warpPerspective(img, cv2.getPerspectiveTransform(src, dst), (width, size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REFLECT)
     if rng.random() < 0.5:
         out = out[:, ::-1]
@@ -107,10 +112,11 @@ def grade(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     return np.clip(image * gains, 0.0, 1.0).astype(np.float32)
 
 
-def photo_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, str]:
-    """(background size x size x 3, photo name): a graded perspective view, defocused with p = 0.5."""
+def photo_background(rng: np.random.Generator, size: int, width: int | None = None) -> tuple[np.ndarray, str]:
+    """(background ``size`` high, ``width`` wide (default: square) x 3, photo name): a graded perspective view,
+    defocused with p = 0.5 (radius 0.5-3 px per 256 px of height)."""
     name = BACKGROUND_PHOTOS[int(rng.integers(len(BACKGROUND_PHOTOS)))]
-    image = view(rng, photo(name), size)
+    image = view(rng, photo(name), size, width=width)
     if rng.random() < 0.5:
         image = defocus(image, rng.uniform(0.5, 3.0) * size / 256)
     return grade(rng, image), name

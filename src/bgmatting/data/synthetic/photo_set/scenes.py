@@ -52,10 +52,10 @@ def render_scene(seed: int, index: int, size: int) -> Scene:
     camouflage = bool(rng.random() < 0.2)
     cloth, cloth_name = photos.cloth_texture(rng, size, source=photo_name if camouflage else None)
     if index % HORSE_EVERY == HORSE_EVERY - 1:
-        layers, info = _horse_layers(rng, size)
+        layers, info = horse_layers(rng, size)
     else:
         person = index - index // HORSE_EVERY  # people before this one
-        layers, info = _person_layers(rng, size, cloth, STYLES[person % len(STYLES)], wires=person % 3 == 1)
+        layers, info = person_layers(rng, size, cloth, STYLES[person % len(STYLES)], wires=person % 3 == 1)
     premult, alpha = over(layers)
     info.update(background_photo=photo_name, cloth_photo=cloth_name, camouflage=camouflage)
     return Scene(premult, np.clip(alpha, 0.0, 1.0).astype(np.float32), layers[0][1], background, info)
@@ -75,7 +75,7 @@ def _hair_cap(rng: np.random.Generator, head: figures.Head, size: int, style: st
     return figures.coverage(d, rng.uniform(1.0, 3.0) * size / 512)
 
 
-def _person_layers(rng: np.random.Generator, size: int, cloth: np.ndarray, style: str, wires: bool):
+def person_layers(rng: np.random.Generator, size: int, cloth: np.ndarray, style: str, wires: bool):
     """Layers (alpha, colour) back to front: body (skin on head and neck, cloth elsewhere), hair cap, hair
     strands of ``style`` (+ flyaways with p = 0.5), and ``wires`` (black, gray or white)."""
     fig = figures.person(rng, size, arms=bool(rng.random() < 0.4))
@@ -96,7 +96,7 @@ def _person_layers(rng: np.random.Generator, size: int, cloth: np.ndarray, style
                     "wires": wires}
 
 
-def _horse_layers(rng: np.random.Generator, size: int):
+def horse_layers(rng: np.random.Generator, size: int):
     """Layers: the horse silhouette in a coat colour (a hair colour with a fur photo's texture), then its
     mane (wisps on the upward edges of the front half) and tail strands in a darker shade."""
     d, box = figures.horse(rng, size)
