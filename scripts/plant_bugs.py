@@ -81,7 +81,7 @@ MUTATIONS = {
         ['tests/engine/test_stage_terms.py'],
     ),
     '21 export gate compares PyTorch with itself': (
-        'inference/export.py',
+        'inference/model_export.py',
         '        alpha, foreground = run(inputs)',
         '        alpha, foreground = alpha_ref, fg_ref',
         ['tests/test_export.py'],
@@ -102,7 +102,7 @@ MUTATIONS = {
         'preprocess/capture.py',
         '        if self.alignment == "none":\n',
         '        if self.alignment in ("none", "per_frame"):\n',
-        ['tests/data/test_prepare_real.py'],
+        ['tests/data/test_clip_preparation.py'],
     ),
     '22d prepare_real --handheld aligned once': (
         'preprocess/capture.py',
@@ -110,7 +110,7 @@ MUTATIONS = {
          '        if state is not None and (self.alignment == "once" or registered):'],
         ['        if False:\n            return "aligned"',
          '        if state is not None:'],
-        ['tests/data/test_prepare_real.py'],
+        ['tests/data/test_clip_preparation.py'],
     ),
     # issue 21: the kinds an earlier mutation run found unguarded, and their near relatives
     'i21a temporal: moving average from the raw previous frame': (
@@ -265,7 +265,7 @@ MUTATIONS = {
         ['tests/inference/test_infer_postprocess.py'],
     ),
     'i21g batch augmentation: its random stream not restored on resume': (
-        'engine/checkpointing.py',
+        'engine/run_checkpoints.py',
         '        trainer.batch_rng.set_state(state["rng"][rank]["batch_transform"])',
         '        pass',
         ['tests/engine/test_resume.py'],

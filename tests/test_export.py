@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from bgmatting import export
-from bgmatting.inference import export as export_library
-from bgmatting.inference.export import INPUT_NAMES, ParityError, example_inputs, export_model
+from bgmatting.inference import model_export as export_library
+from bgmatting.inference.model_export import INPUT_NAMES, ParityError, example_inputs, export_model
 from bgmatting.models import Generator, MattingModel
 from bgmatting.runtime import resolve_precision
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from bgmatting.engine.checkpointing import load_checkpoint
+from bgmatting.engine.run_checkpoints import load_checkpoint
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
     python -m bgmatting.compose --preset train|test --fg-dir DIR [DIR ...] --alpha-dir DIR [DIR ...] \\
         --bg-dir DIR [DIR ...] --out OUT [--fg-list FILE] [--bg-list FILE] [--trimap-dir DIR] [--size N]
 
-A thin command over :func:`bgmatting.data.compose.build_from_folders` (layout, presets and resume rules
+A thin command over :func:`bgmatting.data.composite_sets.build_from_folders` (layout, presets and resume rules
 there). Bad input: one line naming the file on stderr, exit status 2.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bgmatting.cli import report
-from bgmatting.data.compose import PRESETS, build_from_folders
+from bgmatting.data.composite_sets import PRESETS, build_from_folders
 from bgmatting.data.io import DataError
 
 

@@ -91,7 +91,8 @@ def _capture_sets(cfg: DictConfig) -> dict[str, Any]:
     return {f"captures_{size}": capture_test_set(
         int(size), n_stills=spec.capture_stills, n_clips=spec.capture_clips, n_frames=spec.capture_frames,
         cache_dir=cfg.data.get("cache_dir"), mode=cfg.mode, network_size=cfg.network_size,
-        refine_mode=cfg.refine_mode, refine_pixels=cfg.refine_pixels, precision=cfg.precision)
+        refine_mode=cfg.refine_mode, refine_pixels=cfg.refine_pixels, precision=cfg.precision,
+        downsample_ratio=cfg.get("downsample_ratio"))
         for size in spec.capture_sizes}
 
 

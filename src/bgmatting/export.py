@@ -6,7 +6,7 @@
 A checkpoint with a refiner exports with a fixed H x W (``--size``, e.g. 1080,1920) in refine mode
 thresholding (default) or full; the refine options apply to such checkpoints only.
 
-Reads the options and calls :func:`bgmatting.inference.export.export_model` on the checkpoint's
+Reads the options and calls :func:`bgmatting.inference.model_export.export_model` on the checkpoint's
 :class:`bgmatting.models.MattingModel`; the graph's inputs and outputs (the ONNX contract) are described there
 and in the README. Bad input (checkpoint, sizes, options, missing export packages): one line on stderr, exit
 status 2; a failed parity check: exit status 1, nothing written.
@@ -18,7 +18,7 @@ import json
 import sys
 
 from bgmatting.cli import report
-from bgmatting.inference.export import (
+from bgmatting.inference.model_export import (
     DEFAULT_OPSET,
     DEFAULT_TOLERANCE,
     EXPORT_REFINE_MODES,

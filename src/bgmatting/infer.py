@@ -69,67 +69,89 @@ def _pixels(text: str) -> int:
     return int(text)
 
 
-def _add_refine(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--refine-mode", choices=REFINE_MODES, default="sampling",
-                   help="refine mode: which 4x4 patches the refiner re-predicts (default sampling: the highest errors)")
-    p.add_argument("--refine-pixels", type=_pixels, default=80_000,
-                   help="refine mode sampling: full-resolution pixels refined per frame (default 80000, BGMv2's HD)")
-    p.add_argument("--downsample-ratio", type=_ratio, default=None,
-                   help="refine mode: base resolution / frame resolution (default: automatic, base long side 512)")
+def _essential_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("what to matte (the common options)")
+    g.add_argument("--input", required=True, help="image, folder of images, or video file")
+    g.add_argument("--background", help="captured background image (or folder, one per image); not needed for a "
+                                        "folder in the original layout (0001_img.png + 0001_back.png)")
+    g.add_argument("--checkpoint", required=True, help="our checkpoint or an original-release state dict")
+    g.add_argument("--output", required=True, help="output folder")
+    target = g.add_mutually_exclusive_group()
+    target.add_argument("--target-background", help="image, folder of images, or video to composite over")
+    target.add_argument("--target-color", type=_colour, help=f"R,G,B 0..255 (default {GREEN_SCREEN})")
 
 
-def _add_alignment(p: argparse.ArgumentParser) -> None:
-    align = p.add_mutually_exclusive_group()
+def _input_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("input")
+    g.add_argument("--sequence", action="store_true", help="an input folder holds consecutive video frames")
+    g.add_argument("--fps", type=float, default=25.0, help="frame rate of the video written for --sequence")
+    g.add_argument("--segmentation", help="folder of precomputed (raw) soft segmentations, matched by name")
+    g.add_argument("--segmenter", choices=sorted(SEGMENTERS),
+                   help="soft segmentation backend when --segmentation is not given (default background_difference)")
+    g.add_argument("--segmenter-weights", help="weights file of the deeplabv3 segmenter (offline use)")
+    g.add_argument("--motion-offsets", type=_offsets, default=DEFAULT_OFFSETS,
+                   help="video motion-cue frame offsets: non-zero, distinct, one per motion frame of the network "
+                        "(default -40,-20,20,40; write --motion-offsets=-2,-1,1,2)")
+
+
+def _plate_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("plate (the captured background)")
+    align = g.add_mutually_exclusive_group()
     align.add_argument("--handheld", action="store_true", help="align the background to every frame (AKAZE)")
     align.add_argument("--align-once", action="store_true", help="align the background once, to the first frame")
     align.add_argument("--no-align", action="store_true", help="background already registered: only resize it")
-    p.add_argument("--no-exposure", action="store_true",
+    g.add_argument("--no-exposure", action="store_true",
                    help="never correct the plate's exposure (default: a gain/bias where it measurably helps)")
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--mode", choices=MODES, default="original",
+                   help="original: crop around the subject, network at SIZE x SIZE; full: whole frame; refine: "
+                        "whole frame at native resolution, base downsampled + refiner (a checkpoint with a refiner)")
+    g.add_argument("--size", type=int, default=512,
+                   help="original: network side (512); full: long side of the processing size (0: native)")
+    g.add_argument("--refine-mode", choices=REFINE_MODES, default="sampling",
+                   help="refine mode: which 4x4 patches the refiner re-predicts (default sampling: the highest errors)")
+    g.add_argument("--refine-pixels", type=_pixels, default=80_000,
+                   help="refine mode sampling: full-resolution pixels refined per frame (default 80000, BGMv2's HD)")
+    g.add_argument("--downsample-ratio", type=_ratio, default=None,
+                   help="refine mode: base resolution / frame resolution (default: automatic, base long side 512)")
+    g.add_argument("--temporal", choices=TEMPORAL_FILTERS, default=DEFAULT_TEMPORAL,
+                   help=f"temporal smoothing of a clip's alpha (default {DEFAULT_TEMPORAL}; docs/INFERENCE.md)")
+    g.add_argument("--no-largest-component", action="store_true", help="keep every component of alpha")
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("output")
+    g.add_argument("--png-sequences", action="store_true", help="videos: also write per-frame PNGs")
+    g.add_argument("--video-codec", default=DEFAULT_FOURCC,
+                   help="OpenCV fourcc (4 characters) of the encoded videos; tried before the run starts")
+    g.add_argument("--video-extension", default=".mp4", help="container of the encoded videos (.mp4, .avi)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _speed_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("speed and memory")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    g.add_argument("--precision", default="auto", help="auto, fp32, fp32_cl, bf16, fp16 (CUDA)")
+    g.add_argument("--batch-size", type=int, default=1, help="frames per network call")
+    g.add_argument("--max-memory-gb", type=float,
+                   help="refuse frames whose estimated memory (decoding included) is above this (default: 75%% of "
+                        "the device's memory)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bgmatting.infer",
+        usage="python -m bgmatting.infer --input PHOTO_OR_VIDEO --background PLATE --checkpoint CKPT --output DIR "
+              "[options]",
         description="Matte photos and videos with a Background Matting generator: alpha, foreground, composites. "
-                    "By default the plate is aligned to the frames where it is measurably off.",
+                    "By default the plate is aligned to the frames where it is measurably off and its exposure "
+                    "corrected where that helps.",
     )
-    p.add_argument("--input", required=True, help="image, folder of images, or video file")
-    p.add_argument("--background", help="captured background image (or folder, one per image); not needed for a "
-                                        "folder in the original layout (0001_img.png + 0001_back.png)")
-    p.add_argument("--checkpoint", required=True, help="our checkpoint or an original-release state dict")
-    p.add_argument("--output", required=True, help="output folder")
-    target = p.add_mutually_exclusive_group()
-    target.add_argument("--target-background", help="image, folder of images, or video to composite over")
-    target.add_argument("--target-color", type=_colour, help=f"R,G,B 0..255 (default {GREEN_SCREEN})")
-    p.add_argument("--mode", choices=MODES, default="original",
-                   help="original: crop around the subject, network at SIZE x SIZE; full: whole frame; refine: "
-                        "whole frame at native resolution, base downsampled + refiner (a checkpoint with a refiner)")
-    _add_refine(p)
-    p.add_argument("--size", type=int, default=512,
-                   help="original: network side (512); full: long side of the processing size (0: native)")
-    _add_alignment(p)
-    p.add_argument("--segmenter", choices=sorted(SEGMENTERS),
-                   help="soft segmentation backend when --segmentation is not given (default background_difference)")
-    p.add_argument("--segmenter-weights", help="weights file of the deeplabv3 segmenter (offline use)")
-    p.add_argument("--segmentation", help="folder of precomputed (raw) soft segmentations, matched by name")
-    p.add_argument("--sequence", action="store_true", help="an input folder holds consecutive video frames")
-    p.add_argument("--fps", type=float, default=25.0, help="frame rate of the video written for --sequence")
-    p.add_argument("--motion-offsets", type=_offsets, default=DEFAULT_OFFSETS,
-                   help="video motion-cue frame offsets: non-zero, distinct, one per motion frame of the network "
-                        "(default -40,-20,20,40; write --motion-offsets=-2,-1,1,2)")
-    p.add_argument("--temporal", choices=TEMPORAL_FILTERS, default=DEFAULT_TEMPORAL,
-                   help=f"temporal smoothing of a clip's alpha (default {DEFAULT_TEMPORAL}; README: Matting)")
-    p.add_argument("--png-sequences", action="store_true", help="videos: also write per-frame PNGs")
-    p.add_argument("--video-codec", default=DEFAULT_FOURCC,
-                   help="OpenCV fourcc (4 characters) of the encoded videos; tried before the run starts")
-    p.add_argument("--video-extension", default=".mp4", help="container of the encoded videos (.mp4, .avi)")
-    p.add_argument("--no-largest-component", action="store_true", help="keep every component of alpha")
-    p.add_argument("--batch-size", type=int, default=1, help="frames per network call")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--precision", default="auto", help="auto, fp32, fp32_cl, bf16, fp16 (CUDA)")
-    p.add_argument("--max-memory-gb", type=float,
-                   help="refuse frames whose estimated memory is above this (default: 75%% of the device's memory)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for add in (_essential_options, _input_options, _plate_options, _model_options, _output_options, _speed_options):
+        add(p)
     return p
 
 

@@ -4,7 +4,7 @@
         [--name NAME] [--handheld | --no-align] [--segmenter background_difference|deeplabv3] [--every N]
         [--max-frames N] [--targets DIR] [--photometric] [--overwrite]
 
-A thin command over :func:`bgmatting.data.prepare_real.prepare_clip` (layout and resume rules there). Bad
+A thin command over :func:`bgmatting.data.clip_preparation.prepare_clip` (layout and resume rules there). Bad
 input: one line naming the file on stderr, exit status 2.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from bgmatting.cli import report
 from bgmatting.data.io import DataError
-from bgmatting.data.prepare_real import prepare_clip
+from bgmatting.data.clip_preparation import prepare_clip
 from bgmatting.preprocess.align import AlignOptions
 from bgmatting.preprocess.capture import choose_alignment
 from bgmatting.preprocess.segment import SEGMENTERS, SegmenterWeightsError

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from bgmatting.cli import check_overrides, discard_unused_run_folder, fail
 from bgmatting.data.io import DataError
 from bgmatting.engine import distributed
-from bgmatting.engine.checkpointing import CheckpointError
+from bgmatting.engine.run_checkpoints import CheckpointError
 from bgmatting.engine.nonfinite import NonFiniteLossError
 from bgmatting.engine.sampling import SampleError
 from bgmatting.engine.settings import ConfigError

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from bgmatting.data.adobe import AdobeCompositeDataset, CompositeSetDataset, resolve_backgrounds
 from bgmatting.data.augment import AdobeAugment
-from bgmatting.data.compose import build_composite_set
+from bgmatting.data.composite_sets import build_composite_set
 from bgmatting.data.compositing import to_gray
 from bgmatting.data.io import DataError, write_alpha, write_image
 from bgmatting.data.manifest import write_manifest

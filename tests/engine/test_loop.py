@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bgmatting.engine.training import run_training
-from bgmatting.engine.checkpointing import load_checkpoint
+from bgmatting.engine.run_checkpoints import load_checkpoint
 from bgmatting.engine.nonfinite import NonFiniteLossError
 from bgmatting.engine.sampling import SampleError
 from bgmatting.models import load_generator

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bgmatting.engine.training import run_training
-from bgmatting.engine.checkpointing import CheckpointError, CheckpointManager, load_checkpoint
+from bgmatting.engine.run_checkpoints import CheckpointError, CheckpointManager, load_checkpoint
 from bgmatting.engine.nonfinite import NonFiniteLossError
 from bgmatting.engine.stages import LossTerm
 from engine_helpers import assert_same_state, first_batch, make_trainer, nonfinite_names, training_state

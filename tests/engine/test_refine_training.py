@@ -10,7 +10,7 @@ from torch.utils.data import default_collate
 
 from bgmatting import losses
 from bgmatting.engine import distributed
-from bgmatting.engine.checkpointing import load_checkpoint
+from bgmatting.engine.run_checkpoints import load_checkpoint
 from bgmatting.engine.model_start import initialize_from, load_matching_weights, student_of
 from bgmatting.engine.recipe import build_matting_model, to_plain
 from bgmatting.engine.stages import AdobeStage, Networks, RealStage

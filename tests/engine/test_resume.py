@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bad_input import files_under
-from bgmatting.engine.checkpointing import CheckpointError, atomic_save, load_checkpoint
+from bgmatting.engine.run_checkpoints import CheckpointError, atomic_save, load_checkpoint
 from bgmatting.engine.settings import ConfigError
 from bgmatting.engine.training import run_training
 from bgmatting.evaluation import SuiteValidation

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bgmatting.engine.checkpointing import CheckpointError, CheckpointManager
+from bgmatting.engine.run_checkpoints import CheckpointError, CheckpointManager
 from bgmatting.engine.run_folder import find_resume_checkpoint, resolve_teacher
 
 

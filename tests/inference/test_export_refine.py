@@ -11,7 +11,7 @@ import torch
 from infer_helpers import refining_model
 
 from bgmatting import export
-from bgmatting.inference.export import INPUT_NAMES, example_inputs, export_model
+from bgmatting.inference.model_export import INPUT_NAMES, example_inputs, export_model
 
 
 @pytest.mark.parametrize("size", [(64, 96), (96, 64)])

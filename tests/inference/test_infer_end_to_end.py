@@ -16,7 +16,7 @@ import pytest
 from infer_helpers import photo
 
 from bgmatting import infer, prepare_real
-from bgmatting.data.prepare_real import prepare_clip
+from bgmatting.data.clip_preparation import prepare_clip
 from bgmatting.data.io import read_alpha, read_image, read_rgba, write_image
 from bgmatting.inference.crop import subject_box
 from bgmatting.inference.sinks import SUMMARY_NAME

@@ -13,7 +13,7 @@ import pytest
 from skimage import data
 
 from bgmatting.data.io import DataError, read_image, write_image
-from bgmatting.data.prepare_real import prepare_clip
+from bgmatting.data.clip_preparation import prepare_clip
 from bgmatting.preprocess.align import AlignmentWarning, align_background
 from bgmatting.preprocess.capture import (
     DEFAULT_ALIGNMENT,
@@ -258,7 +258,7 @@ class _Subject:
         return _with_subject(np.zeros_like(image))[1].astype(np.float32)
 
 
-def test_prepare_real_handheld_aligns_each_frame_to_a_known_warp(tmp_path):
+def test_clip_preparation_handheld_aligns_each_frame_to_a_known_warp(tmp_path):
     shifts = [(0.0, 0.0), (6.0, -3.0), (-5.0, 4.0)]
     truths = _handheld_capture(tmp_path, shifts)
     manifest = prepare_clip(tmp_path / "frames", tmp_path / "plate.png", tmp_path / "out", name="hand",

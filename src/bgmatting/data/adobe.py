@@ -2,7 +2,7 @@
 
 * ``AdobeCompositeDataset``: foregrounds + alpha mattes + a pool of backgrounds, composited on the fly and
   augmented (``AdobeAugment``). Sample ``index`` of epoch ``epoch`` is a pure function of (seed, epoch, index).
-* ``CompositeSetDataset``: a fixed composite set written by ``bgmatting.data.compose`` (manifest CSV), at the
+* ``CompositeSetDataset``: a fixed composite set written by ``bgmatting.data.composite_sets`` (manifest CSV), at the
   set's own resolution, for validation and evaluation.
 
 Both yield the supervised sample dict: image, background (B'), background_clean, foreground (3 x H x W),
@@ -213,7 +213,7 @@ class AdobeCompositeDataset(Dataset):
 
 
 class CompositeSetDataset(Dataset):
-    """A fixed composite set (manifest CSV from ``bgmatting.data.compose``) at its own resolution.
+    """A fixed composite set (manifest CSV from ``bgmatting.data.composite_sets``) at its own resolution.
 
     Required columns: image, background, alpha, trimap. Optional: foreground (else F = I, documented
     stand-in), background_clean (else = background), segmentation (used when ``segmentation="file"``).

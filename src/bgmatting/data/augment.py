@@ -52,6 +52,9 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
+from bgmatting.data import nuisances
+from bgmatting.data.nuisances import standard_normal
+from bgmatting.preprocess.segment import get_segmenter
 from bgmatting.data.compositing import (LUMA_WEIGHTS, composite, cut_and_resize, ellipse_kernel, odd, resize, to_gray,
                                         trimap_from_alpha)
 
@@ -121,19 +124,6 @@ def crop_window(trimap: np.ndarray, crop: int, rng: Rng) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------------------------- background B'
-def standard_normal(shape: tuple[int, ...], rng: Rng) -> np.ndarray:
-    """float32 N(0, 1) samples of ``shape`` (H x W or H x W x C, C <= 4).
-
-    Drawn with OpenCV's generator (about 3x faster than numpy's here), seeded from ``rng`` immediately
-    before use; OpenCV's generator is thread-local, so the result is a pure function of ``rng``'s state.
-    """
-    out = np.empty(shape, np.float32)
-    channels = 1 if len(shape) == 2 else shape[2]
-    cv2.setRNGSeed(int(rng.integers(1, 2**31 - 1)))
-    cv2.randn(out, (0.0,) * channels, (1.0,) * channels)
-    return out
-
-
 def add_gaussian_noise_255(image: np.ndarray, mean: float, sigma: float, rng: Rng) -> np.ndarray:
     """Add N(mean, sigma) noise given in 0..255 units to a [0, 1] image, per pixel and channel; clipped."""
     noise = standard_normal(image.shape, rng)
@@ -331,6 +321,42 @@ def augment_foreground(foreground: np.ndarray, alpha: np.ndarray, rng: Rng, affi
     return np.ascontiguousarray(fa[:, :, :3]), np.ascontiguousarray(np.clip(fa[:, :, 3], 0.0, 1.0))
 
 
+# ----------------------------------------------------------------------------------------------- captures
+def capture_backgrounds(alpha: np.ndarray, background: np.ndarray, captured: np.ndarray, rng: Rng, shadow_p: float,
+                        parallax_p: float, parallax_px: Sequence[float], exposure_p: float,
+                        exposure_gain: float) -> tuple[np.ndarray, np.ndarray]:
+    """What lies behind the subject in a phone's photo and what its plate shows, from a clean background
+    (:mod:`bgmatting.data.nuisances`, the capture set's own functions): (clean, captured), H x W x 3 float32.
+
+    ``clean`` is ``background`` under the subject's shadow (``nuisances.Shadow`` of ``alpha``, with ``shadow_p``):
+    the photo is composited over it, the plate never has it. ``captured`` is the plate as infer hands it to the
+    network after alignment: off by a smooth residual field of ``parallax_px`` px (90th percentile; with
+    ``parallax_p``: what no homography removes), and in another exposure / white balance (``exposure_p``, gains
+    within about +-``exposure_gain``; what the exposure correction leaves)."""
+    h, w = alpha.shape
+    clean = background
+    if rng.random() < shadow_p:
+        clean = nuisances.Shadow.apply(background, nuisances.Shadow.draw(rng).map(alpha))
+    if rng.random() < parallax_p:
+        field = nuisances.parallax_field(rng, h, w, amplitude=tuple(parallax_px))
+        captured = nuisances.view_through(captured, np.eye(3), (h, w), field=field)
+    if rng.random() < exposure_p:
+        balance = min(0.05, exposure_gain / 3)
+        captured = nuisances.Exposure.draw(rng, gain=exposure_gain, balance=balance).apply(captured)
+    return clean, np.clip(captured, 0.0, 1.0).astype(np.float32)
+
+
+def capture_sensor(image: np.ndarray, rng: Rng, noise_p: float, noise_sigma: Sequence[float], jpeg_p: float,
+                   jpeg_quality: Sequence[int]) -> np.ndarray:
+    """A phone's sensor and file on one shot (H x W x 3 float32 [0, 1]): Gaussian noise of sigma U(*noise_sigma)
+    (with ``noise_p``), then JPEG compression at a quality from ``jpeg_quality`` (with ``jpeg_p``)."""
+    if rng.random() < noise_p:
+        image, _ = nuisances.add_sensor_noise(rng, image, tuple(noise_sigma))
+    if rng.random() < jpeg_p:
+        image = nuisances.jpeg_round_trip(image, nuisances.jpeg_quality(rng, tuple(jpeg_quality)))
+    return image
+
+
 # ----------------------------------------------------------------------------------------------- recipe
 def _tuple(value) -> tuple:
     return tuple(value) if not isinstance(value, (int, float)) else (value,)
@@ -397,6 +423,20 @@ class AdobeAugment:
     misalign_p: float = 0.3                      # BGMv2
     misalign_degrees: float = 1.0                # BGMv2
     misalign_translate: float = 0.01             # BGMv2 (fraction of size: 5 px at 512)
+    # capture nuisances (ours, off by default): I and B' as a phone captures them (data/nuisances.py, the capture
+    # set's own functions with the training seeds): the subject's shadow in I only, B' off by a residual parallax
+    # field and in another exposure, sensor noise and JPEG on each, S from infer's segmenter on the two
+    captures: bool = False
+    capture_shadow_p: float = 0.5
+    capture_parallax_p: float = 0.7
+    capture_parallax_px: tuple[float, float] = (0.3, 1.5)  # px at output_size (not scaled)
+    capture_exposure_p: float = 0.5
+    capture_exposure_gain: float = 0.08          # what the pipeline's exposure correction leaves of +-15 %
+    capture_noise_p: float = 0.8
+    capture_noise_sigma: tuple[float, float] = (0.005, 0.015)  # the capture set's
+    capture_jpeg_p: float = 0.8
+    capture_jpeg_quality: tuple[int, int] = (80, 92)  # the capture set's
+    capture_segmenter_p: float = 0.0             # S from infer's background-difference segmenter on (I, B')
     # BGMv2 foreground extras (off by default, as in the public code)
     foreground_extras: bool = False
     fg_affine_p: float = 0.5
@@ -496,6 +536,18 @@ class AdobeAugment:
             fg = colour_jitter(fg, rng, *self.fg_jitter)
         return self.finish(fg, a, bg, trimap, rng)
 
+    def _segmentation(self, image: np.ndarray, captured: np.ndarray, a: np.ndarray, trimap: np.ndarray,
+                      rng: Rng) -> np.ndarray:
+        """S: infer's own segmenter on (I, B') with ``capture_segmenter_p`` (it fails where infer's does: shadows,
+        ghosts of misaligned edges, camouflage), else synthesised from alpha (and degraded by ``seg_corruption``)."""
+        if self.captures and self.capture_segmenter_p and rng.random() < self.capture_segmenter_p:
+            return get_segmenter("background_difference")(image, captured)
+        seg = soft_segmentation_from_alpha(a, trimap, rng, **self.segmentation_parameters())
+        if self.seg_corruption:
+            seg = corrupt_segmentation(seg, a, rng, self.seg_missing_p, self.seg_extra_p, self.seg_halo_p,
+                                       self.seg_shift_p)
+        return seg
+
     def finish(self, fg: np.ndarray, a: np.ndarray, bg: np.ndarray, trimap: np.ndarray,
                rng: Rng) -> dict[str, np.ndarray]:
         """Steps after the crop (B', shadow, composite, S, M) on arrays already at their final size."""
@@ -515,11 +567,15 @@ class AdobeAugment:
             if rng.random() < self.misalign_p:
                 m = random_affine(rng, h, w, self.misalign_degrees, self.misalign_translate)
                 captured = np.clip(warp(captured, m, cv2.BORDER_REFLECT), 0.0, 1.0)
+        if self.captures:
+            clean, captured = capture_backgrounds(
+                a, clean, captured, rng, self.capture_shadow_p, self.capture_parallax_p, self.capture_parallax_px,
+                self.capture_exposure_p, self.capture_exposure_gain)
         image = composite(a, fg, clean)
-        seg = soft_segmentation_from_alpha(a, trimap, rng, **self.segmentation_parameters())
-        if self.seg_corruption:
-            seg = corrupt_segmentation(seg, a, rng, self.seg_missing_p, self.seg_extra_p, self.seg_halo_p,
-                                       self.seg_shift_p)
+        if self.captures:
+            image, captured = (capture_sensor(x, rng, self.capture_noise_p, self.capture_noise_sigma,
+                                              self.capture_jpeg_p, self.capture_jpeg_quality) for x in (image, captured))
+        seg = self._segmentation(image, captured, a, trimap, rng)
         if self.motion_static_p and rng.random() < self.motion_static_p:
             motion = still_motion_cues(image, self.motion_frames)
         else:

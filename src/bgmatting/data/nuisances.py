@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from bgmatting.data.augment import standard_normal
 from bgmatting.data.io import encode_jpeg, image_from_bytes
 
 Rng = np.random.Generator | int
@@ -163,6 +162,19 @@ class Shadow:
     def apply(scene: np.ndarray, darkening: np.ndarray) -> np.ndarray:
         """The scene (H x W x 3) under a darkening map (H x W): scene * (1 - darkening), float32 [0, 1]."""
         return np.clip(scene * (1.0 - darkening[:, :, None]), 0.0, 1.0).astype(np.float32)
+
+
+def standard_normal(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """float32 N(0, 1) samples of ``shape`` (H x W or H x W x C, C <= 4).
+
+    Drawn with OpenCV's generator (about 3x faster than numpy's here), seeded from ``rng`` immediately
+    before use; OpenCV's generator is thread-local, so the result is a pure function of ``rng``'s state.
+    """
+    out = np.empty(shape, np.float32)
+    channels = 1 if len(shape) == 2 else shape[2]
+    cv2.setRNGSeed(int(rng.integers(1, 2**31 - 1)))
+    cv2.randn(out, (0.0,) * channels, (1.0,) * channels)
+    return out
 
 
 def add_sensor_noise(rng: Rng, image: np.ndarray, sigma=(0.005, 0.015)) -> tuple[np.ndarray, float]:

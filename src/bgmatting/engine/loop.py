@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from bgmatting.engine import distributed
-from bgmatting.engine.checkpointing import (
+from bgmatting.engine.run_checkpoints import (
     CheckpointManager,
     load_networks_and_optimizers,
     restore_run_state,

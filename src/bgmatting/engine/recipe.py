@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from bgmatting.data.io import DataError
 from bgmatting.engine import distributed, model_start
-from bgmatting.engine.checkpointing import CHECKPOINT_DIRNAME, CheckpointError, CheckpointManager
+from bgmatting.engine.run_checkpoints import CHECKPOINT_DIRNAME, CheckpointError, CheckpointManager
 from bgmatting.engine.loop import LoopOptions, RunPlace, Trainer, TrainingData
 from bgmatting.engine.run_folder import Resume, resolve_teacher
 from bgmatting.engine.run_logging import RunLogger
@@ -267,7 +267,8 @@ def build_trainer(cfg: DictConfig, ctx: distributed.DistContext, device: torch.d
     if resume.state is not None:
         logger.message(f"resumed from {resume.path} at step {trainer.state.step} (epoch {trainer.state.epoch})")
     logger.message(
-        f"stage {cfg.stage.name}: {len(train_dataset)} training samples, {len(data.loader)} steps/epoch x "
+        f"stage {cfg.stage.name} on {cfg.data.get('description', 'the configured data')}: {len(train_dataset)} "
+        f"training samples, {len(data.loader)} steps/epoch x "
         f"{options.epochs} epochs (max {total_steps} steps), batch {batch_size} x {ctx.world_size} process(es), "
         f"device {device}, precision {precision.name}, run folder {resume.run_dir}")
     return trainer

@@ -1,7 +1,7 @@
 """What a training run reads from and writes to disk outside the loop: which checkpoint a launch resumes (and
 so which run folder it writes to), which teacher stage real uses, and the final evaluation's reports.
 
-Runs live in ``<outputs_root>/<stage>/<timestamp>/`` with ``checkpoints/`` (see ``engine.checkpointing``),
+Runs live in ``<outputs_root>/<stage>/<timestamp>/`` with ``checkpoints/`` (see ``engine.run_checkpoints``),
 ``metrics.jsonl``, ``tensorboard/``, ``eval/`` and ``summary.json``.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from bgmatting.engine import distributed
-from bgmatting.engine.checkpointing import (
+from bgmatting.engine.run_checkpoints import (
     CHECKPOINT_DIRNAME,
     CheckpointError,
     latest_in_run,

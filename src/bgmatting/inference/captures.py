@@ -65,14 +65,16 @@ def _model_state_kept(model: MattingModel) -> Iterator[None]:
 @dataclass(frozen=True)
 class CapturePipeline:
     """``infer``'s options for scoring a capture set: ``mode`` (original / full / refine), ``size`` (the network
-    side in original mode, the processing long side in full mode), ``refine_mode`` and ``refine_pixels`` (refine
-    mode), ``precision``; all others are ``infer``'s defaults (:class:`InferenceJob`)."""
+    side in original mode, the processing long side in full mode), ``refine_mode``, ``refine_pixels`` and
+    ``downsample_ratio`` (refine mode; None: infer's automatic ratio), ``precision``; all others are ``infer``'s
+    defaults (:class:`InferenceJob`)."""
 
     mode: str = "original"
     size: int | None = 512
     refine_mode: str = "sampling"
     refine_pixels: int = 80_000
     precision: str = "auto"
+    downsample_ratio: float | None = None
 
     def __post_init__(self) -> None:
         check_options(self.job(None))  # a DataError naming a bad option, before any unit is matted
@@ -83,7 +85,8 @@ class CapturePipeline:
         device = str(next(model.parameters()).device) if model is not None else "auto"
         paths = {"input": str(unit.input_path), "background": str(unit.plate_path)} if unit is not None else {"input": ""}
         return InferenceJob(**paths, checkpoint=model, mode=self.mode, size=self.size, refine_mode=self.refine_mode,
-                            refine_pixels=self.refine_pixels, sequence=unit is not None and unit.is_clip,
+                            refine_pixels=self.refine_pixels, downsample_ratio=self.downsample_ratio,
+                            sequence=unit is not None and unit.is_clip,
                             device=device, precision=self.precision, progress=False)
 
     def matte(self, model: MattingModel, unit: CaptureUnit) -> MattedUnit:
@@ -118,10 +121,10 @@ class CapturePipeline:
 def capture_test_set(size: int = 256, *, n_stills: int = N_STILLS, n_clips: int = N_CLIPS, n_frames: int = N_FRAMES,
                      seed: int = SEED, cache_dir: PathLike | None = None, workers: int = 2, mode: str = "original",
                      network_size: int | None = 512, refine_mode: str = "sampling", refine_pixels: int = 80_000,
-                     precision: str = "auto") -> CaptureSet:
+                     precision: str = "auto", downsample_ratio: float | None = None) -> CaptureSet:
     """The capture set at ``size`` (:func:`bgmatting.data.synthetic.capture_set.capture_dataset`: generated on
     first use) with the :class:`CapturePipeline` of ``mode``, ``network_size`` (infer's ``--size``),
-    ``refine_mode``, ``refine_pixels`` and ``precision``: ready to be scored end to end."""
-    pipeline = CapturePipeline(mode, network_size, refine_mode, refine_pixels, precision)
+    ``refine_mode``, ``refine_pixels``, ``downsample_ratio`` and ``precision``: ready to be scored end to end."""
+    pipeline = CapturePipeline(mode, network_size, refine_mode, refine_pixels, precision, downsample_ratio)
     return capture_dataset(size, n_stills=n_stills, n_clips=n_clips, n_frames=n_frames, seed=seed,
                            cache_dir=cache_dir, workers=workers, pipeline=pipeline)

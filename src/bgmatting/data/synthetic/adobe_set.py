@@ -9,7 +9,7 @@ Layout (the Adobe Deep Image Matting release's names, so ``AdobeCompositeDataset
     <root>/training_bg_names.txt
     <root>/test/fg/, test/alpha/, test/bg/, test_fg_names.txt, test_bg_names.txt
                                         held-out foregrounds and backgrounds (none shared with training)
-    <root>/test/composites/manifest.csv the fixed test composite set (``bgmatting.data.compose``):
+    <root>/test/composites/manifest.csv the fixed test composite set (``bgmatting.data.composite_sets``):
                                         each test fg over ``n_test_bg`` backgrounds of its own
     <root>/COMPLETE.json               written last: parameters, generator version, seconds, and per subject
                                         its kind and hard cases (veil, glass, motion_blur, camouflage)
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bgmatting.data.adobe import AdobeCompositeDataset, CompositeSetDataset
-from bgmatting.data.compose import build_composite_set
+from bgmatting.data.composite_sets import build_composite_set
 from bgmatting.data.io import write_alpha, write_image
 
 from .cache import build_atomically, cache_root, parameter_key

@@ -1,9 +1,6 @@
 """prepare_real: a tiny synthetic video + plate -> the real-captures layout, resume, and bad inputs."""
 from __future__ import annotations
 
-import json
-import runpy
-import sys
 from pathlib import Path
 
 import cv2
@@ -12,7 +9,7 @@ import pytest
 import skimage.data
 
 from bgmatting.data.io import DataError, read_alpha, read_image, write_image
-from bgmatting.data.prepare_real import prepare_clip
+from bgmatting.data.clip_preparation import prepare_clip
 from bgmatting.prepare_real import main
 from bgmatting.data.real import RealCaptureDataset, frame_name, read_real_manifest
 
@@ -153,18 +150,6 @@ def test_bad_inputs_name_the_file(capture, tmp_path, capsys):
         prepare_clip(video, wide, out, alignment="none", segmenter=CountingSegmenter(), progress=False)
 
 
-def test_script_wrapper_runs(capture, tmp_path, monkeypatch):
-    video, plate = capture
-    out = tmp_path / "data"
-    argv = ["prepare_real.py", "--video", str(video), "--background", str(plate), "--out", str(out),
-            "--max-frames", "2", "--no-align", "--quiet"]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as exit_info:
-        runpy.run_path(str(REPO / "scripts" / "prepare_real.py"), run_name="__main__")
-    assert exit_info.value.code == 0
-    assert json.loads((out / "manifest.json").read_text())["clips"][0]["n_frames"] == 2
-
-
 # ----------------------------------------------------------------------------------------------- bad input
 PREPARE_BAD_INPUT = [  # (case, arguments replacing the defaults, expected last stderr line)
     ("every 0", ["--every", "0"], r"every must be >= 1, got 0"),
@@ -195,7 +180,7 @@ PREPARE_BAD_INPUT = [  # (case, arguments replacing the defaults, expected last 
 
 
 @pytest.mark.parametrize("case, arguments, expected", PREPARE_BAD_INPUT, ids=[c[0] for c in PREPARE_BAD_INPUT])
-def test_prepare_real_refuses_bad_input_with_one_line(capture, tmp_path, capsys, monkeypatch, case, arguments,
+def test_clip_preparation_refuses_bad_input_with_one_line(capture, tmp_path, capsys, monkeypatch, case, arguments,
                                                       expected):
     from bad_input import check_argparse_refusal
 

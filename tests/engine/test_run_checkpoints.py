@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bgmatting import models
-from bgmatting.engine.checkpointing import (
+from bgmatting.engine.run_checkpoints import (
     CheckpointError,
     CheckpointManager,
     atomic_save,
