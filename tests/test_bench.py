@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
+import bgmatting
 from bgmatting import bench
 from bgmatting.benchmarks.model import _count_flops_direct, count_flops
 from bgmatting.benchmarks.scaling import scaling_table
@@ -44,6 +46,11 @@ def test_bench_command_writes_json_and_markdown(tmp_path):
             assert 0.0 <= entry["alpha_max_abs_diff"] < 1e-2
             assert entry["peak_memory_mib"] >= 0
     assert report["model"]["optimizer"]["parameters"] > 0
+    step = report["model"]["train_step"]  # the default training mode's step: split by operator kind, fused Adam
+    assert step["size"] == 32 and step["step_s"] > 0 and step["fused_step_s"] > 0
+    assert set(step["split_s"]) == {"convolution", "batch_norm", "other", "optimizer"}
+    assert step["split_s"]["convolution"] > 0 and step["split_s"]["optimizer"] > 0
+    assert any(line.startswith("Where the step's time goes") for line in report["summary"]["lines"])
     # the 32 px batch-2 train case is not reused (scaling is batch 1), so both sizes are measured here
     assert [row["size"] for row in report["scaling"]["rows"]] == [16, 32]
     assert report["scaling"]["mode"] == "fp32"
@@ -52,12 +59,11 @@ def test_bench_command_writes_json_and_markdown(tmp_path):
     assert "| kind | size | batch | mode |" in markdown and "### Scaling" in markdown
 
 
-def test_data_metrics_and_video_suites_write_their_sections(tmp_path):
+def test_data_and_metrics_suites_write_their_sections(tmp_path):
     json_path = tmp_path / "bench.json"
     status = bench.main([
-        "--suite", "data,metrics,video", "--model-config", "tiny", "--data-size", "64", "--data-workers", "0",
-        "--data-samples", "2", "--metrics-repeats", "1", "--video-frames", "1", "--threads", "1",
-        "--json", str(json_path), "--markdown", str(tmp_path / "bench.md"),
+        "--suite", "data,metrics", "--data-size", "64", "--data-workers", "0", "--data-samples", "2",
+        "--metrics-repeats", "1", "--threads", "1", "--json", str(json_path), "--markdown", str(tmp_path / "bench.md"),
     ])
     assert status == 0
     report = json.loads(json_path.read_text())
@@ -67,10 +73,41 @@ def test_data_metrics_and_video_suites_write_their_sections(tmp_path):
     assert set(report["metrics"]["metrics"]) == {f"{m}/{r}" for m in ("sad", "mse", "grad", "conn")
                                                  for r in ("trimap", "full_frame")}
     assert report["metrics"]["metrics"]["sad/trimap"]["value"] > 0
-    video = report["video"]
-    assert (video["width"], video["height"], video["frames"]) == (1920, 1080, 1)
-    assert video["stages_s"]["network"] > 0 and video["frames_per_s"] > 0
-    assert sum(video["stages_s"].values()) == pytest.approx(video["seconds"], rel=1e-6)
+
+
+def test_video_suite_compares_modes_and_code_in_fresh_processes(tmp_path):
+    """Refine vs crop mode, this code vs another checkout's (here: this one again, through --compare-src), each an
+    infer run in its own process; stage times, peak memory, ratios and the alpha check are in the report."""
+    json_path, markdown_path = tmp_path / "bench.json", tmp_path / "bench.md"
+    source = Path(bgmatting.__file__).resolve().parents[1]
+    status = bench.main([
+        "--suite", "video", "--video-model", "tiny_refine", "--frame-sizes", "48x64", "--video-frames", "2",
+        "--repeats", "1", "--threads", "1", "--compare-src", str(source),
+        "--json", str(json_path), "--markdown", str(markdown_path),
+    ])
+    assert status == 0
+    report = json.loads(json_path.read_text())
+    assert report["errors"] == {}
+    (size,) = report["video"]["sizes"]
+    assert (size["height"], size["width"], size["frames"]) == (48, 64, 2)
+    assert set(size["configs"]) == {"this/refine", "this/original", "compare/refine", "compare/original"}
+    for config in size["configs"].values():
+        assert config["frames"] == 2 and config["frames_per_s"] > 0 and config["peak_rss_mib"] > 0
+        assert config["torch_threads"] == 1 and set(config["stages_s_per_frame"]) >= {"decode", "base", "encode"}
+    assert size["configs"]["this/refine"]["stages_s_per_frame"]["refiner"] > 0
+    assert size["configs"]["this/refine"]["threads"] and size["configs"]["this/refine"]["fast_inference"]
+    assert set(size["ratios"]) == {"refine_vs_crop", "refine_vs_compare", "crop_vs_compare", "compare_refine_vs_crop"}
+    assert size["alpha"]["network_max_abs_diff_vs_unoptimised"] < 1e-3
+    assert size["alpha"]["network_max_abs_diff_vs_compare"] < 1e-3
+    assert any(line.startswith("Video 64x48 end to end") for line in report["summary"]["lines"])
+    assert "| this/refine |" in markdown_path.read_text()
+
+
+def test_video_suite_refuses_a_folder_without_the_package(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--suite", "video", "--compare-src", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "no bgmatting package in this folder" in capsys.readouterr().err
 
 
 def test_bench_rejects_unknown_suite_and_mode(capsys):

@@ -5,11 +5,13 @@
         [--model-config default|tiny] [--device auto] [--json out.json] [--markdown out.md] [--quick]
         [--frame-sizes 1080x1920,2160x3840] [--refine-model paper_refine] [--plain-model paper]
         [--compile-train quickstart:96,quickstart_refine:192] [--checkpoint CKPT] [--precision-sizes 256,512]
+        [--video-frames N] [--video-model quickstart_refine] [--compare-src /tmp/before/src]
 
 Every mode is compared in the same run, as a ratio to fp32 NCHW eager (the original's way). Results are
 written as JSON and Markdown after every measurement. ``--quick`` picks a run that suits a small CPU
 (size 512, batch 1, 2 repeats, modes estimated above 60 s per call skipped, compile for inference only);
-explicit options win.
+explicit options win. ``--suite video --checkpoint CKPT --frame-sizes 1080x1920 --compare-src OTHER/src``
+measures ``infer`` end to end in refine and crop mode, this code and OTHER's side by side (docs/PERFORMANCE.md).
 A thin layer over :func:`bgmatting.benchmarks.runner.run_benchmarks`.
 """
 from __future__ import annotations
@@ -84,15 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-workers", type=_ints, help="DataLoader worker counts (default 0,1,2)")
     p.add_argument("--data-samples", type=int, help="samples timed per worker count (default 24; quick 12)")
     p.add_argument("--metrics-repeats", type=int, help="timed calls per metric (default 3; quick 2)")
-    p.add_argument("--video-frames", type=int, help="frames of the full-HD clip (default 8; quick 4)")
-    p.add_argument("--frame-sizes", type=_frames, help="refine suite frames HxW (default 1080x1920,2160x3840)")
+    p.add_argument("--video-frames", type=int, help="video suite: frames of each clip (default 8; quick 4)")
+    p.add_argument("--video-model", help="video suite without --checkpoint: configs/model name of the random-weight "
+                   "refining model (default quickstart_refine)")
+    p.add_argument("--compare-src", help="video suite: another checkout's src/ folder, measured side by side")
+    p.add_argument("--frame-sizes", type=_frames,
+                   help="refine and video suites: frames HxW (default refine 1080x1920,2160x3840; video 1080x1920)")
     p.add_argument("--refine-model", help="refine suite: configs/model name of the refining model (paper_refine)")
     p.add_argument("--plain-model", help="refine suite: configs/model name of the plain network (paper)")
     p.add_argument("--estimate-native-above", type=int,
                    help="refine suite: estimate (not run) native frames above this many pixels (quick: 1920*1080)")
     p.add_argument("--compile-train", type=_model_sides,
                    help="train_compile suite: model:crop list (default quickstart:96,quickstart_refine:192)")
-    p.add_argument("--checkpoint", help="precision suite: trained weights (our checkpoint or the original release)")
+    p.add_argument("--checkpoint", help="precision and video suites: trained weights (precision: ours or the "
+                   "original release; video: a refining checkpoint)")
     p.add_argument("--precision-sizes", type=_ints, help="precision suite sizes (default 256,512)")
     p.add_argument("--json", help="JSON output path (default bench.json)")
     p.add_argument("--markdown", help="Markdown output path (default bench.md)")
@@ -114,7 +121,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> BenchConfig:
         "markdown_path": args.markdown, "frame_sizes": args.frame_sizes, "refine_model": args.refine_model,
         "plain_model": args.plain_model, "estimate_native_above": args.estimate_native_above,
         "compile_train": args.compile_train, "checkpoint": args.checkpoint,
-        "precision_sizes": args.precision_sizes,
+        "precision_sizes": args.precision_sizes, "video_frame_sizes": args.frame_sizes,
+        "video_model": args.video_model, "compare_src": args.compare_src,
     }
     values.update({k: v for k, v in explicit.items() if v is not None})
     if args.no_freezing:

@@ -3,6 +3,7 @@ F = 0 where alpha <= 0.01."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bgmatting.inference.postprocess import (
     foreground_cleanup,
@@ -72,3 +73,20 @@ def test_postprocess_order_component_then_clear():
     assert f[0, 0].sum() == 0
     a2, _ = postprocess_matte(alpha, fg, image, largest_component=False)
     np.testing.assert_array_equal(a2, alpha)
+
+
+@pytest.mark.parametrize("components", [1, 2])
+def test_in_place_clean_up_equals_the_copying_one(components):
+    rng = np.random.default_rng(1)
+    alpha = np.zeros((20, 24), np.float32)
+    alpha[2:12, 3:15] = rng.uniform(0.0, 1.0, (10, 12))  # some pixels at or below 0.05 and 0.01 inside
+    if components == 2:
+        alpha[15:18, 18:21] = 0.7
+    foreground, image = rng.random((20, 24, 3)).astype(np.float32), rng.random((20, 24, 3)).astype(np.float32)
+    expected = postprocess_matte(alpha, foreground, image)
+    a, f = alpha.copy(), foreground.copy()
+    got = postprocess_matte(a, f, image, copy=False)
+    assert got[0] is a and got[1] is f  # written in place
+    for g, e in zip(got, expected):
+        np.testing.assert_array_equal(g, e)
+    np.testing.assert_array_equal(expected[0], alpha * largest_component_mask(alpha > 0.05))

@@ -10,7 +10,13 @@ import bgmatting
 from bgmatting.data.io import write_alpha
 from bgmatting.inference.crop import CropBox
 from bgmatting.inference.pipeline import MatteResult
-from bgmatting.inference.temporal import DEFAULT_TEMPORAL, TEMPORAL_FILTERS, TemporalFilter, TemporalOptions
+from bgmatting.inference.temporal import (
+    DEFAULT_TEMPORAL,
+    TEMPORAL_FILTERS,
+    TemporalFilter,
+    TemporalOptions,
+    static_mask,
+)
 from bgmatting.metrics import dtssd
 
 H, W = 12, 16
@@ -132,3 +138,60 @@ def test_each_filter_lowers_dtssd_on_a_static_clip(tmp_path, tiny_checkpoint):
     assert scores["none"] > 0
     for kind in ("ofd", "static", "ofd+static"):
         assert scores[kind] < scores["none"], scores
+
+
+def _reference(kind: str, images, alphas, foregrounds, options: TemporalOptions):
+    """The filters over whole frames, straight from the module docstring (the filter works inside boxes)."""
+    alphas = [a.copy() for a in alphas]
+    premultiplied = [f * a[:, :, None] for f, a in zip(foregrounds, alphas)]
+    raw_alphas, raw_premultiplied = [a.copy() for a in alphas], [p.copy() for p in premultiplied]
+    out = []
+    for t in range(len(alphas)):
+        if "ofd" in kind and 0 < t < len(alphas) - 1:
+            a0, a1, a2 = raw_alphas[t - 1], alphas[t], alphas[t + 1]
+            t_ = options.threshold
+            flicker = (np.abs(a0 - a2) <= t_) & (np.abs(a1 - a0) > t_) & (np.abs(a1 - a2) > t_)
+            alphas[t] = np.where(flicker, 0.5 * (a0 + a2), a1)
+            premultiplied[t] = np.where(flicker[:, :, None], 0.5 * (raw_premultiplied[t - 1] + premultiplied[t + 1]),
+                                        premultiplied[t])
+        raw_alphas[t], raw_premultiplied[t] = alphas[t].copy(), premultiplied[t].copy()
+        if "static" in kind and t > 0:
+            static = static_mask(images[t - 1], images[t], options.static_level, options.static_blur)
+            w = options.static_weight
+            alphas[t] = np.where(static, w * alphas[t - 1] + (1 - w) * alphas[t], alphas[t])
+            premultiplied[t] = np.where(static[:, :, None], w * premultiplied[t - 1] + (1 - w) * premultiplied[t],
+                                        premultiplied[t])
+        alpha = np.clip(alphas[t], 0, 1)
+        foreground = np.zeros_like(premultiplied[t])
+        np.divide(premultiplied[t], alpha[:, :, None], out=foreground, where=alpha[:, :, None] > 0.01)
+        out.append((alpha, np.clip(foreground, 0, 1)))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["ofd", "static", "ofd+static"])
+def test_filters_working_in_boxes_equal_whole_frame_filtering(kind):
+    rng = np.random.default_rng(7)
+    height, width, count = 40, 56, 6
+    scene = rng.random((height, width, 3)).astype(np.float32)
+    images, alphas, foregrounds = [], [], []
+    for t in range(count):
+        image = scene.copy()
+        image[:, 30 + t:34 + t] = rng.random((height, 4, 3))  # a moving stripe: not static there
+        alpha = np.zeros((height, width), np.float32)
+        alpha[8 + t:30, 10 + 2 * t:26 + t] = 0.8 + 0.02 * rng.random((22 - t, 16 - t))
+        if t == 3:
+            alpha[12:16, 16:20] = 0.02  # a one-frame flicker: frames 2 and 4 agree there
+        images.append(image)
+        alphas.append(alpha)
+        foregrounds.append(np.where(alpha[:, :, None] > 0.01, rng.random((height, width, 3)), 0).astype(np.float32))
+    options = TemporalOptions(kind)
+    smoothing = TemporalFilter(options)
+    out = []
+    for t in range(count):
+        result = MatteResult(alphas[t], foregrounds[t], CropBox.full_frame(height, width), alphas[t])
+        out += [r for _, r in smoothing.push(t, images[t], result)]
+    out += [r for _, r in smoothing.flush()]
+    for got, (alpha, foreground) in zip(out, _reference(kind, images, alphas, foregrounds, options)):
+        np.testing.assert_allclose(got.alpha, alpha, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(got.foreground, foreground, rtol=0, atol=1e-5)
+    assert not np.array_equal(out[3].alpha, alphas[3])  # the filter did change frames

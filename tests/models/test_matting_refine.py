@@ -15,6 +15,7 @@ from bgmatting.models import (
     pad_to_multiple,
     to_base_resolution,
 )
+from bgmatting.runtime import resolve_precision
 from bgmatting.space import to_network
 
 
@@ -135,3 +136,36 @@ def test_checkpoint_entries_must_match_the_model(tiny_config, tiny_generator, tm
     torch.save(state, path)
     with pytest.raises(CheckpointError, match="mismatch.ckpt"):
         load_matting_model(path)
+
+
+@pytest.mark.parametrize("refine_mode", ["sampling", "full"])
+@pytest.mark.parametrize("uses_motion", [True, False])
+def test_fast_inference_equals_the_unoptimised_path(tiny_config, refine_mode, uses_motion):
+    g = torch.Generator().manual_seed(4)
+    generator = Generator(**tiny_config, refine_head=True, refine_hidden=4,
+                          motion_uses_background_feature=not uses_motion, rng=g)
+    model = _refining_model(tiny_config, refine_mode=refine_mode, refine_pixels=16 * 9, base_long_side=20)
+    model.generator = generator
+    model.eval()
+    model.set_precision(resolve_precision("cpu", "fp32_cl"))
+    inputs = [torch.rand(2, c, 38, 53, generator=g) for c in (3, 3, 1, 4)]  # not multiples of 4: padded
+    with torch.inference_mode():
+        expected = model(*inputs)
+        got = model.set_fast_inference(True)(*inputs)
+    for a, b in zip(got, expected):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
+    raw = model(*inputs, raw=True)  # raw outputs and gradients never take the fast path
+    assert raw.coarse_alpha is not None and raw.alpha.requires_grad
+
+
+def test_fast_inference_of_a_plain_and_an_instance_norm_generator(tiny_config):
+    g = torch.Generator().manual_seed(5)
+    inputs = [torch.rand(1, c, 24, 20, generator=g) for c in (3, 3, 1, 4)]
+    for norm in ("batch", "instance"):
+        model = MattingModel(Generator(**tiny_config, norm=norm, rng=g)).eval()
+        with torch.inference_mode():
+            expected = model(*inputs)
+            got = model.set_fast_inference(True)(*inputs)
+        for a, b in zip(got, expected):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-4)

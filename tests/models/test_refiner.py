@@ -12,6 +12,8 @@ from bgmatting.models.refiner import (
     crop_windows,
     error_on_patch_grid,
     paste_patches,
+    paste_patches_,
+    sample_windows,
     select_patches,
 )
 
@@ -305,3 +307,53 @@ def test_generator_and_refiner_must_fit(tiny_config):
         MattingModel(Generator(**tiny_config, refine_head=True, refine_hidden=4), Refiner(HIDDEN))
     with pytest.raises(TypeError, match="Refiner or None"):
         MattingModel(Generator(**tiny_config), nn.Identity())
+
+
+# ----------------------------------------------------------------------------------------------- inference path
+
+
+@pytest.mark.parametrize("mode, options", [("sampling", dict(pixels=16 * 12)), ("thresholding", dict(threshold=0.5)),
+                                           ("full", {})])
+def test_inference_path_equals_forward_on_image_space_frames(mode, options):
+    refiner = _randomise_last_conv(Refiner(HIDDEN)).eval()
+    image, background = (x.contiguous(memory_format=torch.channels_last) for x in _frames(2, 28, 44))
+    base = _base(2, 12, 20)  # a base ratio that is not a power of two: bilinear sampling between pixels
+    with torch.inference_mode():
+        expected = refiner(image, background, base, mode, **options)
+        got = refiner((image + 1) / 2, (background + 1) / 2, base, mode, **options, image_space=True)
+    assert torch.equal(got.refined, expected.refined)
+    if mode != "full":
+        assert 0 < got.refined.sum() < got.refined.numel()  # some patches refined, some kept
+    torch.testing.assert_close(got.alpha_raw, expected.alpha_raw, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got.foreground_raw, expected.foreground_raw, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="without gradient"):
+        refiner(image, background, base, mode, image_space=True)
+
+
+def test_window_reads_without_a_padded_frame_equal_the_padded_gather():
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 3, 16, 24, generator=g)
+    index = (torch.tensor([0, 1, 1, 0]), torch.tensor([0, 3, 1, 2]), torch.tensor([5, 0, 2, 0]))  # borders included
+    for stride, margin in ((4, 2), (2, 3), (4, 0)):
+        padded = crop_windows(x.requires_grad_(), index, stride, margin)  # with gradient: the padded frame
+        with torch.no_grad():
+            assert torch.equal(crop_windows(x, index, stride, margin), padded)
+    batch, rows, columns = index[0], index[1][:, None] + torch.arange(4.0), index[2][:, None] + torch.arange(4.0)
+    with torch.no_grad():
+        resized = resize_bilinear(x, (40, 60)).permute(0, 2, 3, 1)[batch[:, None, None], rows.long()[:, :, None],
+                                                                    columns.long()[:, None, :]].permute(0, 3, 1, 2)
+        sampled = sample_windows(x, batch, (rows + 0.5) * 16 / 40 - 0.5, (columns + 0.5) * 24 / 60 - 0.5)
+        torch.testing.assert_close(sampled, resized, rtol=0, atol=1e-5)
+        pooled = torch.nn.functional.avg_pool2d(x, 2).permute(0, 2, 3, 1)[
+            batch[:, None, None], rows.long()[:, :, None], columns.long()[:, None, :]].permute(0, 3, 1, 2)
+        torch.testing.assert_close(sample_windows(x, batch, 2 * rows + 0.5, 2 * columns + 0.5), pooled,
+                                   rtol=0, atol=1e-5)
+
+
+def test_paste_in_place_equals_paste():
+    g = torch.Generator().manual_seed(6)
+    x = torch.rand(2, 3, 12, 16, generator=g).contiguous(memory_format=torch.channels_last)
+    index = (torch.tensor([1, 0]), torch.tensor([2, 0]), torch.tensor([3, 1]))
+    patches = torch.rand(2, 3, 4, 4, generator=g)
+    expected = paste_patches(x, patches, index)
+    assert paste_patches_(x, patches, index) is x and torch.equal(x, expected)

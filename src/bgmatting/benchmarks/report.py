@@ -119,13 +119,22 @@ def _metrics_lines(metrics: dict) -> list[str]:
 
 
 def _video_lines(video: dict) -> list[str]:
-    stages = video.get("stages_s", {})
-    rows = [[name, _num(seconds * 1e3 / max(1, video.get("frames", 1)), 1)] for name, seconds in stages.items()]
-    return [f"### Video end to end ({video.get('width')}x{video.get('height')}, {video.get('frames')} frames, "
-            f"{video.get('description', '')})", "",
-            f"**{_num(video.get('frames_per_s'), 2)} frames/s** "
-            f"({_num(video.get('seconds_per_frame'), 2)} s per frame).", "",
-            *_table(["stage", "ms / frame"], rows)]
+    stages = ("decode", "alignment", "segmentation", "prepare", "base", "refiner", "postprocess", "temporal",
+              "composite", "encode")
+    lines = [f"### Video end to end ({video.get('checkpoint')}; stage columns: ms per frame, exclusive, on the "
+             "thread that ran them)", ""]
+    for size in video.get("sizes", []):
+        rows = []
+        for name, c in size["configs"].items():
+            runs = "/".join(_num(r, 3) for r in c["frames_per_s_runs"])
+            stage_ms = [_num(c["stages_s_per_frame"][s] * 1e3, 0) for s in stages]
+            rows.append([name, _num(c["frames_per_s"], 3), runs, *stage_ms, _num(c["peak_rss_mib"], 0)])
+        ratios = "; ".join(f"{k} {_num(v['median'], 2)}x ({_num(v['min'], 2)}-{_num(v['max'], 2)})"
+                           for k, v in size.get("ratios", {}).items())
+        alpha = ", ".join(f"{k} {v:.1e}" for k, v in size.get("alpha", {}).items() if k != "frames")
+        lines += [f"**{size['width']}x{size['height']}, {size['frames']} frames.** {ratios}. Alpha: {alpha}.", "",
+                  *_table(["code/mode", "frames/s", "runs", *stages, "peak RSS MiB"], rows)]
+    return lines
 
 
 def _refine_lines(refine: dict) -> list[str]:

@@ -2,10 +2,11 @@
 
 Suites: ``peak`` (machine peak), ``model`` (generator train step and inference, every mode), ``scaling``
 (train step against resolution), ``data`` (data pipeline alone), ``metrics`` (SAD/MSE/Grad/Conn on a
-full-HD pair), ``video`` (inference end to end on a full-HD clip), ``refine`` (network time per 1080p / 4K
-frame: refining model vs native full frame vs the 512 crop), ``train_compile`` (torch.compile of the
-quickstarts' training steps vs eager), ``precision`` (bf16 / fp16 inference accuracy, with ``--checkpoint``'s
-trained weights). A failing suite is recorded in the report's ``errors`` and the run goes on.
+full-HD pair), ``video`` (``infer`` end to end on full-HD clips: refine vs crop mode, this code vs another's),
+``refine`` (network time per 1080p / 4K frame: refining model vs native full frame vs the 512 crop),
+``train_compile`` (torch.compile of the quickstarts' training steps vs eager), ``precision`` (bf16 / fp16
+inference accuracy, with ``--checkpoint``'s trained weights). A failing suite is recorded in the report's
+``errors`` and the run goes on.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -29,9 +31,10 @@ from bgmatting.benchmarks.precision import bench_precision
 from bgmatting.benchmarks.refine import bench_refine
 from bgmatting.benchmarks.report import write_report
 from bgmatting.benchmarks.scaling import scaling_table
+from bgmatting.benchmarks.step_profile import add_peak_ratios, profile_train_step, step_lines
 from bgmatting.benchmarks.summary import target_lines
 from bgmatting.benchmarks.train_compile import bench_train_compile
-from bgmatting.benchmarks.video import bench_video
+from bgmatting.benchmarks.video import bench_video, video_lines
 from bgmatting.runtime import resolve_device, resolve_precision
 
 SUITES = ("peak", "model", "scaling", "data", "metrics", "video", "refine", "train_compile", "precision")
@@ -63,14 +66,16 @@ class BenchConfig:
     data_samples: int = 24
     metrics_repeats: int = 3
     video_frames: int = 8
-    video_precision: str = "auto"
+    video_frame_sizes: list[tuple[int, int]] | None = None  # None: 1080 x 1920
+    video_model: str = "quickstart_refine"  # configs/model/<name>.yaml, random weights when no checkpoint is given
+    compare_src: str | None = None  # video suite: another checkout's src/ measured side by side
     frame_sizes: list[tuple[int, int]] = field(default_factory=lambda: [(1080, 1920), (2160, 3840)])
     refine_model: str = "paper_refine"  # configs/model/<name>.yaml
     plain_model: str = "paper"
     estimate_native_above: int | None = None  # refine suite: native frames above this many pixels are estimated
     compile_train: list[tuple[str, int]] = field(default_factory=lambda: [("quickstart", 96), ("quickstart_refine", 192)])
     compile_batch: int = 4
-    checkpoint: str | None = None  # precision suite: trained weights
+    checkpoint: str | None = None  # precision and video suites: trained weights
     precision_sizes: list[int] = field(default_factory=lambda: [256, 512])
     json_path: str | None = "bench.json"
     markdown_path: str | None = "bench.md"
@@ -80,13 +85,17 @@ class BenchConfig:
         unknown = [s for s in self.suites if s not in SUITES]
         if unknown:
             raise ValueError(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)} or all")
-        frame_sides = [side for frame in self.frame_sizes for side in frame]
+        frame_sides = [side for frame in [*self.frame_sizes, *(self.video_frame_sizes or [])] for side in frame]
         train_sides = [side for _, side in self.compile_train]
         for size in [*self.sizes, *self.scaling_sizes, self.data_size, *frame_sides, *train_sides, *self.precision_sizes]:
             if size < 8 or size % 4:
                 raise ValueError(f"sizes must be multiples of 4 and >= 8, got {size}")
         if min(self.batches, default=1) < 1 or self.repeats < 1 or self.warmup < 0:
             raise ValueError("batches and repeats must be >= 1, warmup >= 0")
+        if self.checkpoint and not Path(self.checkpoint).is_file():
+            raise ValueError(f"{self.checkpoint}: checkpoint does not exist")
+        if self.compare_src and not (Path(self.compare_src) / "bgmatting" / "__init__.py").is_file():
+            raise ValueError(f"{self.compare_src}: no bgmatting package in this folder (give a checkout's src/)")
 
 
 # A run sized for a 2-core CPU (about 15 minutes there): the 512 cases only, and no compile of the training
@@ -190,6 +199,10 @@ class _BenchRun:
                     report["model"]["cases"].append(case)
                     self.save()
         report["model"]["optimizer"] = time_optimizer_step(config.model_config, self.device, progress=self.progress)
+        if "train" in config.kinds:
+            size = 512 if 512 in config.sizes else max(config.sizes)
+            report["model"]["train_step"] = profile_train_step(config.model_config, size, 1, self.device,
+                                                               report.get("peak"), config.repeats, self.progress)
 
     def run_scaling(self) -> None:
         mode_name = resolve_precision(self.device, self.config.scaling_mode).name
@@ -216,8 +229,8 @@ class _BenchRun:
 
     def run_video(self) -> None:
         config = self.config
-        self.report["video"] = bench_video(config.video_frames, model_config=config.model_config,
-                                           precision=config.video_precision, device=self.device,
+        self.report["video"] = bench_video(config.video_frame_sizes, config.video_frames, config.checkpoint,
+                                           config.compare_src, config.repeats, config.video_model, config.threads,
                                            progress=self.progress)
 
     def run_refine(self) -> None:
@@ -251,6 +264,8 @@ def _update_peak_ratios(report: dict) -> None:
     entries += [entry for frame in report.get("refine", {}).get("frames", []) for entry in frame["methods"].values()]
     for entry in entries:
         entry.update(ratios_to_peak(entry["gflops_per_s"], entry["peak_dtype"], report["peak"]))
+    if report.get("model", {}).get("train_step"):
+        add_peak_ratios(report["model"]["train_step"], report["peak"])
 
 
 def _reuse_train_points(report: dict, mode_name: str) -> list[dict]:
@@ -337,10 +352,8 @@ def summarize(report: dict, device: torch.device) -> dict:
         summary["lines"].append(f"Measured conv peak: fp32 {peak['fp32']['conv_gflops']:.1f} GFLOP/s, bf16 "
                                 f"{peak['bf16']['conv_gflops']:.1f} GFLOP/s ({bf16_kind}).")
     _data_summary(report, train_case, summary)
-    video = report.get("video")
-    if video:
-        summary["lines"].append(
-            f"Video {video['width']}x{video['height']} end to end: {video['frames_per_s']:.3f} frames/s.")
+    summary["lines"] += step_lines(report.get("model", {}).get("train_step"))
+    summary["lines"] += video_lines(report.get("video"))
     scaling = report.get("scaling")
     if scaling and scaling.get("exponent") is not None:
         summary["lines"].append(f"Scaling ({scaling['mode']}): step time ∝ pixels^{scaling['exponent']:.2f}.")

@@ -100,7 +100,8 @@ def composite_over(alpha: np.ndarray, foreground: np.ndarray, target: np.ndarray
         target = np.broadcast_to(target, (height, width, 3))
     else:
         target = resize_to(target, height, width)
-    return np.clip(composite(alpha, foreground, target), 0.0, 1.0)
+    out = composite(alpha, foreground, target)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 @dataclass
@@ -108,7 +109,7 @@ class _Prepared:
     image: np.ndarray  # network-size crops, h x w x C
     background: np.ndarray
     segmentation: np.ndarray
-    motion: np.ndarray
+    motion: np.ndarray | None  # K x h x w; None: the network does not read motion cues
     box: CropBox
     frame_segmentation: np.ndarray
 
@@ -134,6 +135,9 @@ class Matter:
         crop_threshold: segmentation level that counts as subject for the crop box.
         memory_limit: bytes a batch may need (:meth:`memory_estimate`); above it :meth:`matte_batch` refuses
             with a :class:`MemoryLimitError` before running the network. None: no limit.
+        fast_inference: run the model's inference fast path (:meth:`MattingModel.set_fast_inference`: BatchNorm
+            folded, the refiner on the selected patches only; the same matte within float rounding). False runs
+            the unoptimised path, e.g. to compare against it.
     """
 
     def __init__(
@@ -148,6 +152,7 @@ class Matter:
         largest_component: bool = True,
         crop_threshold: float = CROP_THRESHOLD,
         memory_limit: int | None = None,
+        fast_inference: bool = True,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -164,7 +169,7 @@ class Matter:
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.precision = precision if isinstance(precision, Precision) else resolve_precision(self.device, precision)
         model = model if isinstance(model, MattingModel) else MattingModel(model)
-        self.model = model.eval().to(self.device).set_precision(self.precision)
+        self.model = model.eval().to(self.device).set_precision(self.precision).set_fast_inference(fast_inference)
         if mode == "refine" and self.model.refiner is None:
             raise ValueError("refine mode needs a model with a refiner (a checkpoint trained with model=*_refine)")
 
@@ -232,7 +237,20 @@ class Matter:
         segmentations: Sequence[np.ndarray | None] | None = None,
         motions: Sequence[np.ndarray | None] | None = None,
     ) -> list[MatteResult]:
-        """Matte several frames in one network call (frames may differ in size in original mode)."""
+        """Matte several frames in one network call (frames may differ in size in original mode):
+        :meth:`prepare_batch`, :meth:`run_network` and :meth:`finish_batch` in turn."""
+        prepared = self.prepare_batch(images, backgrounds, segmentations, motions)
+        return self.finish_batch(images, prepared, self.run_network(prepared))
+
+    def prepare_batch(
+        self,
+        images: Sequence[np.ndarray],
+        backgrounds: Sequence[np.ndarray],
+        segmentations: Sequence[np.ndarray | None] | None = None,
+        motions: Sequence[np.ndarray | None] | None = None,
+    ) -> list[_Prepared]:
+        """Everything before the network, per frame (checks, segmentation if none is given, crop and resize, the
+        S post-process): no network, so it may run on another thread while the network mattes earlier frames."""
         count = len(images)
         segmentations = list(segmentations) if segmentations is not None else [None] * count
         motions = list(motions) if motions is not None else [None] * count
@@ -241,18 +259,30 @@ class Matter:
         if count == 0:
             return []
         self._check_memory(images)
-        prepared = [self._prepare(*args) for args in zip(images, backgrounds, segmentations, motions)]
-        shapes = {p.image.shape for p in prepared}
-        if len(shapes) > 1:  # full mode with frames of different sizes: run them one by one
-            outputs = [self._run_network([p]) for p in prepared]
-            alphas = [a[0] for a, _ in outputs]
-            foregrounds = [f[0] for _, f in outputs]
-        else:
-            alphas, foregrounds = self._run_network(prepared)
-        return [
-            self._finish(image, p, alpha, fg)
-            for image, p, alpha, fg in zip(images, prepared, alphas, foregrounds)
-        ]
+        return [self._prepare(*args) for args in zip(images, backgrounds, segmentations, motions)]
+
+    def run_network(self, prepared: list[_Prepared]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The network on prepared frames: (alpha h x w, F h x w x 3) per frame at the network's size; one call
+        for the batch (frames of different sizes one by one). :class:`NonFiniteOutputError` names the frame."""
+        if not prepared:
+            return []
+        if len({p.image.shape for p in prepared}) > 1:  # full mode with frames of different sizes
+            outputs = []
+            for index, p in enumerate(prepared):
+                try:
+                    alpha, foreground = self._run_network([p])
+                except NonFiniteOutputError as error:
+                    raise NonFiniteOutputError(str(error), index) from None
+                outputs.append((alpha[0], foreground[0]))
+            return outputs
+        alphas, foregrounds = self._run_network(prepared)
+        return list(zip(alphas, foregrounds))
+
+    def finish_batch(self, images: Sequence[np.ndarray], prepared: list[_Prepared],
+                     outputs: list[tuple[np.ndarray, np.ndarray]]) -> list[MatteResult]:
+        """Everything after the network, per frame (uncrop or resize, the clean-up): no network, so it may run on
+        another thread."""
+        return [self._finish(image, p, alpha, fg) for image, p, (alpha, fg) in zip(images, prepared, outputs)]
 
     # ----------------------------------------------------------------------------------------------- steps
     def _prepare(
@@ -277,11 +307,12 @@ class Matter:
         segmentation = np.asarray(segmentation, dtype=np.float32)
         if segmentation.shape != (height, width):
             raise ValueError(f"segmentation has shape {segmentation.shape}, expected {(height, width)}")
-        if motion is None:
+        if motion is None and self.uses_motion:
             motion = image_motion_cues(image)
-        motion = np.asarray(motion, dtype=np.float32)
-        if motion.ndim != 3 or motion.shape[1:] != (height, width):
-            raise ValueError(f"motion cues must be K x {height} x {width}, got shape {motion.shape}")
+        if motion is not None:  # None: the network cannot see the cues (they would be 4 x gray(I)); none are made
+            motion = np.asarray(motion, dtype=np.float32)
+            if motion.ndim != 3 or motion.shape[1:] != (height, width):
+                raise ValueError(f"motion cues must be K x {height} x {width}, got shape {motion.shape}")
 
         if self.mode == "original":
             box = subject_box(segmentation, self.crop_threshold)
@@ -303,22 +334,29 @@ class Matter:
             image=crop_to_network(image, box, net_size),
             background=crop_to_network(background, box, net_size),
             segmentation=net_segmentation[:, :, None],
-            motion=crop_to_network(np.moveaxis(motion, 0, -1), box, net_size),
+            motion=None if motion is None else _motion_to_network(motion, box, net_size),
             box=box,
             frame_segmentation=segmentation,
         )
 
     def _run_network(self, prepared: list[_Prepared]) -> tuple[np.ndarray, np.ndarray]:
-        """The model on a batch -> (alpha B x h x w, foreground B x h x w x 3), F = I where alpha > 0.975."""
-        batch = {
-            key: torch.from_numpy(np.stack([getattr(p, key) for p in prepared])).permute(0, 3, 1, 2)
-            for key in ("image", "background", "segmentation", "motion")
-        }
+        """The model on a batch -> (alpha B x h x w, foreground B x h x w x 3), F = I where alpha > 0.975.
+
+        Inputs go in as views of the h x w x C arrays (channels_last tensors, no copy for one frame) and the
+        outputs come back as views of the model's tensors where their layout allows."""
+        batch = {key: _batch_tensor([getattr(p, key) for p in prepared])
+                 for key in ("image", "background", "segmentation")}
+        if any(p.motion is None for p in prepared):
+            height, width = prepared[0].image.shape[:2]
+            batch["motion"] = torch.zeros(1, 1, 1, 1).expand(len(prepared), self.model.motion_frames, height, width)
+        else:
+            batch["motion"] = torch.from_numpy(_stacked([p.motion for p in prepared]))
         alpha, foreground = self.model.predict(batch)
         alpha = alpha[:, 0].cpu().numpy()
         foreground = foreground.permute(0, 2, 3, 1).cpu().numpy()
         for index in range(len(prepared)):
-            if not (np.isfinite(alpha[index]).all() and np.isfinite(foreground[index]).all()):
+            # alpha and F are clamped to [0, 1], where only NaN survives: a sum finds it without a mask
+            if not (np.isfinite(alpha[index].sum()) and np.isfinite(foreground[index].sum())):
                 raise NonFiniteOutputError("the network's output is not finite (NaN or infinity): the checkpoint's "
                                            "weights or this input are broken", index)
         return alpha.astype(np.float32, copy=False), np.ascontiguousarray(foreground, dtype=np.float32)
@@ -332,16 +370,37 @@ class Matter:
             foreground = foreground_cleanup(resize_to_box(foreground, prepared.box), alpha)  # again after resizing
             alpha = paste(alpha, prepared.box, (height, width))
             foreground = paste(foreground, prepared.box, (height, width))
+        elif alpha.shape == (height, width):  # refine mode: the model's F = I used this very image
+            alpha, foreground = postprocess_matte(alpha, foreground, None, self.largest_component, copy=False)
         else:
             alpha = np.clip(resize_to(alpha, height, width), 0.0, 1.0)
             foreground = np.clip(resize_to(foreground, height, width), 0.0, 1.0)
-            alpha, foreground = postprocess_matte(alpha, foreground, image, self.largest_component)
+            alpha, foreground = postprocess_matte(alpha, foreground, image, self.largest_component, copy=False)
         return MatteResult(
             alpha=np.ascontiguousarray(alpha, dtype=np.float32),
             foreground=np.ascontiguousarray(foreground, dtype=np.float32),
             box=prepared.box,
             segmentation=prepared.frame_segmentation,
         )
+
+
+def _stacked(arrays: list[np.ndarray]) -> np.ndarray:
+    """The arrays stacked along a new first axis, float32: a view of the one array of a batch of one."""
+    return np.ascontiguousarray(arrays[0][None] if len(arrays) == 1 else np.stack(arrays), dtype=np.float32)
+
+
+def _batch_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
+    """B x C x h x w float32 tensor over h x w x C (or h x w) arrays: a channels_last view of one frame's array,
+    a stacked copy for several."""
+    return torch.from_numpy(_stacked([a if a.ndim == 3 else a[:, :, None] for a in arrays])).permute(0, 3, 1, 2)
+
+
+def _motion_to_network(motion: np.ndarray, box: CropBox, size: tuple[int, int]) -> np.ndarray:
+    """Motion cues K x H x W cut to ``box`` and resized to ``size`` -> K x h x w float32 (the array itself when
+    that changes nothing: refine mode's native frame)."""
+    if (box.top, box.left, box.height, box.width) == (0, 0, *motion.shape[1:]) and tuple(size) == motion.shape[1:]:
+        return np.asarray(motion, dtype=np.float32)
+    return np.moveaxis(crop_to_network(np.moveaxis(motion, 0, -1), box, size), -1, 0)
 
 
 def _check_image(image: np.ndarray, name: str) -> np.ndarray:

@@ -25,18 +25,30 @@ CLEAR_ALPHA = 0.01
 
 def largest_component_mask(mask: np.ndarray) -> np.ndarray:
     """Boolean H x W: the largest 8-connected component of the boolean ``mask`` (all False if empty)."""
-    mask = np.asarray(mask, dtype=bool)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
     if count <= 1:
         return np.zeros_like(mask)
+    if count == 2:  # one component: the mask itself
+        return mask
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     return labels == largest
 
 
-def keep_largest_component(alpha: np.ndarray, threshold: float = COMPONENT_ALPHA) -> np.ndarray:
-    """Alpha (H x W float) with everything outside the largest component of ``alpha > threshold`` set to 0."""
-    alpha = np.asarray(alpha, dtype=np.float32)
-    return alpha * largest_component_mask(alpha > threshold)
+def keep_largest_component(alpha: np.ndarray, threshold: float = COMPONENT_ALPHA, *, copy: bool = True) -> np.ndarray:
+    """Alpha (H x W float32) with everything outside the largest component of ``alpha > threshold`` set to 0.
+
+    ``copy=False`` writes into ``alpha`` (a float32 array the caller owns) instead of a new array.
+    """
+    alpha = np.array(alpha, dtype=np.float32, copy=copy or None)
+    mask = largest_component_mask(alpha > threshold)
+    return _zero_where(alpha, ~mask)
+
+
+def _zero_where(array: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """``array`` (H x W or H x W x C) with 0 where the H x W bool ``where`` holds, in place; returns it."""
+    np.copyto(array, 0.0, where=where if array.ndim == where.ndim else where[..., None])
+    return array
 
 
 def foreground_cleanup(
@@ -45,16 +57,17 @@ def foreground_cleanup(
     image: np.ndarray | None = None,
     opaque_above: float = OPAQUE_ALPHA,
     clear_at_or_below: float = CLEAR_ALPHA,
+    *,
+    copy: bool = True,
 ) -> np.ndarray:
     """F (H x W x 3) with F = ``image`` where alpha > ``opaque_above`` (skipped when ``image`` is None) and
-    F = 0 where alpha <= ``clear_at_or_below``. Returns a new float32 array."""
-    fg = np.array(foreground, dtype=np.float32, copy=True)
+    F = 0 where alpha <= ``clear_at_or_below``. Returns a new float32 array, or with ``copy=False`` writes into
+    ``foreground`` (a float32 array the caller owns)."""
+    fg = np.array(foreground, dtype=np.float32, copy=copy or None)
     alpha = np.asarray(alpha, dtype=np.float32)
     if image is not None:
-        opaque = alpha > opaque_above
-        fg[opaque] = np.asarray(image, dtype=np.float32)[opaque]
-    fg[alpha <= clear_at_or_below] = 0.0
-    return fg
+        np.copyto(fg, np.asarray(image, dtype=np.float32), where=(alpha > opaque_above)[..., None])
+    return _zero_where(fg, alpha <= clear_at_or_below)
 
 
 def postprocess_matte(
@@ -62,14 +75,18 @@ def postprocess_matte(
     foreground: np.ndarray,
     image: np.ndarray | None = None,
     largest_component: bool = True,
+    *,
+    copy: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The original order: (F = I where opaque), largest component of alpha, then F = 0 where transparent.
 
-    ``alpha`` H x W, ``foreground`` and ``image`` H x W x 3, float in [0, 1]; returns (alpha, foreground) float32.
+    ``alpha`` H x W, ``foreground`` and ``image`` H x W x 3, float in [0, 1]; returns (alpha, foreground) float32,
+    new arrays, or with ``copy=False`` the given ones (float32, owned by the caller) written in place.
     """
-    alpha = np.asarray(alpha, dtype=np.float32)
+    alpha = np.array(alpha, dtype=np.float32, copy=copy or None)
+    foreground = np.array(foreground, dtype=np.float32, copy=copy or None)
     if image is not None:
-        foreground = foreground_cleanup(foreground, alpha, image, clear_at_or_below=-1.0)
+        foreground_cleanup(foreground, alpha, image, clear_at_or_below=-1.0, copy=False)
     if largest_component:
-        alpha = keep_largest_component(alpha)
-    return alpha, foreground_cleanup(foreground, alpha)
+        keep_largest_component(alpha, copy=False)
+    return alpha, foreground_cleanup(foreground, alpha, copy=False)

@@ -123,6 +123,98 @@ class ResnetBlock(nn.Module):
         return x + self.norm2(self.conv2(self.pad2(y)))
 
 
+def fold_batchnorm(conv: nn.Conv2d, norm: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``norm(conv(x))`` as one convolution, for inference: (weight out x in x k x k, bias out).
+
+    ``norm`` is applied with its running statistics (eval mode), whatever mode it is in; None gives the conv's own
+    weight and bias (zeros when it has none). Computed in float64, returned detached in the weight's dtype, device
+    and memory format. A norm that is not a BatchNorm with running statistics is a ValueError.
+    """
+    weight = conv.weight.detach()
+    bias = conv.bias.detach() if conv.bias is not None else weight.new_zeros(weight.shape[0])
+    if norm is None:
+        return weight, bias
+    if not isinstance(norm, nn.modules.batchnorm._BatchNorm) or norm.running_var is None:
+        raise ValueError(f"cannot fold {type(norm).__name__} into a convolution "
+                         "(only BatchNorm with running statistics)")
+    scale = torch.rsqrt(norm.running_var.detach().double() + norm.eps)
+    shift = -norm.running_mean.detach().double() * scale
+    if norm.affine:
+        gamma, beta = norm.weight.detach().double(), norm.bias.detach().double()
+        scale, shift = scale * gamma, shift * gamma + beta
+    folded = (weight.double() * scale.view(-1, 1, 1, 1)).to(weight.dtype)
+    return folded, (bias.double() * scale + shift).to(bias.dtype)
+
+
+_FUSED_CONV = {"available": hasattr(torch.ops.mkldnn, "_convolution_pointwise")}
+
+
+def tracing() -> bool:
+    """True while the code is traced or compiled (jit.trace, ONNX export, torch.compile): eager-only shortcuts that
+    read sizes as Python numbers, or call ops the exporters do not know, must not run then."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+
+
+def _fusable(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """oneDNN's fused convolution applies: CPU, float32 operands, no autocast, no gradient, not traced."""
+    return (_FUSED_CONV["available"] and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+            and not torch.is_autocast_enabled("cpu") and not torch.is_grad_enabled() and not tracing())
+
+
+def fused_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    *,
+    stride: int = 1,
+    padding: int = 0,
+    relu: bool = False,
+    residual: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``conv2d(x) [+ residual]``, then ReLU if ``relu``: B x C x H x W -> B x out x H' x W' (zero ``padding``).
+
+    Inference helper. Without gradient the ReLU runs in place on the convolution's output, and on a CPU in
+    float32 the residual add is done by oneDNN while the output is in cache (the same values as the separate
+    ops). The ReLU is deliberately not fused: oneDNN's fused ReLU turns NaN into 0, which would hide broken
+    weights from the non-finite output check. ``relu`` and ``residual`` are exclusive.
+    """
+    if relu and residual is not None:
+        raise ValueError("fused_conv: relu and residual cannot be combined")
+    if residual is not None and _fusable(x, weight):
+        try:
+            return torch.ops.mkldnn._convolution_pointwise.binary(
+                x, residual.to(memory_format=_format_of(x)), weight, bias, [padding] * 2, [stride] * 2, [1, 1], 1,
+                "add", None, None, [None], None)
+        except RuntimeError:  # an op this build does not provide: use the separate ops from now on
+            _FUSED_CONV["available"] = False
+    y = F.conv2d(x, weight, bias, stride=stride, padding=padding)
+    if residual is not None:
+        y = y + residual
+    if relu:
+        y = torch.relu(y) if torch.is_grad_enabled() else y.relu_()
+    return y
+
+
+def _format_of(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+        and not x.is_contiguous() else torch.contiguous_format
+
+
+def cat_channels_last(parts: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat(parts, dim=1)`` written straight into a channels_last tensor (inference: the layout oneDNN's
+    convolutions read, so they need no copy of their input). Not differentiable."""
+    first = parts[0]
+    shape = (first.shape[0], sum(p.shape[1] for p in parts), *first.shape[2:])
+    out = torch.empty(shape, dtype=first.dtype, device=first.device, memory_format=torch.channels_last)
+    return torch.cat(parts, dim=1, out=out)
+
+
+def reflect_pad(x: torch.Tensor, padding: int) -> torch.Tensor:
+    """Reflection padding of ``padding`` pixels on each side of B x C x H x W (the original's ReflectionPad2d)."""
+    return F.pad(x, (padding,) * 4, mode="reflect") if padding else x
+
+
 def init_weights(module: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
     """The original's initialisation, applied to every submodule (in place; returns ``module``).
 

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bgmatting.models.blocks import resize_bilinear
-from bgmatting.models.generator import Generator, matte_from_raw
+from bgmatting.models.folded import can_fold, folded_generator
+from bgmatting.models.generator import ALPHA_OPAQUE_RAW, Generator, matte_from_raw
 from bgmatting.models.refiner import MODES, Refiner
 from bgmatting.runtime import Precision
 from bgmatting.space import to_network
@@ -127,6 +128,7 @@ class MattingModel(nn.Module):
         self.precision: Precision | None = None
         if precision is not None:
             self.set_precision(precision)
+        self.fast_inference = False
 
     @property
     def motion_frames(self) -> int:
@@ -239,6 +241,15 @@ class MattingModel(nn.Module):
             precision.prepare_module(self)
         return self
 
+    def set_fast_inference(self, enabled: bool = True) -> MattingModel:
+        """Take the inference fast path (:meth:`forward` without ``raw``, in eval mode, without gradient): BatchNorm
+        folded into the convolutions (:mod:`bgmatting.models.folded`), the refiner on the selected patches' windows
+        only (``Refiner(..., image_space=True)``), the outputs brought to [0, 1] in place. The same alpha and F within
+        float rounding; off (the default), eval outputs are bit for bit the generator's. Training, ``raw=True`` and
+        gradients never take it. Returns the model."""
+        self.fast_inference = bool(enabled)
+        return self
+
     def _autocast(self) -> contextlib.AbstractContextManager:
         return self.precision.autocast() if self.precision is not None else contextlib.nullcontext()
 
@@ -256,6 +267,9 @@ class MattingModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor] | RawMatte:
         """(I, B', S, M) in [0, 1] -> (alpha, F) in [0, 1], or a :class:`RawMatte` with ``raw=True``."""
         height, width = image.shape[-2:]
+        if self.fast_inference and not raw and not self.training and not torch.is_grad_enabled():
+            alpha, foreground = self._fast_matte(image, background, segmentation, motion)
+            return alpha[..., :height, :width], foreground[..., :height, :width]
         inputs = [self._network_input(x) for x in (image, background, segmentation, motion)]
         with self._autocast():
             if self.refiner is None:
@@ -288,6 +302,28 @@ class MattingModel(nn.Module):
         )
         return refined.alpha_raw, refined.foreground_raw, {k: v.float() for k, v in coarse.items()}
 
+    def _fast_matte(self, image: torch.Tensor, background: torch.Tensor, segmentation: torch.Tensor,
+                    motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`set_fast_inference`'s path: (alpha B x 1, F B x 3) in [0, 1] at the padded size."""
+        generator = folded_generator(self.generator) if can_fold(self.generator) else self.generator
+        prepare = self.precision.prepare_input if self.precision is not None else (lambda x: x)
+        with self._autocast():
+            if self.refiner is None:
+                inputs = [self._network_input(x) for x in (image, background, segmentation, motion)]
+                alpha_raw, foreground_raw = generator.forward(*inputs)
+                return matte_from_raw(alpha_raw.float(), foreground_raw.float(), inputs[0].float())
+            frame = [prepare(pad_to_multiple(x)) for x in (image, background)]
+            size = self.base_size(*frame[0].shape[-2:])
+            small = [prepare(to_network(to_base_resolution(x, size))) for x in (image, background, segmentation)]
+            if self.uses_motion:
+                small.append(prepare(to_network(to_base_resolution(motion, size))))
+            else:  # the original wiring never reads the motion cues: a zero tensor of the right shape, no memory
+                small.append(small[2].new_zeros(1, 1, 1, 1).expand(image.shape[0], self.motion_frames, *size))
+            base = generator.forward_with_error(*small)
+            refined = self.refiner(*frame, base, self.refine_mode, self.refine_pixels, self.refine_threshold,
+                                   image_space=True)
+        return _image_space_matte(refined.alpha_raw.float(), refined.foreground_raw.float(), frame[0])
+
     @torch.inference_mode()
     def predict(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Matte a collated batch (``image``, ``background``, ``segmentation``, ``motion`` in [0, 1]) in eval
@@ -300,6 +336,16 @@ class MattingModel(nn.Module):
             return self(*inputs)
         finally:
             self.train(was_training)
+
+
+def _image_space_matte(alpha_raw: torch.Tensor, foreground_raw: torch.Tensor,
+                       image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`matte_from_raw` in place on tensors the caller owns, F = I taken from the image-space ``image``
+    (B x 3 x H x W in [0, 1]): (alpha B x 1, F B x 3) in [0, 1]."""
+    opaque = alpha_raw > ALPHA_OPAQUE_RAW
+    alpha = alpha_raw.add_(1.0).mul_(0.5).clamp_(0.0, 1.0)
+    foreground = foreground_raw.add_(1.0).mul_(0.5).clamp_(0.0, 1.0)
+    return alpha, torch.where(opaque, image.to(foreground.dtype), foreground, out=foreground)
 
 
 def _checked_refiner(generator: Generator, refiner: Refiner | None) -> Refiner | None:

@@ -34,8 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bgmatting.models.blocks import init_weights, resize_bilinear
+from bgmatting.models.blocks import cat_channels_last, fused_conv, init_weights, resize_bilinear, tracing
 from bgmatting.models.generator import GeneratorOutputs
+from bgmatting.space import to_network
 
 MODES = ("full", "sampling", "thresholding")
 PATCH = 4  # full-resolution side of a refined patch; the patch grid is H/4 x W/4
@@ -101,16 +102,59 @@ def crop_windows(x: torch.Tensor, index: PatchIndex, stride: int, margin: int) -
     """Windows around patches: B x C x H x W -> P x C x (stride + 2·margin) x (stride + 2·margin).
 
     Patch (b, r, c) covers rows ``stride·r ... stride·r + stride - 1`` of image b (and likewise columns);
-    its window adds ``margin`` on each side, replicate padded at the frame border. A gather: traceable.
+    its window adds ``margin`` on each side, replicate padded at the frame border. A gather: traceable. Without
+    gradient (and not traced) the same values are read without a padded copy of the frame: clamped pixel
+    positions through :func:`sample_windows` (nearest), or a view of the patch grid when ``margin`` is 0.
     """
+    batch, row, column = index
+    size = stride + 2 * margin
+    if not x.requires_grad and not tracing():
+        if margin == 0 and stride == PATCH and x.shape[-2] % PATCH == 0 and x.shape[-1] % PATCH == 0:
+            return _patch_grid(x)[batch, :, row, :, column, :]
+        offsets = torch.arange(-margin, size - margin, device=x.device, dtype=torch.float32)
+        rows = ((row * stride).unsqueeze(1) + offsets).clamp_(0, x.shape[-2] - 1)
+        columns = ((column * stride).unsqueeze(1) + offsets).clamp_(0, x.shape[-1] - 1)
+        return sample_windows(x, batch, rows, columns, "nearest")
     if margin:
         x = F.pad(x, (margin,) * 4, mode="replicate")
-    batch, row, column = index
-    offsets = torch.arange(stride + 2 * margin, device=x.device)
+    offsets = torch.arange(size, device=x.device)
     rows = (row * stride).unsqueeze(1) + offsets  # P x k
     columns = (column * stride).unsqueeze(1) + offsets
     windows = x.permute(0, 2, 3, 1)[batch.view(-1, 1, 1), rows.unsqueeze(2), columns.unsqueeze(1)]  # P x k x k x C
     return windows.permute(0, 3, 1, 2)
+
+
+def sample_windows(x: torch.Tensor, batch: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor,
+                   mode: str = "bilinear") -> torch.Tensor:
+    """P x C x k x k: ``x`` (B x C x H x W) read at image ``batch[p]`` (P,), pixel rows ``rows[p]`` and columns
+    ``columns[p]`` (P x k float, pixel centres at integers), bilinearly or ``nearest``; positions outside the
+    frame read its border (replicate padding). One ``grid_sample`` per image: no copy of the frame.
+
+    Bilinear reading at ``(i + 0.5) · h / H - 0.5`` gives what :func:`resize_bilinear` to H gives at i, and at
+    ``2i + 0.5`` the 2 x 2 mean of ``avg_pool2d`` (within float rounding, ~1e-4 of a pixel in position)."""
+    count, k = rows.shape
+    height, width = x.shape[-2:]
+    grid = torch.stack([((2 * columns + 1) / width - 1).unsqueeze(1).expand(count, k, k),
+                        ((2 * rows + 1) / height - 1).unsqueeze(2).expand(count, k, k)], dim=-1).to(x.dtype)
+
+    def sample(image: int, part: torch.Tensor) -> torch.Tensor:  # C x P' x k² -> P' x C x k x k
+        sampled = F.grid_sample(x[image:image + 1], part.reshape(1, part.shape[0], k * k, 2), mode=mode,
+                                padding_mode="border", align_corners=False)
+        return sampled[0].unflatten(2, (k, k)).transpose(0, 1)
+
+    if x.shape[0] == 1:
+        return sample(0, grid)
+    out = x.new_empty(count, x.shape[1], k, k)
+    for image in range(x.shape[0]):
+        chosen = (batch == image).nonzero(as_tuple=True)[0]
+        out[chosen] = sample(image, grid[chosen])
+    return out
+
+
+def _patch_grid(x: torch.Tensor) -> torch.Tensor:
+    """B x C x H x W (H, W multiples of 4) viewed as B x C x H/4 x 4 x W/4 x 4: indexing it at (b, :, r, :, c, :)
+    reads (or writes) whole 4x4 patches as P x C x 4 x 4."""
+    return x.unflatten(3, (x.shape[-1] // PATCH, PATCH)).unflatten(2, (x.shape[-2] // PATCH, PATCH))
 
 
 def paste_patches(x: torch.Tensor, patches: torch.Tensor, index: PatchIndex) -> torch.Tensor:
@@ -120,6 +164,12 @@ def paste_patches(x: torch.Tensor, patches: torch.Tensor, index: PatchIndex) -> 
     grid = x.reshape(b, c, h // PATCH, PATCH, w // PATCH, PATCH).permute(0, 2, 4, 1, 3, 5)  # B x gh x gw x C x 4 x 4
     grid = grid.index_put(index, patches.to(x.dtype))
     return grid.permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+
+
+def paste_patches_(x: torch.Tensor, patches: torch.Tensor, index: PatchIndex) -> torch.Tensor:
+    """:func:`paste_patches` in place (inference: no gradient, ``x`` in any memory format, no copy of the frame)."""
+    _patch_grid(x)[index[0], :, index[1], :, index[2], :] = patches.to(x.dtype)
+    return x
 
 
 # ---------------------------------------------------------------------------------------------------- network
@@ -134,6 +184,16 @@ def clamp_passing_gradient(alpha_raw: torch.Tensor) -> torch.Tensor:
     """
     clamped = alpha_raw.clamp(-1.0, 1.0)
     return alpha_raw + (clamped - alpha_raw).detach() if alpha_raw.requires_grad else clamped
+
+
+def _every_patch(mode: str, pixels: int, grid_size: tuple[int, int]) -> bool:
+    """Whether ``mode`` refines every patch of the grid (full, or a sampling budget that covers the frame)."""
+    return mode == "full" or (mode == "sampling" and pixels // PATCH**2 >= grid_size[0] * grid_size[1])
+
+
+def _owned(resized: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """``resized``, copied when resizing returned ``source`` itself (the caller writes into it)."""
+    return resized.clone() if resized is source else resized
 
 
 def _conv3(in_channels: int, out_channels: int) -> nn.Conv2d:
@@ -199,6 +259,8 @@ class Refiner(nn.Module):
         mode: str = "sampling",
         pixels: int = 80_000,
         threshold: float = 0.1,
+        *,
+        image_space: bool = False,
     ) -> RefinerOutputs:
         """Refine ``base`` (the generator's outputs at h x w) to the size of ``image``.
 
@@ -208,7 +270,13 @@ class Refiner(nn.Module):
             mode: ``full``, ``sampling`` or ``thresholding`` (see :func:`select_patches`).
             pixels: sampling budget in full-resolution pixels per image (patches = pixels // 16).
             threshold: thresholding limit on the error map, in [0, 1].
+            image_space: ``image`` and ``background`` are in [0, 1] and the call runs the inference path
+                (:meth:`_forward_inference`; without gradient only); the outputs are the same.
         """
+        if image_space:
+            if torch.is_grad_enabled():
+                raise ValueError("Refiner: image_space=True is the inference path; call it without gradient")
+            return self._forward_inference(image, background, base, (mode, pixels, threshold))
         self._check_inputs(image, background, base)
         height, width = image.shape[-2:]
         grid_size = (height // PATCH, width // PATCH)
@@ -216,7 +284,7 @@ class Refiner(nn.Module):
         frame = torch.cat([image, background], dim=1)
         base_maps = torch.cat([base.hidden, base.alpha_raw, base.foreground_raw], dim=1)
         context = torch.cat([resize_bilinear(base_maps, (height // 2, width // 2)), F.avg_pool2d(frame, 2)], dim=1)
-        if mode == "full" or (mode == "sampling" and pixels // PATCH**2 >= grid_size[0] * grid_size[1]):
+        if _every_patch(mode, pixels, grid_size):
             refined = coarse + self._refine_frame(context, frame)
             selected = torch.ones(image.shape[0], 1, *grid_size, dtype=image.dtype, device=image.device)
         else:
@@ -225,11 +293,70 @@ class Refiner(nn.Module):
             selected = mask.unsqueeze(1).to(image.dtype)
         return RefinerOutputs(clamp_passing_gradient(refined[:, :1]), refined[:, 1:], selected)
 
+    def _forward_inference(self, image: torch.Tensor, background: torch.Tensor, base: GeneratorOutputs,
+                           options: tuple[str, int, float]) -> RefinerOutputs:
+        """:meth:`forward` for inference (no gradient) with ``image`` and ``background`` in **image space** [0, 1]
+        (B x 3 x H x W, H and W multiples of 4) and ``options`` (mode, pixels, threshold): the same outputs within
+        float rounding, in network space.
+
+        Modes sampling and thresholding touch the full-resolution frame only where it is needed: the base's
+        alpha and F are upsampled once, the windows of the selected patches are read from I, B' and the base's
+        maps directly (no full-frame concatenation, padding, pooling or [-1, 1] copy) and the refined patches
+        are pasted in place. Mode full runs :meth:`forward`'s whole-frame convolutions.
+        """
+        self._check_inputs(image, background, base)
+        height, width = image.shape[-2:]
+        grid_size = (height // PATCH, width // PATCH)
+        mode, pixels, threshold = options
+        if _every_patch(mode, pixels, grid_size):
+            return self.forward(to_network(image), to_network(background), base, "full")
+        alpha = _owned(resize_bilinear(base.alpha_raw, (height, width)), base.alpha_raw)
+        foreground = _owned(resize_bilinear(base.foreground_raw, (height, width)), base.foreground_raw)
+        mask = select_patches(error_on_patch_grid(base.error, grid_size), mode, pixels, threshold)
+        index: PatchIndex = tuple(mask.nonzero(as_tuple=True))
+        if index[0].numel():
+            residual = self._stages(self._context_windows(image, background, base, index),
+                                    to_network(cat_channels_last([crop_windows(x, index, PATCH, FINE_MARGIN)
+                                                                  for x in (image, background)])))
+            coarse = torch.cat([crop_windows(alpha, index, PATCH, 0), crop_windows(foreground, index, PATCH, 0)], 1)
+            patches = coarse + residual
+            paste_patches_(alpha, patches[:, :1].clamp_(-1.0, 1.0), index)
+            paste_patches_(foreground, patches[:, 1:], index)
+        return RefinerOutputs(alpha, foreground, mask.unsqueeze(1).to(alpha.dtype))
+
+    @staticmethod
+    def _context_windows(image: torch.Tensor, background: torch.Tensor, base: GeneratorOutputs,
+                         index: PatchIndex) -> torch.Tensor:
+        """The coarse stage's windows (P x (hidden + 10) x 8 x 8 at H/2) as :meth:`forward` cuts them from its
+        context map, read at the windows only (:func:`sample_windows`); ``image`` and ``background`` in [0, 1]."""
+        half = (image.shape[-2] // 2, image.shape[-1] // 2)
+        batch, row, column = index
+        offsets = torch.arange(-COARSE_MARGIN, PATCH // 2 + COARSE_MARGIN, device=image.device, dtype=torch.float32)
+        rows = ((row * (PATCH // 2)).unsqueeze(1) + offsets).clamp_(0, half[0] - 1)  # replicate padding at H/2
+        columns = ((column * (PATCH // 2)).unsqueeze(1) + offsets).clamp_(0, half[1] - 1)
+        maps = torch.cat([base.hidden, base.alpha_raw, base.foreground_raw], dim=1)
+        height, width = maps.shape[-2:]
+        windows = [sample_windows(maps, batch, (rows + 0.5) * (height / half[0]) - 0.5,
+                                  (columns + 0.5) * (width / half[1]) - 0.5),  # resize_bilinear to H/2
+                   *(to_network(sample_windows(x, batch, 2 * rows + 0.5, 2 * columns + 0.5))  # avg_pool2d(x, 2)
+                     for x in (image, background))]
+        return cat_channels_last([w.to(windows[0].dtype) for w in windows])
+
     def _stages(self, context_windows: torch.Tensor, frame_windows: torch.Tensor) -> torch.Tensor:
         """Both stages on windows (or whole padded frames): context N x (hidden + 10) x (2n + 6) x (2n + 6) at
-        H/2 and frame N x 6 x (4n + 4) x (4n + 4) at H -> residual N x 4 x 4n x 4n (n patches per side)."""
-        features = F.interpolate(self.coarse_stage(context_windows), scale_factor=2, mode="nearest")
-        return self.fine_stage(torch.cat([features, frame_windows], dim=1))
+        H/2 and frame N x 6 x (4n + 4) x (4n + 4) at H -> residual N x 4 x 4n x 4n (n patches per side).
+        Each conv and its ReLU run as one call where :func:`fused_conv` can (the same values)."""
+        coarse1, _, coarse2, _ = self.coarse_stage
+        fine1, _, fine2 = self.fine_stage
+        features = fused_conv(fused_conv(context_windows, coarse1.weight, coarse1.bias, relu=True),
+                              coarse2.weight, coarse2.bias, relu=True)
+        features = F.interpolate(features, scale_factor=2, mode="nearest")
+        if torch.is_grad_enabled() or tracing():
+            stacked = torch.cat([features, frame_windows], dim=1)
+        else:  # straight into the layout the convolution reads
+            stacked = cat_channels_last([features, frame_windows.to(features.dtype)])
+        features = fused_conv(stacked, fine1.weight, fine1.bias, relu=True)
+        return fused_conv(features, fine2.weight, fine2.bias)
 
     def _refine_frame(self, context: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         """Mode full: the residual for every pixel, B x 4 x H x W."""
