@@ -46,3 +46,21 @@ def test_a_target_video_above_the_pixel_limit_is_refused(tmp_path, capsys, monke
                                 "--output", str(tmp_path / "out"), "--no-progress", "--size", "48",
                                 "--target-background", str(synthetic_clip["video"])],
              r"^error: .*clip\.avi: video frame is 64x48 \(3,072 pixels\), above the limit of 3,000 pixels")
+
+
+def test_the_limit_holds_on_the_reader_thread_too(tmp_path, capsys, tiny_checkpoint):
+    """A folder's later images are decoded ahead, on the runner's reader thread: the --max-memory-gb limit of the
+    run holds there as well."""
+    for name, (height, width) in {"a_small": (40, 48), "b_large": (400, 400)}.items():
+        plate = photo("coffee", height, width)
+        write_image(tmp_path / "in" / f"{name}.png", paste_subject(plate, disc_alpha(height, width, (20.0, 24.0), 10.0)))
+        write_image(tmp_path / "plates" / f"{name}.png", plate)
+    budget = 16 * 150_000 / 2**30  # 150,000 pixels: the first image (1,920) decodes, the second (160,000) does not;
+    # the network (a 48 x 48 crop) fits
+    before = files_under(tmp_path)
+    code = run_argparse_main(main, ["--input", str(tmp_path / "in"), "--background", str(tmp_path / "plates"),
+                                    "--checkpoint", str(tiny_checkpoint), "--output", str(tmp_path / "out"),
+                                    "--size", "48", "--no-progress", "--max-memory-gb", f"{budget:.12f}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "b_large.png: image is 400x400 (160,000 pixels), above the limit of 149,99" in err, err
+    assert not [n for n in files_under(tmp_path) if n not in before and not n.startswith("out/.")], err

@@ -6,6 +6,7 @@ backgrounds, target backgrounds, a writer), not command-line options.
 """
 from __future__ import annotations
 
+import contextvars
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -158,9 +159,10 @@ class _Overlap:
             batch = next(batches, None)
             return None if batch is None else load(batch)
 
-        pending = deque(self._reader.submit(next_loaded) for _ in range(self.ahead))
+        submit = lambda: self._reader.submit(contextvars.copy_context().run, next_loaded)  # noqa: E731
+        pending = deque(submit() for _ in range(self.ahead))  # the caller's context (e.g. the image size limit)
         while (loaded := pending.popleft().result()) is not None:
-            pending.append(self._reader.submit(next_loaded))
+            pending.append(submit())
             yield loaded
 
     def write(self, task: Callable[[], None]) -> None:
@@ -168,7 +170,7 @@ class _Overlap:
         if self._writer is None:
             task()
             return
-        self._writes.append(self._writer.submit(task))
+        self._writes.append(self._writer.submit(contextvars.copy_context().run, task))
         while len(self._writes) > self.ahead:
             self._writes.popleft().result()
 
