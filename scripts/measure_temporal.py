@@ -21,7 +21,7 @@ import numpy as np
 from bgmatting.data.io import read_alpha, read_image
 from bgmatting.data.synthetic.clips import ensure_synthetic_real
 from bgmatting.inference.job import InferenceJob, run_job
-from bgmatting.inference.pipeline import MatteResult
+from bgmatting.inference.pipeline import Matte
 from bgmatting.inference.sinks import MemoryWriter
 from bgmatting.inference.temporal import TEMPORAL_FILTERS, TemporalFilter, TemporalOptions
 from bgmatting.metrics import dtssd, sad
@@ -63,7 +63,7 @@ def filtered(frames: list[np.ndarray], results, kind: str) -> list[np.ndarray]:
     smoothing = TemporalFilter(TemporalOptions(kind))
     out = []
     for i, (frame, (alpha, foreground)) in enumerate(zip(frames, results)):
-        result = MatteResult(alpha, foreground * (alpha[:, :, None] > 0.01), None, None)
+        result = Matte(alpha, foreground * (alpha[:, :, None] > 0.01), None, None)
         out += [r.alpha for _, r in smoothing.push(i, frame, result)]
     out += [r.alpha for _, r in smoothing.flush()]
     return out

@@ -1,5 +1,6 @@
-"""``bgmatting.matte``: one call on an image (file or array), a folder and a video, in memory or into a folder;
-and the README's library snippets, run exactly as written."""
+"""The one-call API, one return type per call: ``bgmatting.matte`` (a photo, file or array -> a Matte),
+``matte_frames`` (a folder, a video, a list -> Matte per frame), ``matte_to_folder`` (-> the summary, files
+written); and the README's library snippets, run exactly as written."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ import pytest
 
 import bgmatting
 from bgmatting.data.io import DataError, read_alpha, write_image
+from bgmatting.inference import Matte
 from bgmatting.inference.temporal import DEFAULT_TEMPORAL
 
 sys.path.insert(0, str(Path(__file__).parent / "inference"))
@@ -39,7 +41,7 @@ def capture(tmp_path) -> dict:
     return {"root": tmp_path, "plate": plate}
 
 
-def _check(matte: bgmatting.api.Matte, target: np.ndarray) -> None:
+def _check(matte: Matte, target: np.ndarray) -> None:
     assert matte.alpha.shape == (96, 128) and matte.foreground.shape == matte.composite.shape == (96, 128, 3)
     assert matte.alpha.dtype == np.float32 and 0 <= matte.alpha.min() and matte.alpha.max() <= 1
     expected = matte.alpha[..., None] * matte.foreground + (1 - matte.alpha[..., None]) * target
@@ -62,16 +64,17 @@ def test_one_image_from_a_file_and_from_arrays(capture):
 
 def test_a_folder_and_a_video_in_memory_and_into_a_folder(capture):
     root = capture["root"]
-    mattes = bgmatting.matte(root / "folder", root / "plate.png", checkpoint=root / "ckpt.pt", size=64,
-                             target="255,255,255", progress=False)
+    mattes = bgmatting.matte_frames(root / "folder", root / "plate.png", checkpoint=root / "ckpt.pt", size=64,
+                                    target="255,255,255", progress=False)
     assert [m.name for m in mattes] == ["a", "b"]
     for m in mattes:
         _check(m, np.ones(3, np.float32))
-    frames = bgmatting.matte(root / "clip.mp4", root / "plate.png", checkpoint=root / "ckpt.pt", size=64,
-                             progress=False)
+    frames = bgmatting.matte_frames(root / "clip.mp4", root / "plate.png", checkpoint=root / "ckpt.pt", size=64,
+                                    progress=False)
     assert len(frames) == 4 and frames[3].name == "00003"
-    summary = bgmatting.matte(root / "clip.mp4", root / "plate.png", checkpoint=root / "ckpt.pt", size=64,
-                              output=root / "out", target=root / "plate.png", png_sequences=True, progress=False)
+    summary = bgmatting.matte_to_folder(root / "clip.mp4", root / "plate.png", checkpoint=root / "ckpt.pt", size=64,
+                                        output=root / "out", target=root / "plate.png", png_sequences=True,
+                                        progress=False)
     assert summary["frames"] == 4 and summary["temporal"] == DEFAULT_TEMPORAL and len(summary["plates"]) == 4
     assert json.loads((root / "out" / "summary.json").read_text())["frames"] == 4
     assert (root / "out" / "clip_composite.mp4").exists()
@@ -90,6 +93,10 @@ def test_a_loaded_model_and_bad_arguments(capture):
         bgmatting.matte(root / "missing.png", root / "plate.png", checkpoint=model, progress=False)
     with pytest.raises(DataError, match="batch size must be a positive integer, got 0"):
         bgmatting.matte(root / "photo.png", root / "plate.png", checkpoint=model, batch_size=0, progress=False)
+    with pytest.raises(DataError, match=r"folder: matte\(\) takes one photo; use bgmatting.matte_frames"):
+        bgmatting.matte(root / "folder", root / "plate.png", checkpoint=model)
+    with pytest.raises(DataError, match=r"a list of frames: matte\(\) takes one photo"):
+        bgmatting.matte([capture["plate"]], root / "plate.png", checkpoint=model)
 
 
 EMPTY_INPUTS = {  # (input, plate) that hold no pixels: a DataError naming what is empty
@@ -107,7 +114,7 @@ def test_empty_arrays_are_one_line_data_errors(capture, case):
     image = cv2.cvtColor(cv2.imread(str(capture["root"] / "photo.png")), cv2.COLOR_BGR2RGB) if image is None else image
     plate = capture["plate"] if plate is None else plate
     with pytest.raises(DataError, match=message) as error:
-        bgmatting.matte(image, plate, checkpoint=capture["root"] / "ckpt.pt", size=64, progress=False)
+        bgmatting.matte_frames(image, plate, checkpoint=capture["root"] / "ckpt.pt", size=64, progress=False)
     assert len(str(error.value).splitlines()) == 1
 
 
@@ -119,8 +126,8 @@ def test_a_bogus_device_and_an_empty_output_are_refused_before_anything_is_writt
         bgmatting.matte(root / "photo.png", root / "plate.png", checkpoint=root / "ckpt.pt", device="bogus",
                         progress=False)
     with pytest.raises(DataError, match=r"^output '': an empty path; give a file or folder name"):
-        bgmatting.matte(root / "photo.png", root / "plate.png", checkpoint=root / "ckpt.pt", output="",
-                        progress=False)
+        bgmatting.matte_to_folder(root / "photo.png", root / "plate.png", checkpoint=root / "ckpt.pt", output="",
+                                  progress=False)
     assert sorted(p.name for p in root.iterdir()) == before
 
 
@@ -136,7 +143,7 @@ def test_a_video_that_decodes_fewer_frames_than_it_declares_is_a_warning(capture
     data = cut.read_bytes()
     cut.write_bytes(data[: len(data) * 6 // 10])
     with pytest.warns(UserWarning, match=r"cut.avi: the video declares 4 frames but only \d could be decoded"):
-        frames = bgmatting.matte(cut, root / "plate.png", checkpoint=root / "ckpt.pt", size=64, progress=False)
+        frames = bgmatting.matte_frames(cut, root / "plate.png", checkpoint=root / "ckpt.pt", size=64, progress=False)
     assert 0 < len(frames) < 4
 
 

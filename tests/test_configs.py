@@ -14,7 +14,6 @@ from omegaconf import OmegaConf
 
 from bgmatting.engine.recipe import build_matting_model, build_optimizer, build_stage, to_plain
 from bgmatting.engine.stages import Networks, RealStage, SupervisionSchedule
-from bgmatting.models import Generator
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

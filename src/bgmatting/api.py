@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ import torch
 
 from bgmatting.data.io import DataError
 from bgmatting.inference.job import InferenceJob, run_job
+from bgmatting.inference.pipeline import Matte
 from bgmatting.inference.sinks import MemoryWriter
 from bgmatting.inference.sources import parse_colour
 from bgmatting.preprocess.capture import is_video_file
@@ -29,21 +30,6 @@ from bgmatting.preprocess.capture import is_video_file
 Source = str | os.PathLike | np.ndarray
 _OPTIONS = {f.name for f in fields(InferenceJob)} - {"input", "background", "checkpoint", "output",
                                                      "target_background", "target_color", "notes"}
-
-
-@dataclass
-class Matte:
-    """One frame's result: ``alpha`` H x W, ``foreground`` H x W x 3 (0 where alpha <= 0.01) and ``composite``
-    H x W x 3 (alpha F + (1 - alpha) target), float32 in [0, 1]; ``name`` is the frame's output name."""
-
-    name: str
-    alpha: np.ndarray
-    foreground: np.ndarray
-    composite: np.ndarray
-
-    def rgba(self) -> np.ndarray:
-        """H x W x 4: the foreground with alpha as its 4th channel (what foreground/*.png holds)."""
-        return np.dstack([self.foreground, self.alpha])
 
 
 def _target(target: Any) -> dict[str, Any]:
@@ -64,49 +50,85 @@ def _warned(summary: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def _job(input: Any, background: Any, checkpoint: Any, output: Any, target: Any, progress: bool,
+         options: dict[str, Any], call: str) -> InferenceJob:
+    unknown = sorted(set(options) - _OPTIONS)
+    if unknown:
+        raise TypeError(f"{call}() got unknown options {', '.join(unknown)}; known: {', '.join(sorted(_OPTIONS))}")
+    return InferenceJob(input=input, background=background, checkpoint=checkpoint, output=output,
+                        progress=progress, **_target(target), **options)
+
+
+def _in_memory(job: InferenceJob) -> list[Matte]:
+    """Run ``job`` into memory: a :class:`Matte` per frame, in order (name and composite set)."""
+    memory = MemoryWriter()
+    _warned(run_job(job, memory))
+    return [Matte(alpha, foreground, name=name, composite=composite)
+            for name, (alpha, foreground, composite) in memory.frames.items()]
+
+
 def matte(
+    photo: str | os.PathLike | np.ndarray,
+    background: str | os.PathLike | np.ndarray,
+    *,
+    checkpoint: str | os.PathLike | torch.nn.Module,
+    target: Any = None,
+    progress: bool = False,
+    **options: Any,
+) -> Matte:
+    """Matte one photo against its captured ``background`` with the network in ``checkpoint``, in memory.
+
+    photo: an image file or an H x W x 3 RGB array (uint8, or float in [0, 1]); background: its plate (file or
+    array). checkpoint: a checkpoint file (ours or the original release's) or a loaded model (e.g.
+    ``bgmatting.models.load_matting_model(path)``, to load it once for many calls). target: what the composite
+    shows behind the subject: None (the original's green), a colour (R, G, B) or "R,G,B" with 0..255 values, an
+    image path or an H x W x 3 array. options: any other option of ``python -m bgmatting.infer`` by its name, e.g.
+    ``mode="full"``, ``segmenter="deeplabv3"``, ``device="cuda"``.
+
+    Returns a :class:`~bgmatting.inference.Matte` (``alpha``, ``foreground``, ``composite``: float32 arrays in
+    [0, 1]). Folders, videos and lists of frames: :func:`matte_frames` (in memory) or :func:`matte_to_folder`.
+    Raises :class:`bgmatting.data.io.DataError` (one line naming the file or value) on bad input.
+    """
+    if isinstance(photo, (list, tuple)) or (not isinstance(photo, np.ndarray) and (
+            os.path.isdir(photo) or is_video_file(photo))):
+        raise DataError(f"{photo if not isinstance(photo, (list, tuple)) else 'a list of frames'}: matte() takes one "
+                        "photo; use bgmatting.matte_frames (in memory) or bgmatting.matte_to_folder for folders, "
+                        "videos and lists of frames")
+    results = _in_memory(_job(photo, background, checkpoint, None, target, progress, options, "matte"))
+    if len(results) != 1:
+        raise DataError(f"{photo}: expected one frame, got {len(results)}")
+    return results[0]
+
+
+def matte_frames(
     input: Source | list[np.ndarray],
     background: Source | None = None,
     *,
     checkpoint: str | os.PathLike | torch.nn.Module,
-    output: str | os.PathLike | None = None,
     target: Any = None,
     progress: bool = True,
     **options: Any,
-) -> Matte | list[Matte] | dict[str, Any]:
-    """Matte ``input`` against its captured ``background`` with the network in ``checkpoint``.
+) -> list[Matte]:
+    """Matte a folder of images, a video or a list of arrays (a clip's frames with ``sequence=True``, else stills)
+    in memory, with everything :func:`matte` does plus a clip's motion cues and temporal smoothing; returns one
+    :class:`~bgmatting.inference.Matte` per frame, in order. ``background``: a plate, a folder of plates matched by
+    name, or None for a folder in the original release's layout (``0001_img.png`` + ``0001_back.png``). For long
+    videos write to a folder instead (:func:`matte_to_folder`)."""
+    return _in_memory(_job(input, background, checkpoint, None, target, progress, options, "matte_frames"))
 
-    input: an image file, a folder of images, a video file, an H x W x 3 RGB array (uint8, or float in
-        [0, 1]), or a list of arrays (a clip's frames with ``sequence=True``, else stills).
-    background: the plate (file, folder of plates matched by name, or array); None for a folder in the
-        original release's layout (``0001_img.png`` + ``0001_back.png``).
-    checkpoint: a checkpoint file (ours or the original release's), or a loaded model (e.g.
-        ``bgmatting.models.load_matting_model(path)``, to load it once for many calls).
-    output: a folder to write alpha/, foreground/, composite/ (and videos, summary.json) into; then the summary
-        is returned. None: nothing is written and the results are returned: one :class:`Matte` for an image
-        (file or array), a list for a folder, a video or a list of arrays (for long videos give ``output``).
-    target: what the composite shows behind the subject: None (the original's green), a colour (R, G, B) or
-        "R,G,B" with 0..255 values, or an image / folder / video path, or an H x W x 3 array.
-    options: any other option of ``python -m bgmatting.infer`` by its name, e.g. ``mode="full"``,
-        ``alignment="per_frame"``, ``temporal="none"``, ``segmenter="deeplabv3"``, ``device="cuda"``.
 
-    Raises :class:`bgmatting.data.io.DataError` (one line naming the file or value) on bad input; what the run
-    should tell (a video that decoded fewer frames than it declares) is a :class:`UserWarning`.
-    """
-    unknown = sorted(set(options) - _OPTIONS)
-    if unknown:
-        raise TypeError(f"matte() got unknown options {', '.join(unknown)}; known: {', '.join(sorted(_OPTIONS))}")
-    job = InferenceJob(input=input, background=background, checkpoint=checkpoint, output=output,
-                       progress=progress, **_target(target), **options)
-    if output is not None:
-        return _warned(run_job(job))
-    memory = MemoryWriter()
-    _warned(run_job(job, memory))
-    results = [Matte(name, *arrays) for name, arrays in memory.frames.items()]
-    if isinstance(input, (list, tuple)):
-        return results
-    single = isinstance(input, np.ndarray) or not (os.path.isdir(input) or is_video_file(input))
-    if single and len(results) != 1:
-        raise DataError(f"{input}: expected one frame, got {len(results)}")
-    return results[0] if single else results
-
+def matte_to_folder(
+    input: Source | list[np.ndarray],
+    background: Source | None = None,
+    *,
+    checkpoint: str | os.PathLike | torch.nn.Module,
+    output: str | os.PathLike,
+    target: Any = None,
+    progress: bool = True,
+    **options: Any,
+) -> dict[str, Any]:
+    """What ``python -m bgmatting.infer`` does: matte a photo, a folder, a video or a list of arrays into the folder
+    ``output`` (alpha/, foreground/, composite/ PNGs, for videos the encoded composite and alpha videos, and
+    summary.json); returns the summary (frames, frames/s, what was done with the plate per frame). What the run
+    should tell (a video that decoded fewer frames than it declares) is a :class:`UserWarning`."""
+    return _warned(run_job(_job(input, background, checkpoint, output, target, progress, options, "matte_to_folder")))

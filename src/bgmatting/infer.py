@@ -26,12 +26,13 @@ import sys
 
 from bgmatting.data.io import DataError
 from bgmatting.inference.job import InferenceJob, plate_lines, run_job
-from bgmatting.inference.pipeline import MODES, MemoryLimitError, NonFiniteOutputError
+from bgmatting.inference.pipeline import MATTING_MODES, MemoryLimitError
+from bgmatting.models import NonFiniteOutputError
 from bgmatting.inference.sinks import DEFAULT_FOURCC
 from bgmatting.inference.sources import GREEN_SCREEN, parse_colour
 from bgmatting.inference.temporal import DEFAULT_TEMPORAL, TEMPORAL_FILTERS
 from bgmatting.models import CheckpointError
-from bgmatting.models.refiner import MODES as REFINE_MODES
+from bgmatting.models.refiner import REFINE_MODES
 from bgmatting.preprocess.capture import choose_alignment
 from bgmatting.preprocess.motion import DEFAULT_OFFSETS
 from bgmatting.preprocess.segment import SEGMENTERS, SegmenterWeightsError
@@ -106,7 +107,7 @@ def _plate_options(p: argparse.ArgumentParser) -> None:
 
 def _model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--mode", choices=MODES, default="original",
+    g.add_argument("--mode", choices=MATTING_MODES, default="original",
                    help="original: crop around the subject, network at SIZE x SIZE; full: whole frame; refine: "
                         "whole frame at native resolution, base downsampled + refiner (a checkpoint with a refiner)")
     g.add_argument("--size", type=int, default=512,

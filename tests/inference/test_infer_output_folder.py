@@ -3,6 +3,7 @@ a symbolic link (neither at the start nor when the files move into place), and o
 (two runs at once: the second is refused up front, the first finishes; a dead run's lock is taken over)."""
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import os
 import signal
@@ -100,14 +101,16 @@ def test_the_move_into_place_does_not_follow_a_link_made_during_the_run(tmp_path
 # ------------------------------------------------------------------------------------------ one run at a time
 def test_a_second_run_while_the_first_writes_is_refused_and_the_first_finishes(tmp_path, capsys, monkeypatch,
                                                                                photos):
-    """Two runs into one folder from two threads: the first stops after its first frame until the second is over."""
+    """Two runs into one folder from two threads: the first stops after its first frame until the second is over
+    (its frames are written on the runner's writer thread, in the first run's context)."""
     out = tmp_path / "out"
     first_wrote, second_done = threading.Event(), threading.Event()
     write = ResultWriter.write
+    run_name = contextvars.ContextVar("run_name", default="")
 
     def pausing_write(self, *args):
         write(self, *args)
-        if threading.current_thread().name == "first":
+        if run_name.get() == "first":
             first_wrote.set()
             assert second_done.wait(120)
 
@@ -115,6 +118,7 @@ def test_a_second_run_while_the_first_writes_is_refused_and_the_first_finishes(t
     result: dict = {}
 
     def first() -> None:
+        run_name.set("first")
         job = infer.job_from_args(infer.build_parser().parse_args([str(a) for a in photos] + [
             "--output", str(out), "--no-progress"]))
         try:

@@ -9,7 +9,7 @@ from infer_helpers import disc_alpha, paste_subject, photo
 import bgmatting
 from bgmatting.data.io import write_alpha
 from bgmatting.inference.crop import CropBox
-from bgmatting.inference.pipeline import MatteResult
+from bgmatting.inference.pipeline import Matte
 from bgmatting.inference.temporal import (
     DEFAULT_TEMPORAL,
     TEMPORAL_FILTERS,
@@ -22,9 +22,9 @@ from bgmatting.metrics import dtssd
 H, W = 12, 16
 
 
-def _result(alpha: np.ndarray, colour: float = 0.5) -> MatteResult:
+def _result(alpha: np.ndarray, colour: float = 0.5) -> Matte:
     foreground = np.where(alpha[:, :, None] > 0.01, colour, 0.0).astype(np.float32)
-    return MatteResult(alpha.astype(np.float32), foreground, CropBox.full_frame(H, W), np.zeros((H, W), np.float32))
+    return Matte(alpha.astype(np.float32), foreground, CropBox.full_frame(H, W), np.zeros((H, W), np.float32))
 
 
 def _stream(kind: str, images, alphas, colours=None, **options):
@@ -131,8 +131,8 @@ def test_each_filter_lowers_dtssd_on_a_static_clip(tmp_path, tiny_checkpoint):
     truth = np.stack([alpha] * len(frames))
     scores = {}
     for kind in TEMPORAL_FILTERS:
-        mattes = bgmatting.matte(frames, plate, checkpoint=tiny_checkpoint, sequence=True, temporal=kind,
-                                 size=32, alignment="none", segmentation=tmp_path / "segmentation", progress=False)
+        mattes = bgmatting.matte_frames(frames, plate, checkpoint=tiny_checkpoint, sequence=True, temporal=kind,
+                                        size=32, alignment="none", segmentation=tmp_path / "segmentation", progress=False)
         assert len(mattes) == len(frames)
         scores[kind] = dtssd(np.stack([m.alpha for m in mattes]), truth)
     assert scores["none"] > 0
@@ -188,7 +188,7 @@ def test_filters_working_in_boxes_equal_whole_frame_filtering(kind):
     smoothing = TemporalFilter(options)
     out = []
     for t in range(count):
-        result = MatteResult(alphas[t], foregrounds[t], CropBox.full_frame(height, width), alphas[t])
+        result = Matte(alphas[t], foregrounds[t], CropBox.full_frame(height, width), alphas[t])
         out += [r for _, r in smoothing.push(t, images[t], result)]
     out += [r for _, r in smoothing.flush()]
     for got, (alpha, foreground) in zip(out, _reference(kind, images, alphas, foregrounds, options)):

@@ -101,6 +101,13 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def _compositing(pipeline) -> tuple[type, str, str]:
+    """(class, method, stage) of a frame's composite in this checkout or an older one (``MatteResult.composite``)."""
+    if hasattr(pipeline, "Matte"):
+        return pipeline.Matte, "over", "composite"
+    return pipeline.MatteResult, "composite", "composite"
+
+
 def run(spec: dict) -> dict:
     """Matte ``spec["video"]`` with ``spec["plate"]`` and ``spec["checkpoint"]`` in ``spec["mode"]`` into
     ``spec["output"]``; keys ``threads`` and ``fast`` (None: the code's default), ``torch_threads``,
@@ -165,7 +172,7 @@ def run(spec: dict) -> dict:
     with contextlib.ExitStack() as stack:
         for cls, name, stage in ((temporal.TemporalFilter, "push", "temporal"),
                                  (temporal.TemporalFilter, "flush", "temporal"),
-                                 (pipeline.MatteResult, "composite", "composite")):
+                                 _compositing(pipeline)):
             stack.enter_context(_timed_method(clock, cls, name, stage))
         start = time.perf_counter()
         summary = runner.matte_sequence(matter, frames, plates, inputs.targets, writer, **options)

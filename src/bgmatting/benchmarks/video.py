@@ -37,7 +37,7 @@ from bgmatting.benchmarks.model import calibrate_batchnorm, configured_model
 from bgmatting.data.io import write_image
 
 SUBJECT_SIDE_FRACTION = 0.8  # subject height relative to the frame height
-MODES = ("refine", "original")  # infer --mode: the refining checkpoint at native resolution, and the 512 crop
+VIDEO_MODES = ("refine", "original")  # infer --mode: the refining checkpoint at native resolution, and the 512 crop
 ALPHA_CHECK_FRAMES = 3
 #: Runs one configuration in a fresh process: loads clip_probe.py by its path (argv 1) and runs spec argv 2.
 _BOOT = ("import importlib.util, json, sys; s = importlib.util.spec_from_file_location('clip_probe', sys.argv[1]); "
@@ -188,7 +188,7 @@ def _bench_size(height: int, width: int, frames: int, checkpoint: str, codes: di
     runs: dict[tuple[str, str], list[dict]] = {}
     for repeat in range(repeats):
         for code, src in codes.items():
-            for mode in MODES:
+            for mode in VIDEO_MODES:
                 output = folder / f"out_{code}_{mode}_{repeat}"
                 result = run_probe(dict(base, mode=mode, output=str(output)), src, folder)
                 runs.setdefault((code, mode), []).append(result)

@@ -346,6 +346,23 @@ def capture_backgrounds(alpha: np.ndarray, background: np.ndarray, captured: np.
     return clean, np.clip(captured, 0.0, 1.0).astype(np.float32)
 
 
+def camouflage(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray, rng: Rng,
+               size: Sequence[float] = (0.15, 0.45), gain: float = 0.05) -> np.ndarray:
+    """The foreground with a patch of clothing that looks like the scene behind it (camouflage: I = B' there, but
+    alpha = 1): inside the opaque subject, a soft ellipse of ``size`` x the image side takes the background's
+    pixels times a gain within +-``gain``. Alpha is unchanged; only S and the subject's outline tell it apart."""
+    h, w = alpha.shape
+    inside = cv2.erode((alpha > 0.99).astype(np.uint8), ellipse_kernel(odd(0.04 * min(h, w), 3)))
+    ys, xs = np.nonzero(inside)
+    if not len(ys):
+        return foreground
+    i = int(rng.integers(len(ys)))
+    axes = tuple(min(h, w) * rng.uniform(*size) / 2 for _ in range(2))
+    patch = _soft_ellipse(h, w, (ys[i], xs[i]), axes, rng.uniform(0, 180), odd(0.03 * min(h, w), 3)) * inside
+    look = np.clip(background * np.float32(rng.uniform(1 - gain, 1 + gain)), 0.0, 1.0)
+    return (foreground + patch[:, :, None] * (look - foreground)).astype(np.float32)
+
+
 def capture_sensor(image: np.ndarray, rng: Rng, noise_p: float, noise_sigma: Sequence[float], jpeg_p: float,
                    jpeg_quality: Sequence[int]) -> np.ndarray:
     """A phone's sensor and file on one shot (H x W x 3 float32 [0, 1]): Gaussian noise of sigma U(*noise_sigma)
@@ -437,6 +454,7 @@ class AdobeAugment:
     capture_jpeg_p: float = 0.8
     capture_jpeg_quality: tuple[int, int] = (80, 92)  # the capture set's
     capture_segmenter_p: float = 0.0             # S from infer's background-difference segmenter on (I, B')
+    capture_camouflage_p: float = 0.0            # clothing that looks like the scene behind it (``camouflage``)
     # BGMv2 foreground extras (off by default, as in the public code)
     foreground_extras: bool = False
     fg_affine_p: float = 0.5
@@ -567,6 +585,8 @@ class AdobeAugment:
             if rng.random() < self.misalign_p:
                 m = random_affine(rng, h, w, self.misalign_degrees, self.misalign_translate)
                 captured = np.clip(warp(captured, m, cv2.BORDER_REFLECT), 0.0, 1.0)
+        if self.captures and self.capture_camouflage_p and rng.random() < self.capture_camouflage_p:
+            fg = camouflage(fg, a, clean, rng)
         if self.captures:
             clean, captured = capture_backgrounds(
                 a, clean, captured, rng, self.capture_shadow_p, self.capture_parallax_p, self.capture_parallax_px,

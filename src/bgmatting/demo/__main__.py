@@ -13,7 +13,7 @@ from bgmatting.cli import report
 from bgmatting.data.io import DataError
 from bgmatting.demo.app import demo_app, make_server
 from bgmatting.demo.server import ServerLimits
-from bgmatting.inference.pipeline import MODES
+from bgmatting.inference.pipeline import MATTING_MODES
 from bgmatting.models import CheckpointError
 
 
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="our checkpoint or an original-release state dict")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=_ranged(int, 0, 65535), default=8765, help="port (0: any free port)")
-    p.add_argument("--mode", choices=MODES, default="original", help="matting mode (as python -m bgmatting.infer)")
+    p.add_argument("--mode", choices=MATTING_MODES, default="original", help="matting mode (as python -m bgmatting.infer)")
     p.add_argument("--size", type=_ranged(int, 4), default=512,
                    help="network side (original) or processing long side (full)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda ...")

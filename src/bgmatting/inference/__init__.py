@@ -1,7 +1,7 @@
 """Matting your own captures: the per-frame pipeline, its pieces, and whole-input runs.
 
 ``Matter(model, mode=..., size=..., segmenter=..., precision=..., device=...)`` mattes frames given as
-arrays (``matte`` / ``matte_batch`` -> :class:`MatteResult`); ``composite_over`` puts the subject over a new
+arrays (``matte`` / ``matte_batch`` -> :class:`Matte`); ``composite_over`` puts the subject over a new
 background; ``matte_sequence`` runs a Matter over images or a video, smooths a clip over time
 (:class:`TemporalFilter`) and writes the outputs; ``run_job`` does all of it from an :class:`InferenceJob`
 (what ``python -m bgmatting.infer`` and ``bgmatting.matte`` call). Frames and plates come from
@@ -11,14 +11,7 @@ from __future__ import annotations
 
 from bgmatting.inference.crop import CropBox, crop_to_network, processing_size, subject_box, uncrop
 from bgmatting.inference.job import InferenceJob, run_job
-from bgmatting.inference.pipeline import (
-    MODES,
-    Matter,
-    MatteResult,
-    MemoryLimitError,
-    NonFiniteOutputError,
-    composite_over,
-)
+from bgmatting.inference.pipeline import MATTING_MODES, Matte, Matter, MemoryLimitError, composite_over
 from bgmatting.inference.postprocess import foreground_cleanup, keep_largest_component, postprocess_matte
 from bgmatting.inference.runner import frames_with_motion, matte_sequence
 from bgmatting.inference.sinks import AtomicVideoWriter, MemoryWriter, ResultWriter
@@ -36,7 +29,7 @@ from bgmatting.preprocess.capture import (  # the capture reader, shared with re
 )
 
 __all__ = [
-    "MODES",
+    "MATTING_MODES",
     "TEMPORAL_FILTERS",
     "ArrayFrames",
     "AtomicVideoWriter",
@@ -46,11 +39,10 @@ __all__ = [
     "Frame",
     "ImageFrames",
     "InferenceJob",
-    "MatteResult",
+    "Matte",
     "Matter",
     "MemoryLimitError",
     "MemoryWriter",
-    "NonFiniteOutputError",
     "PlateRecord",
     "ResultWriter",
     "Segmentations",

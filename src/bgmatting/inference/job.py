@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from bgmatting.data.io import DataError, image_pixel_limit, list_images, pixel_limit_for_memory
-from bgmatting.inference.pipeline import MODES, Matter
+from bgmatting.inference.pipeline import MATTING_MODES, Matter
 from bgmatting.inference.runner import matte_sequence
 from bgmatting.inference.sinks import (
     DEFAULT_FOURCC,
@@ -43,7 +43,7 @@ from bgmatting.inference.sinks import (
 from bgmatting.inference.sources import Segmentations, TargetBackgrounds
 from bgmatting.inference.temporal import DEFAULT_TEMPORAL, TEMPORAL_FILTERS, TemporalOptions
 from bgmatting.models import CheckpointError, load_matting_model
-from bgmatting.models.refiner import MODES as REFINE_MODES
+from bgmatting.models.refiner import REFINE_MODES
 from bgmatting.preprocess.capture import (
     ALIGNMENTS,
     DEFAULT_ALIGNMENT,
@@ -123,7 +123,7 @@ def _is_path(value: Any) -> bool:
 
 
 def _check_choices(job: InferenceJob) -> None:
-    for name, value, choices in (("mode", job.mode, MODES), ("alignment", job.alignment, ALIGNMENTS),
+    for name, value, choices in (("mode", job.mode, MATTING_MODES), ("alignment", job.alignment, ALIGNMENTS),
                                  ("exposure", job.exposure, EXPOSURES), ("temporal", job.temporal, TEMPORAL_FILTERS),
                                  ("refine mode", job.refine_mode, REFINE_MODES)):
         if value not in choices:

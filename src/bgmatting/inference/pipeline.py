@@ -33,12 +33,12 @@ from bgmatting.data.compositing import composite
 from bgmatting.inference.crop import CropBox, crop_to_network, paste, processing_size, resize_to_box, subject_box
 from bgmatting.inference.postprocess import foreground_cleanup, postprocess_matte
 from bgmatting.inference.sources import resize_to
-from bgmatting.models import MattingModel
+from bgmatting.models import MattingModel, NonFiniteOutputError
 from bgmatting.preprocess.motion import image_motion_cues
 from bgmatting.preprocess.segment import REFERENCE_CROP_SIDE, postprocess_segmentation, segmentation_crop_scale
 from bgmatting.runtime import Precision, resolve_device, resolve_precision
 
-MODES = ("original", "full", "refine")
+MATTING_MODES = ("original", "full", "refine")
 
 #: Segmentation level above which a pixel counts as subject for the crop box. The original takes any
 #: non-zero pixel of its binary DeepLab mask; on soft masks we use the level its post-process binarises at.
@@ -60,30 +60,25 @@ class MemoryLimitError(ValueError):
     """A frame would need more memory than the limit; the message says which option helps."""
 
 
-class NonFiniteOutputError(ValueError):
-    """The network's alpha or foreground holds NaN or infinity; ``index`` is the frame's place in its batch."""
-
-    def __init__(self, message: str, index: int = 0) -> None:
-        super().__init__(message)
-        self.index = index
-
-
 @dataclass
-class MatteResult:
-    """One frame's result at the frame's size: ``alpha`` H x W and ``foreground`` H x W x 3, float32 in [0, 1]
-    (F is 0 where alpha <= 0.01); ``box`` is the crop the network saw (the whole frame in full mode);
-    ``segmentation`` (H x W) is the soft segmentation that was used, before the post-process."""
+class Matte:
+    """One frame's matte at the frame's size: ``alpha`` H x W and ``foreground`` H x W x 3, float32 in [0, 1]
+    (F is 0 where alpha <= 0.01). What made it: ``box``, the crop the network saw (the whole frame in full and
+    refine mode), and ``segmentation`` (H x W), the soft segmentation used, before the post-process. Once a run
+    has put it over its target: ``name``, the frame's output name, and ``composite`` (H x W x 3 in [0, 1])."""
 
     alpha: np.ndarray
     foreground: np.ndarray
-    box: CropBox
-    segmentation: np.ndarray
+    box: CropBox | None = None
+    segmentation: np.ndarray | None = None
+    name: str = ""
+    composite: np.ndarray | None = None
 
     def rgba(self) -> np.ndarray:
-        """H x W x 4: foreground colours with alpha as the 4th channel."""
+        """H x W x 4: foreground colours with alpha as the 4th channel (what foreground/*.png holds)."""
         return np.dstack([self.foreground, self.alpha])
 
-    def composite(self, target: np.ndarray | Sequence[float]) -> np.ndarray:
+    def over(self, target: np.ndarray | Sequence[float]) -> np.ndarray:
         """alpha * F + (1 - alpha) * target; see :func:`composite_over`."""
         return composite_over(self.alpha, self.foreground, target)
 
@@ -154,8 +149,8 @@ class Matter:
         memory_limit: int | None = None,
         fast_inference: bool = True,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        if mode not in MATTING_MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MATTING_MODES)}")
         if mode == "original" and (not size or size % 4):
             raise ValueError(f"original mode needs a network size that is a positive multiple of 4, got {size}")
         if size is not None and size < 0:
@@ -225,7 +220,7 @@ class Matter:
         background: np.ndarray,
         segmentation: np.ndarray | None = None,
         motion: np.ndarray | None = None,
-    ) -> MatteResult:
+    ) -> Matte:
         """Matte one frame. ``image``, ``background`` H x W x 3, ``segmentation`` H x W, ``motion`` 4 x H x W
         (default: 4 x gray(image)); all float in [0, 1]. ``background`` must already have the frame's size."""
         return self.matte_batch([image], [background], [segmentation], [motion])[0]
@@ -236,7 +231,7 @@ class Matter:
         backgrounds: Sequence[np.ndarray],
         segmentations: Sequence[np.ndarray | None] | None = None,
         motions: Sequence[np.ndarray | None] | None = None,
-    ) -> list[MatteResult]:
+    ) -> list[Matte]:
         """Matte several frames in one network call (frames may differ in size in original mode):
         :meth:`prepare_batch`, :meth:`run_network` and :meth:`finish_batch` in turn."""
         prepared = self.prepare_batch(images, backgrounds, segmentations, motions)
@@ -279,7 +274,7 @@ class Matter:
         return list(zip(alphas, foregrounds))
 
     def finish_batch(self, images: Sequence[np.ndarray], prepared: list[_Prepared],
-                     outputs: list[tuple[np.ndarray, np.ndarray]]) -> list[MatteResult]:
+                     outputs: list[tuple[np.ndarray, np.ndarray]]) -> list[Matte]:
         """Everything after the network, per frame (uncrop or resize, the clean-up): no network, so it may run on
         another thread."""
         return [self._finish(image, p, alpha, fg) for image, p, (alpha, fg) in zip(images, prepared, outputs)]
@@ -361,7 +356,7 @@ class Matter:
                                            "weights or this input are broken", index)
         return alpha.astype(np.float32, copy=False), np.ascontiguousarray(foreground, dtype=np.float32)
 
-    def _finish(self, image: np.ndarray, prepared: _Prepared, alpha: np.ndarray, foreground: np.ndarray) -> MatteResult:
+    def _finish(self, image: np.ndarray, prepared: _Prepared, alpha: np.ndarray, foreground: np.ndarray) -> Matte:
         image = _check_image(image, "image")
         height, width = image.shape[:2]
         if self.mode == "original":
@@ -376,7 +371,7 @@ class Matter:
             alpha = np.clip(resize_to(alpha, height, width), 0.0, 1.0)
             foreground = np.clip(resize_to(foreground, height, width), 0.0, 1.0)
             alpha, foreground = postprocess_matte(alpha, foreground, image, self.largest_component, copy=False)
-        return MatteResult(
+        return Matte(
             alpha=np.ascontiguousarray(alpha, dtype=np.float32),
             foreground=np.ascontiguousarray(foreground, dtype=np.float32),
             box=prepared.box,

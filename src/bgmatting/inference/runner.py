@@ -19,7 +19,8 @@ import torch
 from tqdm import tqdm
 
 from bgmatting.data.io import DataError, to_float
-from bgmatting.inference.pipeline import Matter, MatteResult, NonFiniteOutputError
+from bgmatting.inference.pipeline import Matte, Matter
+from bgmatting.models import NonFiniteOutputError
 from bgmatting.inference.sinks import ResultWriter
 from bgmatting.inference.sources import Segmentations, TargetBackgrounds
 from bgmatting.inference.temporal import TemporalFilter, TemporalOptions
@@ -107,9 +108,9 @@ def _run_network(matter: Matter, loaded: _Loaded,
     return time.perf_counter() - tick, outputs
 
 
-def _write(writer: ResultWriter, targets: TargetBackgrounds, frame: Frame, result: MatteResult) -> None:
+def _write(writer: ResultWriter, targets: TargetBackgrounds, frame: Frame, result: Matte) -> None:
     height, width = frame.shape
-    composite = result.composite(targets.for_frame(frame.index, height, width))
+    composite = result.over(targets.for_frame(frame.index, height, width))
     writer.write(frame.name, result.alpha, result.foreground, composite)
 
 

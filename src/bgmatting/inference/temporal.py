@@ -26,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bgmatting.inference.pipeline import MatteResult
+from bgmatting.inference.pipeline import Matte
 from bgmatting.inference.postprocess import CLEAR_ALPHA
 from bgmatting.preprocess.motion import to_gray
 
@@ -84,7 +84,7 @@ class _Item:
 
     tag: Any
     image: np.ndarray
-    result: MatteResult
+    result: Matte
     alpha: np.ndarray
     premultiplied: np.ndarray
     box: Box | None
@@ -99,7 +99,7 @@ class _Item:
         self.alpha, self.premultiplied, self.box, self.changed = alpha, premultiplied, box, True
 
 
-def _item(tag: Any, image: np.ndarray, result: MatteResult) -> _Item:
+def _item(tag: Any, image: np.ndarray, result: Matte) -> _Item:
     box = support(result.alpha)
     premultiplied = np.zeros(result.foreground.shape, np.float32)  # untouched pages outside the box cost nothing
     if box is not None:
@@ -107,7 +107,7 @@ def _item(tag: Any, image: np.ndarray, result: MatteResult) -> _Item:
     return _Item(tag, image, result, result.alpha, premultiplied, box)
 
 
-def _finished(item: _Item) -> tuple[Any, MatteResult]:
+def _finished(item: _Item) -> tuple[Any, Matte]:
     """(tag, result with the smoothed alpha and the foreground that goes with it); the result itself when the
     filter changed nothing."""
     if not item.changed:
@@ -161,7 +161,7 @@ def _static_in(previous_image: np.ndarray, image: np.ndarray, box: Box, level: f
 class TemporalFilter:
     """Smooths a clip's results in order: :meth:`push` each frame's (tag, image, result) and get back those that
     are final, in order (one frame later with OFD); :meth:`flush` returns the rest at the end of the clip.
-    ``image``: the frame, H x W x 3 float in [0, 1]; ``result``: its :class:`MatteResult`."""
+    ``image``: the frame, H x W x 3 float in [0, 1]; ``result``: its :class:`Matte`."""
 
     def __init__(self, options: TemporalOptions | None = None) -> None:
         self.options = options or TemporalOptions()
@@ -174,7 +174,7 @@ class TemporalFilter:
         """Frames a result is held back."""
         return 1 if "ofd" in self.options.kind else 0
 
-    def push(self, tag: Any, image: np.ndarray, result: MatteResult) -> list[tuple[Any, MatteResult]]:
+    def push(self, tag: Any, image: np.ndarray, result: Matte) -> list[tuple[Any, Matte]]:
         if self.options.kind == "none":
             return [(tag, result)]
         self._waiting.append(_item(tag, image, result))
@@ -185,12 +185,12 @@ class TemporalFilter:
             ready.append(self._emit(self._waiting.popleft()))
         return ready
 
-    def flush(self) -> list[tuple[Any, MatteResult]]:
+    def flush(self) -> list[tuple[Any, Matte]]:
         out = [self._emit(item) for item in self._waiting]
         self._waiting.clear()
         return out
 
-    def _emit(self, item: _Item) -> tuple[Any, MatteResult]:
+    def _emit(self, item: _Item) -> tuple[Any, Matte]:
         raw = replace(item)  # before the moving average: OFD's previous frame (arrays shared, never written)
         last, opts = self._last, self.options
         if "static" in opts.kind and last is not None and item.image.shape == last.image.shape:

@@ -19,7 +19,7 @@ import torch
 from bgmatting.models.blocks import NORM_NAMES
 from bgmatting.models.discriminator import MultiscaleDiscriminator
 from bgmatting.models.generator import Generator
-from bgmatting.models.refiner import MODES, Refiner
+from bgmatting.models.refiner import REFINE_MODES, Refiner
 
 
 class CheckpointError(ValueError):
@@ -60,7 +60,7 @@ REFINER_FIELDS = {"hidden_channels": Field("int", 0, 1024), "channels": Field("w
 REFINE_OPTION_FIELDS = {
     "downsample_ratio": Field("float", 0.0, 1.0, open_low=True, optional=True),
     "base_long_side": Field("int", 4, 2**16),
-    "refine_mode": Field("choice", choices=MODES), "refine_pixels": Field("int", 0, 2**40),
+    "refine_mode": Field("choice", choices=REFINE_MODES), "refine_pixels": Field("int", 0, 2**40),
     "refine_threshold": Field("float", 0.0, 1.0),
 }
 NETWORK_FIELDS = {Generator: GENERATOR_FIELDS, Refiner: REFINER_FIELDS, MultiscaleDiscriminator: DISCRIMINATOR_FIELDS}

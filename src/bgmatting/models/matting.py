@@ -22,7 +22,7 @@ from torch import nn
 from bgmatting.models.blocks import resize_bilinear
 from bgmatting.models.folded import can_fold, folded_generator
 from bgmatting.models.generator import ALPHA_OPAQUE_RAW, Generator, matte_from_raw
-from bgmatting.models.refiner import MODES, Refiner
+from bgmatting.models.refiner import REFINE_MODES, Refiner
 from bgmatting.runtime import Precision
 from bgmatting.space import to_network
 
@@ -31,7 +31,12 @@ SIZE_MULTIPLE = 4
 
 
 class NonFiniteOutputError(ValueError):
-    """A matting model produced NaN or infinite alpha or foreground; the message names the input (sample, frame)."""
+    """A matting model produced NaN or infinite alpha or foreground; the message names the input (sample, frame).
+    ``index``: the input's place in its batch, where the raiser knows it (0 otherwise)."""
+
+    def __init__(self, message: str, index: int = 0) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 class RawMatte(NamedTuple):
@@ -181,8 +186,8 @@ class MattingModel(nn.Module):
             raise ValueError(f"downsample_ratio must be in (0, 1] or None (automatic), got {downsample_ratio}")
         if int(base_long_side) < SIZE_MULTIPLE:
             raise ValueError(f"base_long_side must be at least {SIZE_MULTIPLE}, got {base_long_side}")
-        if refine_mode not in MODES:
-            raise ValueError(f"refine_mode must be one of {', '.join(MODES)}, got {refine_mode!r}")
+        if refine_mode not in REFINE_MODES:
+            raise ValueError(f"refine_mode must be one of {', '.join(REFINE_MODES)}, got {refine_mode!r}")
         if int(refine_pixels) < 0 or not 0.0 <= refine_threshold <= 1.0:
             raise ValueError(
                 f"refine_pixels must be >= 0 and refine_threshold in [0, 1], got {refine_pixels} and {refine_threshold}"

@@ -38,7 +38,7 @@ from bgmatting.models.blocks import cat_channels_last, fused_conv, init_weights,
 from bgmatting.models.generator import GeneratorOutputs
 from bgmatting.space import to_network
 
-MODES = ("full", "sampling", "thresholding")
+REFINE_MODES = ("full", "sampling", "thresholding")
 PATCH = 4  # full-resolution side of a refined patch; the patch grid is H/4 x W/4
 COARSE_MARGIN = 3  # context of a patch's coarse-stage window, in half-resolution pixels
 FINE_MARGIN = 2  # context of a patch's fine-stage window, in full-resolution pixels
@@ -91,7 +91,7 @@ def select_patches(error_grid: torch.Tensor, mode: str, pixels: int, threshold: 
     elif mode == "thresholding":
         selected = flat > threshold
     else:
-        raise ValueError(f"refine mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise ValueError(f"refine mode must be one of {', '.join(REFINE_MODES)}, got {mode!r}")
     return selected.view(error_grid.shape[0], *error_grid.shape[-2:])
 
 
