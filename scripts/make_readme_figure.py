@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 import bgmatting
-from bgmatting.data.io import write_image
+from bgmatting.io import write_image
 from bgmatting.data.synthetic.capture_set import capture_dataset
 from bgmatting.inference.pipeline import composite_over
 from bgmatting.models import load_matting_model
@@ -42,7 +42,7 @@ def figure(checkpoint: str, units: list[str], tile: int, gap: int = 4) -> np.nda
     for name in units:
         unit = captures[name]
         photo = unit.frames[0].photo()
-        plate = bgmatting.data.io.read_image(unit.plate_path)
+        plate = bgmatting.io.read_image(unit.plate_path)
         result = bgmatting.matte(str(unit.frames[0].photo_path), str(unit.plate_path), checkpoint=model,
                                  progress=False)
         backdrop = np.zeros_like(photo)

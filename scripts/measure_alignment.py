@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bgmatting.data.io import read_alpha, read_image
+from bgmatting.io import read_alpha, read_image
 from bgmatting.data.synthetic import clips as synthetic_clips
 from bgmatting.data.synthetic.clips import generate_clip
 from bgmatting.data.synthetic.textures import BACKGROUND_KINDS, random_background

@@ -16,7 +16,7 @@ import platform
 import time
 from pathlib import Path
 
-from bgmatting.data.io import write_json
+from bgmatting.io import write_json
 from bgmatting.evaluation.captures import score_capture_baselines, score_capture_model
 from bgmatting.evaluation.suite import SetScore
 from bgmatting.evaluation.summary import summaries_of

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bgmatting.data.io import read_alpha, read_image
+from bgmatting.io import read_alpha, read_image
 from bgmatting.data.synthetic.clips import ensure_synthetic_real
 from bgmatting.inference.job import InferenceJob, run_job
 from bgmatting.inference.pipeline import Matte

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import bgmatting
-from bgmatting.data.io import DataError, read_alpha, write_image
+from bgmatting.io import DataError, read_alpha, write_image
 from bgmatting.inference import Matte
 from bgmatting.inference.temporal import DEFAULT_TEMPORAL
 

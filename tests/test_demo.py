@@ -21,13 +21,12 @@ import cv2
 import numpy as np
 import pytest
 
-from bgmatting.data.io import read_image
+from bgmatting.io import read_image
 from bgmatting.demo.__main__ import main as demo_main
 from bgmatting.demo.app import decode_data_url, demo_app, make_server, png_data_url
 from bgmatting.demo.server import ServerLimits
 
 sys.path.insert(0, str(Path(__file__).parent / "inference"))
-sys.path.insert(0, str(Path(__file__).parent / "data"))
 from image_files import jpeg_with_orientation, marked, png_bomb_header  # noqa: E402
 from infer_helpers import save_checkpoint, tiny_generator  # noqa: E402
 

@@ -16,7 +16,7 @@ import torch
 
 from bgmatting import evaluation as E
 from bgmatting import metrics as M
-from bgmatting.data.io import DataError, read_alpha, read_image, read_trimap, write_alpha, write_image
+from bgmatting.io import DataError, read_alpha, read_image, read_trimap, write_alpha, write_image
 from bgmatting.models import Generator, MattingModel, load_matting_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ import torch
 
 import bgmatting
 from bgmatting import metrics
-from bgmatting.data.io import DataError
+from bgmatting.io import DataError
 from bgmatting.data.synthetic.capture_set import CaptureSet
 from bgmatting.data.synthetic.photo_set import heldout_dataset
 from bgmatting.evaluate import run as run_evaluate

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bgmatting.data.io import DataError
+from bgmatting.io import DataError
 from bgmatting.evaluation.curves import read_metrics, validation_panels, write_learning_curves
 from bgmatting.evaluation.gallery import GalleryRow, write_gallery
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bgmatting.data.io import DataError
+from bgmatting.io import DataError
 from bgmatting.inference.job import InferenceJob, run_job
 from bgmatting.inference.pipeline import Matte
 from bgmatting.inference.sinks import MemoryWriter
@@ -87,7 +87,7 @@ def matte(
 
     Returns a :class:`~bgmatting.inference.Matte` (``alpha``, ``foreground``, ``composite``: float32 arrays in
     [0, 1]). Folders, videos and lists of frames: :func:`matte_frames` (in memory) or :func:`matte_to_folder`.
-    Raises :class:`bgmatting.data.io.DataError` (one line naming the file or value) on bad input.
+    Raises :class:`bgmatting.io.DataError` (one line naming the file or value) on bad input.
     """
     if isinstance(photo, (list, tuple)) or (not isinstance(photo, np.ndarray) and (
             os.path.isdir(photo) or is_video_file(photo))):

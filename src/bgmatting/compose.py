@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bgmatting.cli import report
 from bgmatting.data.composite_sets import PRESETS, build_from_folders
-from bgmatting.data.io import DataError
+from bgmatting.io import DataError
 
 
 def build_parser() -> argparse.ArgumentParser:

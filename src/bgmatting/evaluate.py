@@ -23,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from bgmatting.cli import fail, require_writable_folder
-from bgmatting.data.io import DataError
+from bgmatting.io import DataError
 from bgmatting.data.synthetic.photo_set import heldout_dataset
 from bgmatting.inference.captures import capture_test_set
 from bgmatting.inference.job import require_refiner

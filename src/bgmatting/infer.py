@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bgmatting.data.io import DataError
+from bgmatting.io import DataError
 from bgmatting.inference.job import InferenceJob, plate_lines, run_job
 from bgmatting.inference.pipeline import MATTING_MODES, MemoryLimitError
 from bgmatting.models import NonFiniteOutputError

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from bgmatting.cli import report
-from bgmatting.data.io import DataError
+from bgmatting.io import DataError
 from bgmatting.data.clip_preparation import prepare_clip
 from bgmatting.preprocess.align import AlignOptions
 from bgmatting.preprocess.capture import choose_alignment

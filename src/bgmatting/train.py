@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from bgmatting.cli import check_overrides, discard_unused_run_folder, fail
-from bgmatting.data.io import DataError
+from bgmatting.io import DataError
 from bgmatting.engine import distributed
 from bgmatting.engine.run_checkpoints import CheckpointError
 from bgmatting.engine.nonfinite import NonFiniteLossError

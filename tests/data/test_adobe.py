@@ -15,7 +15,7 @@ from bgmatting.data.adobe import AdobeCompositeDataset, CompositeSetDataset, res
 from bgmatting.data.augment import AdobeAugment
 from bgmatting.data.composite_sets import build_composite_set
 from bgmatting.data.compositing import to_gray
-from bgmatting.data.io import DataError, write_alpha, write_image
+from bgmatting.io import DataError, write_alpha, write_image
 from bgmatting.data.manifest import write_manifest
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "data" / "adobe.yaml"

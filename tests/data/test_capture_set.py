@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bgmatting.data.compositing import composite
-from bgmatting.data.io import DataError, read_alpha, read_image, to_uint8
+from bgmatting.io import DataError, read_alpha, read_image, to_uint8
 from bgmatting.data.nuisances import Exposure, jpeg_round_trip
 from bgmatting.data.synthetic import cache
 from bgmatting.data.synthetic.capture_set import CaptureSet, capture_dataset, ensure_capture_set, frame_shape

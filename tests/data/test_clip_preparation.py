@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from bgmatting.data.io import DataError, read_alpha, read_image, write_image
+from bgmatting.io import DataError, read_alpha, read_image, write_image
 from bgmatting.data.clip_preparation import prepare_clip
 from bgmatting.prepare_real import main
 from bgmatting.data.real import RealCaptureDataset, frame_name, read_real_manifest

@@ -11,7 +11,7 @@ import pytest
 from bgmatting.data.check import check_manifest
 from bgmatting.compose import main
 from bgmatting.data.composite_sets import assign_backgrounds, build_composite_set
-from bgmatting.data.io import read_alpha, read_image, read_trimap, write_alpha, write_image
+from bgmatting.io import read_alpha, read_image, read_trimap, write_alpha, write_image
 
 
 def make_inputs(root: Path, n_fg=2, n_bg=6):

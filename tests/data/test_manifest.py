@@ -9,7 +9,7 @@ import pytest
 
 from bgmatting.check_data import main
 from bgmatting.data.check import check_manifest
-from bgmatting.data.io import DataError, write_alpha, write_image
+from bgmatting.io import DataError, write_alpha, write_image
 from bgmatting.data.manifest import read_manifest, write_manifest
 
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bgmatting.data.io import encode_jpeg, image_from_bytes, read_image, write_jpeg
+from bgmatting.io import encode_jpeg, image_from_bytes, read_image, write_jpeg
 from bgmatting.data.nuisances import (Exposure, Shadow, _affine_part, add_sensor_noise, jpeg_quality, jpeg_round_trip,
                                       parallax_field, pose_homography, random_pose, view_through)
 

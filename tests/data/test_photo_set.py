@@ -8,7 +8,7 @@ import pytest
 from bgmatting.data.adobe import CompositeSetDataset
 from bgmatting.data.augment import AdobeAugment, perturb_background, soft_segmentation_from_alpha
 from bgmatting.data.compositing import composite, trimap_from_alpha
-from bgmatting.data.io import read_alpha, read_image
+from bgmatting.io import read_alpha, read_image
 from bgmatting.data.manifest import read_manifest
 from bgmatting.data.synthetic import cache
 from bgmatting.data.synthetic.photo_set import HELDOUT_SIZES, ensure_photo_set, heldout_dataset, heldout_sizes

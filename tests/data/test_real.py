@@ -10,7 +10,7 @@ import torch
 
 from bgmatting.check_data import main
 from bgmatting.data.check import check_manifest
-from bgmatting.data.io import DataError, write_alpha, write_image
+from bgmatting.io import DataError, write_alpha, write_image
 from bgmatting.data.real import (
     GROUND_TRUTH_KEYS, SAMPLE_KEYS, Clip, RealCaptureDataset, frame_name, read_real_manifest, subject_window,
     upsert_clip, write_real_manifest,

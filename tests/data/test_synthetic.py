@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bgmatting.data.io import read_alpha, read_image
+from bgmatting.io import read_alpha, read_image
 from bgmatting.data.synthetic import adobe_set, cache, ensure_synthetic_adobe, ensure_synthetic_real
 from bgmatting.data.synthetic import render_subject, synthetic_adobe_dataset, synthetic_real_dataset
 from bgmatting.data.synthetic.shapes import _Canvas, _glass, _veil, apply_motion_blur, draw_strands, grow_strands

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from infer_helpers import disc_alpha, paste_subject, photo, save_checkpoint, tiny_generator
 
-from bgmatting.data.io import write_image
+from bgmatting.io import write_image
 
 
 @pytest.fixture

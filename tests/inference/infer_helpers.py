@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from skimage import data as skdata
 
-from bgmatting.data.io import write_image
+from bgmatting.io import write_image
 from bgmatting.models import Generator, MattingModel, Refiner
 
 TINY = dict(ngf=8, nf_part=8, n_blocks1=1, n_blocks2=1)

@@ -9,7 +9,7 @@ import pytest
 from infer_helpers import disc_alpha, handheld_capture, paste_subject, photo
 
 from bgmatting import infer
-from bgmatting.data.io import read_alpha, write_image
+from bgmatting.io import read_alpha, write_image
 from bgmatting.inference.sinks import SUMMARY_NAME
 from bgmatting.preprocess.misalignment import tolerance_px
 

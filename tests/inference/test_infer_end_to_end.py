@@ -17,7 +17,7 @@ from infer_helpers import photo
 
 from bgmatting import infer, prepare_real
 from bgmatting.data.clip_preparation import prepare_clip
-from bgmatting.data.io import read_alpha, read_image, read_rgba, write_image
+from bgmatting.io import read_alpha, read_image, read_rgba, write_image
 from bgmatting.inference.crop import subject_box
 from bgmatting.inference.sinks import SUMMARY_NAME
 from bgmatting.inference.sources import GREEN_SCREEN, resize_to

@@ -18,7 +18,7 @@ import torch
 from infer_helpers import save_checkpoint, tiny_generator
 
 from bgmatting import infer
-from bgmatting.data.io import read_alpha, read_image, write_image
+from bgmatting.io import read_alpha, read_image, write_image
 from bgmatting.inference.sinks import SUMMARY_NAME
 
 
@@ -151,7 +151,7 @@ def test_bad_input_exits_2_with_one_line_and_loses_nothing(case, finished, capsy
 
 def test_a_gpu_index_the_machine_does_not_have_is_refused(monkeypatch, tiny_checkpoint):
     """The CUDA branch of the device check without a GPU: a machine that reports one GPU."""
-    from bgmatting.data.io import DataError
+    from bgmatting.io import DataError
     from bgmatting.inference.job import InferenceJob, check_job
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

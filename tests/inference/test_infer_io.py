@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from infer_helpers import photo
 
-from bgmatting.data.io import DataError, read_image, write_image
+from bgmatting.io import DataError, read_image, write_image
 from bgmatting.inference.runner import frames_with_motion
 from bgmatting.inference.sinks import SUMMARY_NAME, AtomicVideoWriter, ResultWriter
 from bgmatting.inference.sources import Segmentations, TargetBackgrounds, parse_colour, resize_to

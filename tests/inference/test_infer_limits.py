@@ -5,7 +5,7 @@ from __future__ import annotations
 from bad_input import assert_refused, files_under, run_argparse_main
 from infer_helpers import disc_alpha, paste_subject, photo
 
-from bgmatting.data.io import MAX_PIXELS_VARIABLE, write_image
+from bgmatting.io import MAX_PIXELS_VARIABLE, write_image
 from bgmatting.infer import main
 
 

@@ -18,7 +18,7 @@ import pytest
 from infer_helpers import disc_alpha, paste_subject, photo
 
 from bgmatting import infer
-from bgmatting.data.io import DataError, read_alpha, read_image, write_image
+from bgmatting.io import DataError, read_alpha, read_image, write_image
 from bgmatting.inference.job import InferenceJob, run_job
 from bgmatting.inference.pipeline import MemoryLimitError
 from bgmatting.inference.output_folder import LOCK_NAME, STAGING_PREFIX

@@ -7,7 +7,7 @@ import torch
 from infer_helpers import TINY, disc_alpha, paste_subject, photo, refining_model
 
 from bgmatting import infer
-from bgmatting.data.io import read_alpha
+from bgmatting.io import read_alpha
 from bgmatting.inference import Matter
 from bgmatting.models import Generator
 

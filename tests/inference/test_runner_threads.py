@@ -8,7 +8,7 @@ import pytest
 import torch
 from infer_helpers import refining_model
 
-from bgmatting.data.io import DataError
+from bgmatting.io import DataError
 from bgmatting.inference import Matter, ResultWriter, TargetBackgrounds, matte_sequence
 from bgmatting.inference.temporal import TemporalOptions
 from bgmatting.preprocess.capture import BackgroundPlates, CapturedBackgrounds, VideoFrames

@@ -7,7 +7,7 @@ import pytest
 from infer_helpers import disc_alpha, paste_subject, photo
 
 import bgmatting
-from bgmatting.data.io import write_alpha
+from bgmatting.io import write_alpha
 from bgmatting.inference.crop import CropBox
 from bgmatting.inference.pipeline import Matte
 from bgmatting.inference.temporal import (

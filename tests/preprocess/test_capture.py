@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from bgmatting.data.io import DataError, read_image, write_image
+from bgmatting.io import DataError, read_image, write_image
 from bgmatting.data.clip_preparation import prepare_clip
 from bgmatting.preprocess.align import AlignmentWarning, align_background
 from bgmatting.preprocess.capture import (

@@ -20,7 +20,7 @@ from skimage import data as skdata
 
 from bgmatting.data import AdobeAugment, AdobeCompositeDataset
 from bgmatting.data.batch_augment import BackgroundPerturbation
-from bgmatting.data.io import write_alpha, write_image
+from bgmatting.io import write_alpha, write_image
 
 FOREGROUND_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 BACKGROUND_PHOTOS = ("coffee", "rocket", "chelsea", "astronaut", "hubble_deep_field", "immunohistochemistry")

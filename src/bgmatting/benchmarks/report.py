@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 
-from bgmatting.data.io import json_text, write_text
+from bgmatting.io import json_text, write_text
 
 SCHEMA = "bgmatting-bench/1"
 

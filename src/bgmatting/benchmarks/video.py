@@ -34,7 +34,7 @@ import bgmatting
 from bgmatting.benchmarks import clip_probe
 from bgmatting.benchmarks.inputs import make_batch
 from bgmatting.benchmarks.model import calibrate_batchnorm, configured_model
-from bgmatting.data.io import write_image
+from bgmatting.io import write_image
 
 SUBJECT_SIDE_FRACTION = 0.8  # subject height relative to the frame height
 VIDEO_MODES = ("refine", "original")  # infer --mode: the refining checkpoint at native resolution, and the 512 crop

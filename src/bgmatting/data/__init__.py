@@ -13,7 +13,7 @@ from bgmatting.data.adobe import AdobeCompositeDataset, CompositeSetDataset
 from bgmatting.data.augment import AdobeAugment
 from bgmatting.data.composite_sets import build_composite_set
 from bgmatting.data.compositing import composite, fit_background, trimap_from_alpha
-from bgmatting.data.io import DataError, read_alpha, read_image, read_trimap, write_alpha, write_image
+from bgmatting.io import DataError, read_alpha, read_image, read_trimap, write_alpha, write_image
 from bgmatting.data.manifest import read_manifest, write_manifest
 
 __all__ = [

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from bgmatting.data.augment import AdobeAugment, soft_segmentation_from_alpha, still_motion_cues
 from bgmatting.data.compositing import fit_background, hwc_to_chw
-from bgmatting.data.io import IMAGE_EXTENSIONS, DataError, list_images, read_alpha, read_image, read_trimap
+from bgmatting.io import IMAGE_EXTENSIONS, DataError, list_images, read_alpha, read_image, read_trimap
 from bgmatting.data.manifest import read_manifest
 
 PathLike = str | os.PathLike

@@ -7,7 +7,7 @@ A CSV composite manifest must have the columns evaluation reads (``CompositeSetD
 background, alpha, trimap; else it is unreadable, one problem naming them) and is checked row by row. For every
 row: each referenced file exists and decodes;
 single-channel columns (alpha, trimap, segmentation, mask) hold one channel (or identical colour channels, the
-documented conversion) and trimaps one of the recognised encodings (``data.io.read_trimap``); all files
+documented conversion) and trimaps one of the recognised encodings (``bgmatting.io.read_trimap``); all files
 of a row share one size (except columns with their own size, e.g. target_background); the row has as many
 cells as the header. Each problem names its line (or clip and frame), column, path and reason.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bgmatting.data.adobe import CompositeSetDataset
-from bgmatting.data.io import DataError, read_alpha, read_image, read_trimap
+from bgmatting.io import DataError, read_alpha, read_image, read_trimap
 from bgmatting.data.manifest import Manifest, is_path_cell, read_manifest
 from bgmatting.data.real import manifest_path, read_real_manifest
 

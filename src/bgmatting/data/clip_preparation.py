@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bgmatting.data.io import DataError, read_image, to_float, write_alpha, write_image
+from bgmatting.io import DataError, read_image, to_float, write_alpha, write_image
 from bgmatting.data.real import MANIFEST_NAME, Clip, frame_name, upsert_clip
 from bgmatting.preprocess.align import AlignOptions
 from bgmatting.preprocess.capture import (

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from bgmatting.data.adobe import load_foreground, resolve_backgrounds, resolve_foregrounds
 from bgmatting.data.compositing import TRIMAP_K, composite, fit_background, resize, trimap_from_alpha
-from bgmatting.data.io import DataError, read_image, read_trimap, write_alpha, write_image
+from bgmatting.io import DataError, read_image, read_trimap, write_alpha, write_image
 from bgmatting.data.manifest import write_manifest
 
 PathLike = str | os.PathLike

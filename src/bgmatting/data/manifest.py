@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from bgmatting.data.io import IMAGE_EXTENSIONS, DataError, write_text
+from bgmatting.io import IMAGE_EXTENSIONS, DataError, write_text
 
 PathLike = str | os.PathLike
 

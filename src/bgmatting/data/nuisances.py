@@ -10,7 +10,7 @@ call the same code with their own seeds:
 * :class:`Exposure`: auto exposure / white balance between the shots (per-channel gain, gamma);
 * :class:`Shadow`: the subject's soft shadow on the scene (in the photo only), offset and sheared from alpha;
 * :func:`add_sensor_noise` (Gaussian, independent per image) and JPEG compression (:func:`jpeg_quality`,
-  :func:`jpeg_round_trip`; files are written with :func:`bgmatting.data.io.write_jpeg`).
+  :func:`jpeg_round_trip`; files are written with :func:`bgmatting.io.write_jpeg`).
 
 Images are RGB float32 H x W x 3 in [0, 1]; alpha and shadow maps H x W in [0, 1]; homographies 3 x 3 float64
 mapping (x, y) pixel coordinates; displacement fields 2 x H x W float32 (dx, dy) in pixels.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from bgmatting.data.io import encode_jpeg, image_from_bytes
+from bgmatting.io import encode_jpeg, image_from_bytes
 
 Rng = np.random.Generator | int
 
@@ -194,5 +194,5 @@ def jpeg_quality(rng: Rng, quality=(80, 92)) -> int:
 
 def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
     """The image (H x W x 3 float [0, 1]) after JPEG compression at ``quality``: float32 [0, 1], exactly what
-    reading a file written by :func:`bgmatting.data.io.write_jpeg` gives."""
+    reading a file written by :func:`bgmatting.io.write_jpeg` gives."""
     return image_from_bytes(encode_jpeg(image, quality), f"JPEG at quality {quality}")

@@ -37,7 +37,7 @@ import torch
 from torch.utils.data import Dataset
 
 from bgmatting.data.compositing import TRIMAP_K, cut_and_resize, hwc_to_chw, trimap_from_alpha
-from bgmatting.data.io import DataError, list_images, read_alpha, read_image, write_json
+from bgmatting.io import DataError, list_images, read_alpha, read_image, write_json
 from bgmatting.preprocess.motion import BOUNDARIES, DEFAULT_OFFSETS, video_motion_cues
 
 PathLike = str | os.PathLike

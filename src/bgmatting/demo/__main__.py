@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from bgmatting.cli import report
-from bgmatting.data.io import DataError
+from bgmatting.io import DataError
 from bgmatting.demo.app import demo_app, make_server
 from bgmatting.demo.server import ServerLimits
 from bgmatting.inference.pipeline import MATTING_MODES

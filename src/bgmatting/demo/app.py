@@ -12,7 +12,7 @@ Routes:
 * ``POST /api/composite`` with ``{"id", "color" | "image"}``: a new ``"composite"`` of an earlier result.
 
 Bad requests are answered with ``{"error": one line}``: 400 (a body that is not a JSON object, a field of the wrong
-type, an image that does not decode or is above the pixel limit of :mod:`bgmatting.data.io`, a body shorter than
+type, an image that does not decode or is above the pixel limit of :mod:`bgmatting.io`, a body shorter than
 its ``Content-Length``), 408 (the body did not arrive in time), 411 (no ``Content-Length``), 413 (a body above
 ``ServerLimits.max_body_bytes``), 404 (an unknown path); a bug is a 500 and a traceback in the log.
 
@@ -40,7 +40,7 @@ import torch
 
 from bgmatting.api import matte
 from bgmatting.cli import one_line
-from bgmatting.data.io import DataError, image_from_bytes, to_uint8
+from bgmatting.io import DataError, image_from_bytes, to_uint8
 from bgmatting.data.synthetic.clips import ensure_synthetic_real
 from bgmatting.demo.server import LimitedHandler, PooledHTTPServer, ServerLimits
 from bgmatting.inference.pipeline import composite_over
@@ -74,7 +74,7 @@ def text_field(request: dict, key: str, default: str | None = None) -> str:
 
 def decode_data_url(url: Any, what: str) -> np.ndarray:
     """A ``data:...;base64,`` URL of an image file -> RGB float32 H x W x 3 in [0, 1], read as files are
-    (:func:`bgmatting.data.io.image_from_bytes`: pixel limit, EXIF orientation); DataError naming ``what``."""
+    (:func:`bgmatting.io.image_from_bytes`: pixel limit, EXIF orientation); DataError naming ``what``."""
     match = re.match(r"data:[\w./+-]*;base64,(.*)$", url, re.DOTALL) if isinstance(url, str) else None
     if not match:
         raise DataError(f"{what}: expected an image file (a data:...;base64 URL)")

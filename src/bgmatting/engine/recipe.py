@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from bgmatting.data.io import DataError
+from bgmatting.io import DataError
 from bgmatting.engine import distributed, model_start
 from bgmatting.engine.run_checkpoints import CHECKPOINT_DIRNAME, CheckpointError, CheckpointManager
 from bgmatting.engine.loop import LoopOptions, RunPlace, Trainer, TrainingData

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bgmatting.data.io import atomic_path
+from bgmatting.io import atomic_path
 from bgmatting.engine import distributed
 from bgmatting.models.checkpoints import (  # one error type for every checkpoint problem
     CheckpointError,
@@ -38,7 +38,7 @@ CHECKPOINT_FORMAT = "bgmatting.train/1"
 CHECKPOINT_DIRNAME = "checkpoints"
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 BEST_NAME = "best.pt"
-#: Temporaries of checkpoint writes (``data.io.atomic_path``): left behind only when a write was killed.
+#: Temporaries of checkpoint writes (``bgmatting.io.atomic_path``): left behind only when a write was killed.
 _ORPHAN = re.compile(r"^\.(step_\d+\.pt|best\.pt)\..+\.tmp$")
 
 

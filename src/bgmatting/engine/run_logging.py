@@ -22,7 +22,7 @@ import torch
 from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
-from bgmatting.data.io import write_text
+from bgmatting.io import write_text
 from bgmatting.engine.distributed import all_gather_object, unwrap
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from torch.utils.data import Dataset
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from bgmatting.data.io import write_json
+from bgmatting.io import write_json
 from bgmatting.engine import distributed
 from bgmatting.engine.recipe import build_test_sets, build_trainer, seed_everything, to_plain
 from bgmatting.engine.run_folder import final_evaluation, resolve_resume

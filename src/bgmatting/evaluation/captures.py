@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bgmatting import metrics
-from bgmatting.data.io import DataError, read_image
+from bgmatting.io import DataError, read_image
 from bgmatting.data.synthetic.capture_set import CaptureSet, CaptureUnit
 from bgmatting.evaluation.gallery import BASELINE_LABELS, GalleryRow
 from bgmatting.evaluation.score import image_metrics

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bgmatting.data.io import DataError
+from bgmatting.io import DataError
 
 from bgmatting.evaluation.figures import new_figure, save_png
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bgmatting.data.io import atomic_path
+from bgmatting.io import atomic_path
 
 
 def new_figure(width: float, height: float, dpi: int = 100) -> Figure:

@@ -1,6 +1,6 @@
 """Evaluation outputs: per-image CSV, summary JSON and Markdown, a PNG plot, predictions and error maps.
 
-Every file is written atomically through :mod:`bgmatting.data.io`. Reports print MSE divided by ``mse_unit``
+Every file is written atomically through :mod:`bgmatting.io`. Reports print MSE divided by ``mse_unit``
 (default 1e-3); SAD, Grad, Conn and fg SAD are in thousands as stored in rows
 (:mod:`bgmatting.evaluation.summary`).
 """
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from matplotlib import colormaps
 
-from bgmatting.data.io import write_alpha, write_image, write_json, write_text
+from bgmatting.io import write_alpha, write_image, write_json, write_text
 from bgmatting.evaluation.figures import new_figure, save_png
 from bgmatting.evaluation.summary import METRIC_UNITS, METRICS, Row, summaries_of
 

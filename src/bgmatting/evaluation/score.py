@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from bgmatting import metrics
-from bgmatting.data.io import DataError, read_alpha, read_trimap
+from bgmatting.io import DataError, read_alpha, read_trimap
 from bgmatting.evaluation.reports import save_error_map, save_prediction
 from bgmatting.evaluation.summary import Row
 from bgmatting.evaluation.testsets import has_true_foreground, images_by_stem, sample_names

@@ -21,7 +21,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from bgmatting.data.io import write_json, write_text
+from bgmatting.io import write_json, write_text
 from bgmatting.evaluation.captures import CAPTURE_BASELINES, is_capture_set, score_capture_baselines
 from bgmatting.evaluation.gallery import gallery_rows, write_gallery
 from bgmatting.evaluation.reports import MSE_METRICS, metric_headers

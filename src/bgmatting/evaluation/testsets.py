@@ -9,7 +9,7 @@ from typing import Any
 from torch.utils.data import Dataset, Subset
 
 from bgmatting.data.adobe import CompositeSetDataset
-from bgmatting.data.io import IMAGE_EXTENSIONS, DataError
+from bgmatting.io import IMAGE_EXTENSIONS, DataError
 from bgmatting.data.manifest import read_manifest, write_manifest
 from bgmatting.data.synthetic.capture_set import CaptureSet
 from bgmatting.evaluation.reports import safe_file_name

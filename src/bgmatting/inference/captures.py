@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bgmatting.data.io import to_float
+from bgmatting.io import to_float
 from bgmatting.data.synthetic.capture_set import CaptureSet, CaptureUnit, capture_dataset
 from bgmatting.data.synthetic.capture_set.build import N_CLIPS, N_FRAMES, N_STILLS, SEED
 from bgmatting.inference.job import DEFAULT_SEGMENTER, InferenceJob, check_options, run_job

@@ -14,7 +14,7 @@ is reported in the summary (``video_frames``: declared and decoded, and a line i
 Defaults: an input folder in the public code's layout (``0001_img.png`` next to ``0001_back.png`` and
 ``0001_masksDL.png``) is its own plate folder when no background is given, and its masks are the segmentations
 when neither a segmentation folder nor a segmenter is given. Every user error is a
-:class:`bgmatting.data.io.DataError` with one line naming the file or value.
+:class:`bgmatting.io.DataError` with one line naming the file or value.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bgmatting.data.io import DataError, image_pixel_limit, list_images, pixel_limit_for_memory
+from bgmatting.io import DataError, image_pixel_limit, list_images, pixel_limit_for_memory
 from bgmatting.inference.pipeline import MATTING_MODES, Matter
 from bgmatting.inference.runner import matte_sequence
 from bgmatting.inference.sinks import (

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bgmatting.data.io import atomic_path
+from bgmatting.io import atomic_path
 from bgmatting.models import MattingModel, NonFiniteOutputError
 
 FORMATS = ("onnx", "torchscript")

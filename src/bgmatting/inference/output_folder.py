@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-from bgmatting.data.io import DataError
+from bgmatting.io import DataError
 
 LOCK_NAME = ".bgmatting.lock"
 STAGING_PREFIX = ".staging-"

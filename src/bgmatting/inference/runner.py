@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bgmatting.data.io import DataError, to_float
+from bgmatting.io import DataError, to_float
 from bgmatting.inference.pipeline import Matte, Matter
 from bgmatting.models import NonFiniteOutputError
 from bgmatting.inference.sinks import ResultWriter

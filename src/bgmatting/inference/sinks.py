@@ -2,7 +2,7 @@
 
 Nothing partial ever looks complete, and a failed run loses nothing of an earlier one: a run writes into a
 hidden staging folder inside the output folder (``.staging-<random>.tmp/``, every file through
-:func:`bgmatting.data.io.atomic_path`); only when every frame succeeded are its files moved into place and
+:func:`bgmatting.io.atomic_path`); only when every frame succeeded are its files moved into place and
 ``summary.json`` written last, so a folder without it is an unfinished run. A failed run deletes its staging
 folder and leaves the output folder as it was. One run per output folder at a time: a run holds the folder's
 lock (:mod:`bgmatting.inference.output_folder`) from before it touches anything in the folder until it ends, and a
@@ -13,7 +13,7 @@ Nothing is written through a symbolic link: a link where the run writes (an outp
 ``summary.json``, the videos, the lock file) is refused before anything is written, naming the link, and files
 are moved into place relative to folder descriptors opened without following links. The output folder itself
 may be a link (its path is the one the user named). Errors while writing (a full disk: "no space left on device
-writing PATH", a read-only folder, an output path that is a file) are :class:`bgmatting.data.io.DataError`
+writing PATH", a read-only folder, an output path that is a file) are :class:`bgmatting.io.DataError`
 naming the path.
 
 Layout of an output folder::
@@ -41,7 +41,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bgmatting.data.io import DataError, atomic_path, to_uint8, write_alpha, write_image, write_json
+from bgmatting.io import DataError, atomic_path, to_uint8, write_alpha, write_image, write_json
 from bgmatting.inference.output_folder import (
     LOCK_NAME,
     OUTPUT_FOLDERS,
@@ -113,7 +113,7 @@ class _Aborted(Exception):
 
 
 class AtomicVideoWriter:
-    """cv2.VideoWriter that encodes into a hidden temporary file (:func:`bgmatting.data.io.atomic_path`, with
+    """cv2.VideoWriter that encodes into a hidden temporary file (:func:`bgmatting.io.atomic_path`, with
     the video's extension) and renames it to ``path`` on :meth:`close`.
 
     Frames: RGB H x W x 3 (uint8, or float in [0, 1]) or gray H x W; all of the size given at construction.

@@ -1,7 +1,7 @@
 """What inference reads besides the capture (frames and plates: :mod:`bgmatting.preprocess.capture`):
 precomputed segmentations matched per frame, and the target backgrounds the subject is composited over.
 
-Every error is a :class:`bgmatting.data.io.DataError` naming the file.
+Every error is a :class:`bgmatting.io.DataError` naming the file.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bgmatting.data.io import DataError, check_video_size, list_images, read_alpha, read_image, to_float
+from bgmatting.io import DataError, check_video_size, list_images, read_alpha, read_image, to_float
 from bgmatting.inference.crop import resize_to
 from bgmatting.preprocess.capture import (
     ORIGINAL_SEGMENTATION_SUFFIX,

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
+from bgmatting.io import to_float
 from bgmatting.preprocess.motion import to_gray
 
 FILL_MODES = ("image", "unaligned", "replicate", "zeros")
@@ -207,7 +208,7 @@ def _prepare_pair(image: np.ndarray, background: np.ndarray, subject_mask: np.nd
     subject = _subject_mask(subject_mask, (height, width))
     margin = options.subject_margin if options.subject_margin is not None else max(3, round(0.01 * max(height, width)))
     outside_subject = None if subject is None else ~_dilate(subject, margin)
-    return _Pair(_to_float(image), _to_float(background), background.dtype, subject, outside_subject)
+    return _Pair(to_float(image, "image"), to_float(background, "background"), background.dtype, subject, outside_subject)
 
 
 def _fall_back(pair: _Pair, report: AlignmentReport, reason: str, t_start: float) -> tuple[np.ndarray, AlignmentReport]:
@@ -647,12 +648,6 @@ def _check_rgb(name: str, array: np.ndarray) -> None:
         raise ValueError(f"{name} must be uint8 or float in [0, 1], got dtype {array.dtype}")
     if min(array.shape[:2]) < 8:
         raise ValueError(f"{name} is too small to align ({array.shape[0]} x {array.shape[1]})")
-
-
-def _to_float(image: np.ndarray) -> np.ndarray:
-    if image.dtype == np.uint8:
-        return image.astype(np.float32) / 255.0
-    return np.clip(image.astype(np.float32), 0.0, 1.0)
 
 
 def _from_float(image: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -3,8 +3,8 @@ frames' size and aligned to them. Shared by inference (``python -m bgmatting.inf
 preparation (``python -m bgmatting.prepare_real``), so both read and align the same way.
 
 Frames carry RGB pixels as read: uint8 from videos (kept small while buffered for motion cues), float32
-[0, 1] from image files; :func:`bgmatting.data.io.to_float` turns either into float32 H x W x 3 in [0, 1].
-Plates are float32 H x W x 3 in [0, 1]. Every error is a :class:`bgmatting.data.io.DataError` naming the file.
+[0, 1] from image files; :func:`bgmatting.io.to_float` turns either into float32 H x W x 3 in [0, 1].
+Plates are float32 H x W x 3 in [0, 1]. Every error is a :class:`bgmatting.io.DataError` naming the file.
 
 A folder in the public code's sample layout (``0001_img.png`` with ``0001_back.png`` and ``0001_masksDL.png``)
 is recognised by name: its ``*_img`` files are the input frames, the plates and masks are never matted as
@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from bgmatting.data.io import IMAGE_EXTENSIONS, DataError, check_video_size, list_images, read_image, to_float
+from bgmatting.io import IMAGE_EXTENSIONS, DataError, check_video_size, list_images, read_image, to_float
 from bgmatting.preprocess.align import AlignmentReport, AlignmentWarning, AlignOptions, align_background
 from bgmatting.preprocess.misalignment import (
     GROSS_DIFFERENCE,
@@ -116,7 +116,7 @@ def frame_names(paths: Sequence[Path]) -> list[str]:
 
 def image_size(path: Path) -> tuple[int, int]:
     """(height, width) of an image file, read from its header (Pillow) without decoding the pixels; a file Pillow
-    cannot read is decoded (:func:`bgmatting.data.io.read_image`: a DataError naming it when it is broken)."""
+    cannot read is decoded (:func:`bgmatting.io.read_image`: a DataError naming it when it is broken)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

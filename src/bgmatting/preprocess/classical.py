@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from bgmatting.preprocess.align import AlignmentReport, AlignOptions, align_background
-from bgmatting.preprocess.motion import as_float01
+from bgmatting.io import to_float
 from bgmatting.preprocess.segment import BackgroundDifferenceSegmenter, background_difference_matte
 
 #: Frame pixels (longer side) per pixel of tolerated misalignment and of feather sigma: 1 px up to 1535 px,
@@ -39,16 +39,16 @@ def careful_matte(image: np.ndarray, plate: np.ndarray, *, tolerance_px: int | N
     """(alpha H x W float32 in [0, 1], the final alignment's report) of the careful classical matte (module
     docstring). ``tolerance_px`` / ``feather_px``: None scales 1 px and 0.5 px with the frame (1 per 1024 px of
     its longer side, rounded, at least 1 for the tolerance); ``options``: the alignment's."""
-    image = as_float01(image)
+    image = to_float(image, "image")
     scale = max(image.shape[:2]) / _PIXELS_PER_UNIT
     radius = max(1, round(scale)) if tolerance_px is None else int(tolerance_px)
     feather = 0.5 * max(1.0, scale) if feather_px is None else float(feather_px)
     first, report = align_background(image, plate, options=options, photometric=True)
-    rough = BackgroundDifferenceSegmenter(tolerance_px=radius).binary_mask(image, as_float01(first))
+    rough = BackgroundDifferenceSegmenter(tolerance_px=radius).binary_mask(image, to_float(first, "plate"))
     aligned, second = align_background(image, plate, subject_mask=rough, options=options, photometric=True)
     if not (second.fell_back and not report.fell_back):
         first, report = aligned, second
-    alpha = background_difference_matte(image, as_float01(first), tolerance_px=radius)
+    alpha = background_difference_matte(image, to_float(first, "plate"), tolerance_px=radius)
     if report.valid_mask is not None and not report.valid_mask.all():
         nearest = ndimage.distance_transform_edt(~report.valid_mask, return_distances=False, return_indices=True)
         alpha = alpha[nearest[0], nearest[1]]

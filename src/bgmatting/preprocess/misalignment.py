@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 
 from bgmatting.preprocess.align import fit_gain_bias
-from bgmatting.preprocess.motion import as_float01, to_gray
+from bgmatting.io import to_float
+from bgmatting.preprocess.motion import to_gray
 
 #: A plate off by at most this share of the frame's longest side (and at least 1 px) counts as registered:
 #: half a pixel at the measuring scale (``max_side`` 640), 1.5 px on a 1920 x 1080 frame.
@@ -183,7 +184,7 @@ def background_residual(image: np.ndarray, plate: np.ndarray, subject_mask: np.n
                         step: int = 4) -> float:
     """Median of max-over-channels |I - B'| over the pixels (every ``step``-th row and column) outside
     ``subject_mask`` (H x W, > 0.5 or True: excluded; None: all pixels). Images H x W x 3, uint8 or float."""
-    image, plate = as_float01(image)[::step, ::step], as_float01(plate)[::step, ::step]
+    image, plate = to_float(image, "image")[::step, ::step], to_float(plate, "plate")[::step, ::step]
     residual = np.abs(image - plate).max(axis=2)
     if subject_mask is not None:
         outside = np.asarray(subject_mask, np.float32)[::step, ::step] <= 0.5
@@ -205,7 +206,7 @@ def correct_exposure(
     region: H x W bool, the pixels that show the plate's scene outside the subject (default: all); the fit is
     robust to what differs there all the same (:func:`~bgmatting.preprocess.align.fit_gain_bias`).
     """
-    image_f, plate_f = as_float01(image), as_float01(plate)
+    image_f, plate_f = to_float(image, "image"), to_float(plate, "plate")
     region = np.ones(image_f.shape[:2], bool) if region is None else np.asarray(region, bool)
     gain, bias = fit_gain_bias(plate_f, image_f, region, robust=True)
     corrected = np.clip(plate_f * gain + bias, 0.0, 1.0).astype(np.float32)

@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 import torch
 
+from bgmatting.io import to_float
+
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 DEFAULT_OFFSETS = (-40, -20, 20, 40)
 BOUNDARIES = ("clamp", "wrap", "reflect")
@@ -36,7 +38,7 @@ def to_gray(image: np.ndarray | torch.Tensor, keep_uint8: bool = False) -> np.nd
             raise ValueError(f"to_gray expects a (B x) 3 x H x W tensor, got shape {tuple(image.shape)}")
         weights = torch.tensor(LUMA_WEIGHTS, dtype=image.dtype, device=image.device).view(3, 1, 1)
         return (image * weights).sum(dim=-3, keepdim=True)
-    array = as_float01(image)
+    array = to_float(image, "image")
     if array.ndim == 2:
         return array
     if array.ndim == 3 and array.shape[2] == 1:
@@ -44,18 +46,6 @@ def to_gray(image: np.ndarray | torch.Tensor, keep_uint8: bool = False) -> np.nd
     if array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"to_gray expects an H x W x 3 RGB array, got shape {array.shape}")
     return cv2.cvtColor(np.ascontiguousarray(array), cv2.COLOR_RGB2GRAY)
-
-
-def as_float01(array: np.ndarray) -> np.ndarray:
-    """uint8 / uint16 / float image -> float32 in [0, 1] (floats are taken as already in [0, 1])."""
-    array = np.asarray(array)
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    if array.dtype == np.uint16:
-        return array.astype(np.float32) / 65535.0
-    if np.issubdtype(array.dtype, np.floating):
-        return array.astype(np.float32, copy=False)
-    raise ValueError(f"unsupported image dtype {array.dtype}; expected uint8, uint16 or float in [0, 1]")
 
 
 def image_motion_cues(image: np.ndarray, frames: int = 4) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 
 from bgmatting.data.adobe import AdobeCompositeDataset, CompositeSetDataset
 from bgmatting.data.composite_sets import build_composite_set
-from bgmatting.data.io import write_alpha, write_image
+from bgmatting.io import write_alpha, write_image
 
 from .cache import build_atomically, cache_root, parameter_key
 from .shapes import render_subject

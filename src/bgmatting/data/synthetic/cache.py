@@ -2,7 +2,7 @@
 
 A generated set lives in ``<cache root>/<kind>/<key>/``; the key spells out every generation parameter and
 the generator version, so changing either makes a new folder. Generation writes into a temporary sibling
-folder (``bgmatting.data.io.atomic_path``, tagged with host and process) and renames it into place only when
+folder (``bgmatting.io.atomic_path``, tagged with host and process) and renames it into place only when
 complete, with a ``COMPLETE.json`` marker written last inside it: an interrupted run leaves only a temporary
 folder, which is never taken for a finished set (and is removed by the next run on the same host once its
 process is gone).
@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bgmatting.data.io import TEMP_SUFFIX, atomic_path, temporary_prefix
+from bgmatting.io import TEMP_SUFFIX, atomic_path, temporary_prefix
 
 CACHE_ENV = "BGMATTING_CACHE"
 MARKER = "COMPLETE.json"

@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bgmatting.data.io import to_float, to_uint8, write_alpha, write_image
+from bgmatting.io import to_float, to_uint8, write_alpha, write_image
 from bgmatting.data.nuisances import pose_homography, random_pose
 from bgmatting.data.real import MANIFEST_NAME, Clip, RealCaptureDataset, frame_name, write_real_manifest
 from bgmatting.preprocess.segment import get_segmenter, postprocess_segmentation, segmentation_crop_scale

@@ -22,7 +22,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bgmatting.data.io import write_alpha, write_image, write_jpeg
+from bgmatting.io import write_alpha, write_image, write_jpeg
 from bgmatting.data.manifest import write_manifest
 from bgmatting.data.synthetic.cache import build_atomically, cache_root, parameter_key
 

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from bgmatting.data.compositing import composite, trimap_from_alpha
-from bgmatting.data.io import to_uint8
+from bgmatting.io import to_uint8
 from bgmatting.data.nuisances import (Exposure, Shadow, add_sensor_noise, jpeg_quality, parallax_field,
                                       pose_homography, random_pose, view_through)
 from bgmatting.data.synthetic.clips import smooth_path

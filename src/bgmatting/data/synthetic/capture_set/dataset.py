@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from bgmatting.data.io import DataError, read_alpha, read_image, read_trimap
+from bgmatting.io import DataError, read_alpha, read_image, read_trimap
 from bgmatting.data.manifest import read_manifest
 
 from .build import COLUMNS, N_CLIPS, N_FRAMES, N_STILLS, SEED, ensure_capture_set

@@ -28,7 +28,7 @@ import numpy as np
 
 from bgmatting.data.augment import AdobeAugment, perturb_background, soft_segmentation_from_alpha
 from bgmatting.data.compositing import TRIMAP_K, composite, trimap_from_alpha
-from bgmatting.data.io import to_uint8, write_alpha, write_image
+from bgmatting.io import to_uint8, write_alpha, write_image
 from bgmatting.data.manifest import write_manifest
 from bgmatting.data.synthetic.cache import build_atomically, cache_root, parameter_key
 

@@ -9,13 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from bgmatting.data.image_header import read_header
-from bgmatting.data.io import (DEFAULT_MAX_PIXELS, MAX_PIXELS_VARIABLE, DataError, atomic_path, check_video_size,
+from bgmatting.io.image_header import read_header
+from bgmatting.io import (DEFAULT_MAX_PIXELS, MAX_PIXELS_VARIABLE, DataError, atomic_path, check_video_size,
                                image_from_bytes, image_pixel_limit, list_images, max_image_pixels,
                                pixel_limit_for_memory, read_alpha, read_image, read_rgba, read_trimap,
                                temporary_prefix, to_float, to_uint8, write_image, write_text)
 
-sys.path.insert(0, str(Path(__file__).parent))
 from image_files import (jpeg_declaring, jpeg_with_orientation, marked, png_bomb_header,  # noqa: E402
                          png_with_orientation, webp_with_orientation)
 

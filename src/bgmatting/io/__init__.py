@@ -33,7 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bgmatting.data.image_header import apply_orientation, read_header
+from bgmatting.io.image_header import apply_orientation, read_header
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 

@@ -1,7 +1,7 @@
 """An image file's size and EXIF orientation from its header, without decoding a pixel.
 
 :func:`read_header` recognises PNG, JPEG, BMP, TIFF (and BigTIFF) and WebP (lossy, lossless, extended) by their
-signatures and returns their width, height and orientation; anything else is None. :mod:`bgmatting.data.io`
+signatures and returns their width, height and orientation; anything else is None. :mod:`bgmatting.io`
 checks the size against its pixel limit before it decodes (a few hundred bytes can declare gigabytes of pixels)
 and turns the pixels upright with :func:`apply_orientation`.
 
