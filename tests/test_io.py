@@ -2,8 +2,6 @@
 before decoding, and errors that name the file."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
