@@ -115,14 +115,14 @@ MUTATIONS = {
     # issue 21: the kinds an earlier mutation run found unguarded, and their near relatives
     'i21a temporal: moving average from the raw previous frame': (
         'inference/temporal.py',
-        'w * self._last.alpha + (1 - w) * item.alpha',
-        'w * self._last_raw.alpha + (1 - w) * item.alpha',
+        '(last.alpha, item.alpha, static)',
+        '(self._last_raw.alpha, item.alpha, static)',
         ['tests/inference/test_temporal.py'],
     ),
     'i21a2 temporal: premultiplied F averaged with the raw previous frame': (
         'inference/temporal.py',
-        'w * self._last.premultiplied + (1 - w) * item.premultiplied',
-        'w * self._last_raw.premultiplied + (1 - w) * item.premultiplied',
+        '(last.premultiplied, item.premultiplied, static[:, :, None])',
+        '(self._last_raw.premultiplied, item.premultiplied, static[:, :, None])',
         ['tests/inference/test_temporal.py'],
     ),
     'i21a3 temporal: OFD compares with the smoothed previous frame': (
@@ -131,16 +131,10 @@ MUTATIONS = {
         'one_frame_delay(self._last, self._waiting[0]',
         ['tests/inference/test_temporal.py'],
     ),
-    'i21b temporal: moving-average weights swapped': (
+    'i21b temporal: moving-average weights swapped (alpha and F)': (
         'inference/temporal.py',
-        'w * self._last.alpha + (1 - w) * item.alpha',
-        '(1 - w) * self._last.alpha + w * item.alpha',
-        ['tests/inference/test_temporal.py'],
-    ),
-    'i21b2 temporal: premultiplied F weights swapped': (
-        'inference/temporal.py',
-        'w * self._last.premultiplied + (1 - w) * item.premultiplied',
-        '(1 - w) * self._last.premultiplied + w * item.premultiplied',
+        'cv2.addWeighted(past[box], w, present[box], 1.0 - w, 0.0)',
+        'cv2.addWeighted(past[box], 1.0 - w, present[box], w, 0.0)',
         ['tests/inference/test_temporal.py'],
     ),
     'i21b3 temporal: OFD neighbours agree only below the threshold': (
@@ -254,14 +248,14 @@ MUTATIONS = {
     ),
     'i21f4 postprocess opaque F = I at 0.975': (
         'inference/postprocess.py',
-        'opaque = alpha > opaque_above',
-        'opaque = alpha >= opaque_above',
+        'where=(alpha > opaque_above)[..., None]',
+        'where=(alpha >= opaque_above)[..., None]',
         ['tests/inference/test_infer_postprocess.py'],
     ),
     'i21f5 postprocess F kept at 0.01': (
         'inference/postprocess.py',
-        'fg[alpha <= clear_at_or_below] = 0.0',
-        'fg[alpha < clear_at_or_below] = 0.0',
+        '_zero_where(fg, alpha <= clear_at_or_below)',
+        '_zero_where(fg, alpha < clear_at_or_below)',
         ['tests/inference/test_infer_postprocess.py'],
     ),
     'i21g batch augmentation: its random stream not restored on resume': (

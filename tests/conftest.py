@@ -21,7 +21,7 @@ CONFIG_MODULE = "bgmatting.configs"
 # A tiny model on tiny synthetic data (generated in seconds): a fast run of either stage, by the command line
 # or in process. Outputs and the data cache go to folders the test chooses.
 TINY_RUN = ["model=tiny", "logging=quiet", "trainer.batch_size=2", "trainer.val_limit=2", "evaluation.limit=2",
-            "cpu_threads=1"]
+            "cpu_threads=1", "trainer.validate_every=1"]
 TINY_DATA = {
     "adobe": ["data.generation.n_fg=3", "data.generation.n_bg=4", "data.generation.size=48",
               "data.generation.n_test_fg=1", "data.generation.n_test_bg=2", "data.train.samples_per_fg=2",
@@ -35,7 +35,11 @@ TINY_DATA = {
               "~evaluation.sets.captures_512"],
     "real": ["data.generation.n_clips=2", "data.generation.n_frames=6", "data.generation.frame_size=[48,64]",
              "data.generation.n_targets=2", "data.train.size=32", "data.train.motion_offsets=[-2,-1,1,2]",
-             "data.val.n_clips=1", "data.val.n_targets=2", "data.val.size=32"],
+             "data.val.n_clips=1", "data.val.n_targets=2", "data.val.size=32",
+             # the capture set at one tiny size, as in the adobe stage's tiny run
+             "evaluation.sets.captures_256.size=48", "+evaluation.sets.captures_256.n_stills=2",
+             "+evaluation.sets.captures_256.n_clips=0", "+evaluation.sets.captures_256.network_size=64",
+             "~evaluation.sets.captures_512"],
 }
 
 

@@ -92,7 +92,10 @@ def test_the_api_mattes_an_example_and_recomposites_it(server):
     base, app = server
     assert b"Background matting" in _get(base + "/")
     examples = json.loads(_get(base + "/examples"))
-    assert [e["id"] for e in examples] == ["clip_000", "clip_001"] and "hand-held" in examples[1]["title"]
+    assert [e["id"] for e in examples] == ["clip_000", "clip_001", "capture_still_0000", "capture_still_0001"]
+    assert "hand-held" in examples[1]["title"] and "phone-like capture" in examples[2]["title"]
+    with urllib.request.urlopen(base + "/examples/capture_still_0000/photo.png", timeout=60) as response:
+        assert response.headers["Content-Type"] == "image/jpeg" and response.read(2) == b"\xff\xd8"  # a phone's JPEG
     photo, plate = _file_url(base, "/examples/clip_001/photo.png"), _file_url(base, "/examples/clip_001/plate.png")
     status, result = _post(base + "/api/matte", {"photo": photo, "plate": plate, "color": "#0000ff"})
     assert status == 200, result

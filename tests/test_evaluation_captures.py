@@ -71,8 +71,8 @@ def test_the_model_is_scored_on_exactly_what_infer_gives(scores, captures, model
     assert scores.rows[0]["sad"] == metrics.sad(result.alpha, frame.alpha(), frame.trimap())
     assert scores.rows[0]["sad_frame"] == metrics.sad(result.alpha, frame.alpha())
     clip = captures[3]
-    results = bgmatting.matte(str(clip.input_path), str(clip.plate_path), checkpoint=model, size=64, sequence=True,
-                              progress=False)
+    results = bgmatting.matte_frames(str(clip.input_path), str(clip.plate_path), checkpoint=model, size=64,
+                                     sequence=True, progress=False)
     assert scores.rows[-1]["sad_frame"] == metrics.sad(results[-1].alpha, clip.frames[-1].alpha())
 
 

@@ -28,6 +28,7 @@ from bgmatting.inference.model_export import (
     export_model,
 )
 from bgmatting.models import CheckpointError, MattingModel, NonFiniteOutputError, load_matting_model
+from bgmatting.models.starter import STARTER_NOTE, is_starter, resolve_checkpoint
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -44,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bgmatting.export", description="Export a Background Matting model to ONNX or TorchScript."
     )
-    parser.add_argument("--checkpoint", required=True, help="our checkpoint or an original-release state dict")
+    parser.add_argument("--checkpoint", default=None, help="our checkpoint or an original-release state dict (default: "
+                                                           "the starter weights the package ships)")
     parser.add_argument("--format", choices=FORMATS, default="onnx")
     parser.add_argument("--output", required=True, help="file to write (.onnx or .pt)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17)")
@@ -74,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     """Exit status 0 when written; 2 for bad input (one line on stderr); 1 when the parity check refused it."""
     args = build_parser().parse_args(argv)
     try:
-        model = _with_refine_options(load_matting_model(args.checkpoint), args)
+        if is_starter(args.checkpoint):
+            print(f"export: {STARTER_NOTE}", file=sys.stderr)
+        model = _with_refine_options(load_matting_model(resolve_checkpoint(args.checkpoint)), args)
         rows = export_model(model, args.output, args.format, opset=args.opset, size=args.size,
                             check_size=args.check_size, tolerance=args.tolerance)
     except ParityError as error:

@@ -75,7 +75,9 @@ def _essential_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--input", required=True, help="image, folder of images, or video file")
     g.add_argument("--background", help="captured background image (or folder, one per image); not needed for a "
                                         "folder in the original layout (0001_img.png + 0001_back.png)")
-    g.add_argument("--checkpoint", required=True, help="our checkpoint or an original-release state dict")
+    g.add_argument("--checkpoint", default=None,
+                   help="our checkpoint or an original-release state dict (default: the starter weights the package "
+                        "ships, minutes of CPU training: docs/MODEL_CARD.md)")
     g.add_argument("--output", required=True, help="output folder")
     target = g.add_mutually_exclusive_group()
     target.add_argument("--target-background", help="image, folder of images, or video to composite over")
@@ -107,9 +109,10 @@ def _plate_options(p: argparse.ArgumentParser) -> None:
 
 def _model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--mode", choices=MATTING_MODES, default="original",
+    g.add_argument("--mode", choices=MATTING_MODES, default=None,
                    help="original: crop around the subject, network at SIZE x SIZE; full: whole frame; refine: "
-                        "whole frame at native resolution, base downsampled + refiner (a checkpoint with a refiner)")
+                        "whole frame at native resolution, base downsampled + refiner (a checkpoint with a refiner). "
+                        "Default: refine for a checkpoint with a refiner, else original (measured: docs/CAPTURES.md)")
     g.add_argument("--size", type=int, default=512,
                    help="original: network side (512); full: long side of the processing size (0: native)")
     g.add_argument("--refine-mode", choices=REFINE_MODES, default="sampling",
@@ -145,7 +148,7 @@ def _speed_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bgmatting.infer",
-        usage="python -m bgmatting.infer --input PHOTO_OR_VIDEO --background PLATE --checkpoint CKPT --output DIR "
+        usage="python -m bgmatting.infer --input PHOTO_OR_VIDEO --background PLATE --output DIR [--checkpoint CKPT] "
               "[options]",
         description="Matte photos and videos with a Background Matting generator: alpha, foreground, composites. "
                     "By default the plate is aligned to the frames where it is measurably off and its exposure "

@@ -1,6 +1,8 @@
 """Refine mode: the base + refiner model on whole frames at their native resolution, in Matter and the command."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -69,3 +71,22 @@ def test_infer_refine_mode_with_its_options(tmp_path, capsys, photo_folder, tiny
             infer.main([*map(str, common), "--output", str(tmp_path / "bad"), flag, value])
         assert exit_info.value.code == 2
     assert "downsample ratio must be a number in (0, 1]" in capsys.readouterr().err
+
+
+def test_without_a_mode_infer_picks_refine_for_a_refining_checkpoint_and_original_otherwise(tmp_path, capsys,
+                                                                                          photo_folder,
+                                                                                          tiny_checkpoint):
+    refining = tmp_path / "refine.pt"
+    torch.save(refining_model().checkpoint_state(), refining)
+    common = ["--input", photo_folder["images"], "--background", photo_folder["plates"], "--segmentation",
+              photo_folder["masks"], "--no-align", "--size", "64"]
+    for checkpoint, expected in ((refining, "refine"), (tiny_checkpoint, "original")):
+        out = tmp_path / expected
+        code, log = _run(capsys, *common, "--checkpoint", checkpoint, "--output", out)
+        assert code == 0, log
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["mode"] == expected, summary
+        assert f"mode: {expected} (the default for a checkpoint" in log
+    explicit = tmp_path / "explicit"
+    code, log = _run(capsys, *common, "--checkpoint", refining, "--output", explicit, "--mode", "original")
+    assert code == 0 and json.loads((explicit / "summary.json").read_text())["mode"] == "original", log

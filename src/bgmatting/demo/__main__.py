@@ -33,10 +33,12 @@ def _ranged(kind: type, low: float, high: float | None = None):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bgmatting.demo", description="A local demo page for matting.")
-    p.add_argument("--checkpoint", required=True, help="our checkpoint or an original-release state dict")
+    p.add_argument("--checkpoint", default=None, help="our checkpoint or an original-release state dict (default: the "
+                                                      "starter weights the package ships)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=_ranged(int, 0, 65535), default=8765, help="port (0: any free port)")
-    p.add_argument("--mode", choices=MATTING_MODES, default="original", help="matting mode (as python -m bgmatting.infer)")
+    p.add_argument("--mode", choices=MATTING_MODES, default=None,
+                   help="matting mode (as python -m bgmatting.infer; default: refine with a refiner, else original)")
     p.add_argument("--size", type=_ranged(int, 4), default=512,
                    help="network side (original) or processing long side (full)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda ...")

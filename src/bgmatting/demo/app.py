@@ -41,13 +41,16 @@ import torch
 from bgmatting.api import matte
 from bgmatting.cli import one_line
 from bgmatting.io import DataError, image_from_bytes, to_uint8
+from bgmatting.data.synthetic.capture_set import capture_dataset
 from bgmatting.data.synthetic.clips import ensure_synthetic_real
 from bgmatting.demo.server import LimitedHandler, PooledHTTPServer, ServerLimits
 from bgmatting.inference.pipeline import composite_over
 from bgmatting.models import CheckpointError, load_matting_model
+from bgmatting.models.starter import resolve_checkpoint
 
 KEPT_RESULTS = 8
 EXAMPLE_SIZE = (240, 320)
+CAPTURE_EXAMPLE_SIZE = 512  # the capture set's 512 x 384 photos
 _JSON_TYPES = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number",
                bool: "true or false", type(None): "null"}
 
@@ -112,7 +115,9 @@ class Example:
 
 
 def build_examples(cache: Path | None = None) -> tuple[list[Example], Path]:
-    """The built-in examples (first frames of a fixed-camera and a hand-held synthetic capture) and a target image."""
+    """The built-in examples (first frames of a fixed-camera and a hand-held synthetic capture, then two phone-like
+    captures of the capture set: JPEG photo and plate from another pose, exposure, the subject's shadow) and a
+    target image."""
     manifest = ensure_synthetic_real(cache, n_clips=2, n_frames=2, size=EXAMPLE_SIZE, n_targets=2,
                                      handheld_fraction=0.5, seed=5)
     clips = json.loads(manifest.read_text())["clips"]
@@ -122,6 +127,9 @@ def build_examples(cache: Path | None = None) -> tuple[list[Example], Path]:
         kind = "hand-held camera" if clip["handheld"] else "fixed camera"
         examples.append(Example(clip["name"], f"synthetic capture, {kind}",
                                 sorted((folder / "frames").glob("*.png"))[0], folder / "background.png"))
+    for unit in capture_dataset(CAPTURE_EXAMPLE_SIZE, n_stills=2, n_clips=0, cache_dir=cache):
+        examples.append(Example(f"capture_{unit.name}", "phone-like capture: plate from another pose, exposure, "
+                                "the subject's shadow, JPEG", unit.frames[0].photo_path, unit.plate_path))
     targets = sorted((manifest.parent / "targets").glob("*.png"))
     return examples, targets[0]
 
@@ -209,7 +217,8 @@ class DemoHandler(LimitedHandler):
         example = next((e for e in app.examples if match and e.id == match.group(1)), None)
         if example is not None:
             picture = example.photo if match.group(2) == "photo" else example.plate
-            return self._send(200, picture.read_bytes(), "image/png")
+            kind = "image/jpeg" if picture.suffix.lower() in (".jpg", ".jpeg") else "image/png"
+            return self._send(200, picture.read_bytes(), kind)
         self._json(404, {"error": f"{path}: not found"})
 
     def do_POST(self) -> None:  # noqa: N802
@@ -265,7 +274,9 @@ def make_server(app: DemoApp, host: str = "127.0.0.1", port: int = 8765,
     return server
 
 
-def demo_app(checkpoint: str | Path, options: dict[str, Any] | None = None, cache: Path | None = None) -> DemoApp:
-    """Load the checkpoint once and prepare the examples."""
+def demo_app(checkpoint: str | Path | None, options: dict[str, Any] | None = None,
+             cache: Path | None = None) -> DemoApp:
+    """Load the checkpoint once (None or ``"starter"``: the starter weights the package ships) and prepare the
+    examples."""
     examples, target = build_examples(cache)
-    return DemoApp(load_matting_model(checkpoint), dict(options or {}), examples, target)
+    return DemoApp(load_matting_model(resolve_checkpoint(checkpoint)), dict(options or {}), examples, target)

@@ -69,7 +69,7 @@ class CapturePipeline:
     ``downsample_ratio`` (refine mode; None: infer's automatic ratio), ``precision``; all others are ``infer``'s
     defaults (:class:`InferenceJob`)."""
 
-    mode: str = "original"
+    mode: str | None = None  # None: infer's default (refine with a refiner, else original)
     size: int | None = 512
     refine_mode: str = "sampling"
     refine_pixels: int = 80_000
@@ -119,7 +119,7 @@ class CapturePipeline:
 
 
 def capture_test_set(size: int = 256, *, n_stills: int = N_STILLS, n_clips: int = N_CLIPS, n_frames: int = N_FRAMES,
-                     seed: int = SEED, cache_dir: PathLike | None = None, workers: int = 2, mode: str = "original",
+                     seed: int = SEED, cache_dir: PathLike | None = None, workers: int = 2, mode: str | None = None,
                      network_size: int | None = 512, refine_mode: str = "sampling", refine_pixels: int = 80_000,
                      precision: str = "auto", downsample_ratio: float | None = None) -> CaptureSet:
     """The capture set at ``size`` (:func:`bgmatting.data.synthetic.capture_set.capture_dataset`: generated on

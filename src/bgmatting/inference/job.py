@@ -44,6 +44,7 @@ from bgmatting.inference.sources import Segmentations, TargetBackgrounds
 from bgmatting.inference.temporal import DEFAULT_TEMPORAL, TEMPORAL_FILTERS, TemporalOptions
 from bgmatting.models import CheckpointError, load_matting_model
 from bgmatting.models.refiner import REFINE_MODES
+from bgmatting.models.starter import STARTER_NOTE, is_starter, resolve_checkpoint, starter_path
 from bgmatting.preprocess.capture import (
     ALIGNMENTS,
     DEFAULT_ALIGNMENT,
@@ -80,7 +81,8 @@ class InferenceJob:
     ``input``: an image, a folder of images or a video (path), an H x W x 3 array, or a list of them (frames of a
     clip with ``sequence=True``, else stills). ``background``: the
     captured plate (path, folder of plates, or array); None for an input folder in the original layout.
-    ``checkpoint``: a checkpoint path, or a ready :class:`MattingModel` / generator. ``output``: a folder, or None
+    ``checkpoint``: a checkpoint path, or a ready :class:`MattingModel` / generator; None or ``"starter"``: the
+    starter weights the package ships (:mod:`bgmatting.models.starter`). ``output``: a folder, or None
     to keep the results in memory (``run_job`` then needs a :class:`MemoryWriter`). ``target_background``: path
     or array; ``target_color``: (R, G, B) 0..255. ``segmenter``: a name of ``SEGMENTERS`` (None: the default, or
     the original layout's masks). ``max_memory_gb``: None for :data:`DEFAULT_MEMORY_SHARE` of the device's memory.
@@ -92,7 +94,7 @@ class InferenceJob:
     output: str | os.PathLike | None = None
     target_background: Source | None = None
     target_color: tuple[int, int, int] | None = None
-    mode: str = "original"
+    mode: str | None = None  # None: refine for a checkpoint with a refiner, else original (default_mode)
     size: int | None = 512
     refine_mode: str = "sampling"
     refine_pixels: int = 80_000
@@ -123,7 +125,8 @@ def _is_path(value: Any) -> bool:
 
 
 def _check_choices(job: InferenceJob) -> None:
-    for name, value, choices in (("mode", job.mode, MATTING_MODES), ("alignment", job.alignment, ALIGNMENTS),
+    for name, value, choices in (("mode", job.mode or MATTING_MODES[0], MATTING_MODES),
+                                 ("alignment", job.alignment, ALIGNMENTS),
                                  ("exposure", job.exposure, EXPOSURES), ("temporal", job.temporal, TEMPORAL_FILTERS),
                                  ("refine mode", job.refine_mode, REFINE_MODES)):
         if value not in choices:
@@ -135,7 +138,7 @@ def _check_choices(job: InferenceJob) -> None:
 def _check_numbers(job: InferenceJob) -> None:
     if not isinstance(job.batch_size, int) or job.batch_size < 1:
         raise DataError(f"batch size must be a positive integer, got {job.batch_size}")
-    if job.mode == "original" and (not job.size or job.size < 0 or job.size % 4):
+    if job.mode in (None, "original") and (not job.size or job.size < 0 or job.size % 4):
         raise DataError(f"size must be a positive multiple of 4 in original mode (the network side), got {job.size}")
     if job.size is not None and job.size < 0:
         raise DataError(f"size must be 0 (native) or positive, got {job.size}")
@@ -223,10 +226,10 @@ def check_job(job: InferenceJob) -> None:
                         f"(the segmenter is {segmenter})")
     if job.segmentation is not None and job.segmenter is not None:
         raise DataError("give precomputed segmentations or a segmenter, not both")
-    if _is_path(job.checkpoint) and not Path(job.checkpoint).is_file():
+    if is_starter(job.checkpoint):
+        starter_path()  # a CheckpointError when this installation has no starter weights
+    elif _is_path(job.checkpoint) and not Path(job.checkpoint).is_file():
         raise DataError(f"{job.checkpoint}: checkpoint does not exist")
-    if job.checkpoint is None:
-        raise DataError("no checkpoint given")
     if job.output is not None and Path(job.output).exists() and not Path(job.output).is_dir():
         raise DataError(f"{job.output}: the output path is a file, not a folder")
 
@@ -319,10 +322,25 @@ def require_refiner(model: torch.nn.Module, source: Any, option: str = "--mode r
                               "model=quickstart_refine or model=paper_refine); this one holds a generator only")
 
 
+def default_mode(model: torch.nn.Module) -> str:
+    """``infer``'s mode when none is given: ``refine`` (the whole frame at its resolution: the base at a long side of
+    512, the refiner on the 80 000 highest-error pixels) for a checkpoint with a refiner, ``original`` (the paper's
+    512 crop) for one without. Chosen by measurement on the capture set at 256, 512 and 1080p (docs/CAPTURES.md)."""
+    return "refine" if getattr(model, "refiner", None) is not None else "original"
+
+
 def load_model(job: InferenceJob) -> torch.nn.Module:
     """The job's network: the given one, or the checkpoint's (with its refiner, if it has one); in refine mode with
-    the job's refine options (mode, pixel budget, downsample ratio; the others as stored)."""
-    model = job.checkpoint if isinstance(job.checkpoint, torch.nn.Module) else load_matting_model(Path(job.checkpoint))
+    the job's refine options (mode, pixel budget, downsample ratio; the others as stored). A job without a mode
+    gets :func:`default_mode`'s (and a note saying so)."""
+    if is_starter(job.checkpoint):
+        job.notes.append(STARTER_NOTE)
+    checkpoint = resolve_checkpoint(job.checkpoint)
+    model = checkpoint if isinstance(checkpoint, torch.nn.Module) else load_matting_model(Path(checkpoint))
+    if job.mode is None:
+        job.mode = default_mode(model)
+        job.notes.append(f"mode: {job.mode} (the default for a checkpoint {'with' if job.mode == 'refine' else 'without'}"
+                         " a refiner; --mode chooses)")
     if job.mode != "refine":
         return model
     require_refiner(model, job.checkpoint)
