@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default=str(REPO / "outputs" / "starter"), help="folder for the two runs")
     parser.add_argument("--skip-training", action="store_true", help="reuse the runs already in --work")
+    parser.add_argument("--out", default=str(OUT), help="folder for starter.pt and starter.json (default: the package's)")
     args = parser.parse_args(argv)
     work = Path(args.work)
     adobe_dir, real_dir = work / "adobe", work / "real"
@@ -93,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     from bgmatting.models import load_matting_model
 
     model = load_matting_model(chosen / "checkpoints" / "best.pt")
-    OUT.mkdir(parents=True, exist_ok=True)
-    weights = OUT / "starter.pt"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = out / "starter.pt"
     torch.save(model.checkpoint_state(), weights)
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     card = {
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "stages": {name: {"command": s.get("command"), "steps": s["steps"], "wall_seconds": s.get("wall_seconds"),
                           "tables": _tables(s)} for name, s in (("adobe", adobe), ("real", real))},
     }
-    (OUT / "starter.json").write_text(json.dumps(card, indent=1) + "\n")
+    (out / "starter.json").write_text(json.dumps(card, indent=1) + "\n")
     print(f"{weights}: {card['bytes'] / 2**20:.2f} MiB, sha256 {digest[:16]}..., stage {card['stage']}")
     return 0
 

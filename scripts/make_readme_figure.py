@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The README's picture: capture-set stills matted end to end as ``infer`` mattes a user's files.
 
-    python scripts/make_readme_figure.py --checkpoint CKPT [--out docs/images/captures.png] [--units still_0000 ...]
+    python scripts/make_readme_figure.py [--checkpoint CKPT] [--out docs/images/captures.png] [--units still_0000 ...]
 
 One row per capture: the photo, the plate as captured (another pose, exposure, no subject), the alpha the
 pipeline made (``bgmatting.matte`` with its defaults) and the composite over a new background; each tile at the
@@ -21,8 +21,9 @@ from bgmatting.io import write_image
 from bgmatting.data.synthetic.capture_set import capture_dataset
 from bgmatting.inference.pipeline import composite_over
 from bgmatting.models import load_matting_model
+from bgmatting.models.starter import resolve_checkpoint
 
-DEFAULT_UNITS = ("still_0011", "still_0020", "still_0005")
+DEFAULT_UNITS = ("still_0011", "still_0020", "still_0000")
 
 
 def _tile(image: np.ndarray, width: int) -> np.ndarray:
@@ -33,7 +34,7 @@ def _tile(image: np.ndarray, width: int) -> np.ndarray:
 
 def figure(checkpoint: str, units: list[str], tile: int, gap: int = 4) -> np.ndarray:
     """H x W x 3 float32: a row per unit of (photo, plate, alpha, composite) tiles on white."""
-    model = load_matting_model(checkpoint)
+    model = load_matting_model(resolve_checkpoint(checkpoint))
     captures = {unit.name: unit for unit in capture_dataset(512)}
     missing = [name for name in units if name not in captures]
     if missing:
@@ -58,10 +59,10 @@ def figure(checkpoint: str, units: list[str], tile: int, gap: int = 4) -> np.nda
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", default="starter", help="default: the starter weights the package ships")
     parser.add_argument("--out", default="docs/images/captures.png")
     parser.add_argument("--units", nargs="+", default=list(DEFAULT_UNITS))
-    parser.add_argument("--tile", type=int, default=240, help="tile width in px")
+    parser.add_argument("--tile", type=int, default=180, help="tile width in px")
     args = parser.parse_args(argv)
     image = figure(args.checkpoint, args.units, args.tile)
     out = Path(args.out)

@@ -30,6 +30,7 @@ from bgmatting.inference.job import require_refiner
 from bgmatting.evaluation import (BASELINES, Evaluation, evaluate, evaluate_predictions, evaluate_suite, format_summary,
                                   gallery_rows, open_test_set, suite_table, write_gallery)
 from bgmatting.models import CheckpointError, MattingModel, load_matting_model
+from bgmatting.models.starter import resolve_checkpoint
 from bgmatting.runtime import resolve_device, resolve_precision
 
 
@@ -54,7 +55,8 @@ def _test_set(cfg: DictConfig, output_dir: Path):
 
 def _load_model(cfg: DictConfig) -> MattingModel:
     device = resolve_device(cfg.device)
-    model = load_matting_model(cfg.checkpoint, **_options(cfg.model_overrides)).to(device)
+    checkpoint = resolve_checkpoint(cfg.checkpoint)  # "starter": the starter weights the package ships
+    model = load_matting_model(checkpoint, **_options(cfg.model_overrides)).to(device)
     return model.set_precision(resolve_precision(device, cfg.precision))
 
 

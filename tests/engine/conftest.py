@@ -127,6 +127,7 @@ TINY_OVERRIDES = [
     "logging=quiet",
     "trainer.batch_size=2",
     "trainer.epochs=1",
+    "trainer.validate_every=1",  # the quickstart validates every 4 epochs; these tests run 1-3 epochs
     "evaluation.enabled=false",
 ]
 
