@@ -18,7 +18,7 @@ SHORT_RUN = ["stage=adobe", "logging=quiet", "cpu_threads=2", "trainer.max_steps
              "~evaluation.sets.captures_256", "~evaluation.sets.captures_512"]
 
 
-# ~40 s on 2 cores: the one test that trains for real
+# ~15 s on 2 cores: the one test that trains for real
 def test_a_short_quickstart_run_beats_alpha_equals_s_on_unseen_photo_composites(tmp_path, compose_config):
     cfg = compose_config("train", [*SHORT_RUN, f"outputs_root={tmp_path / 'outputs'}",
                                    f"data.cache_dir={tmp_path / 'cache'}"])
@@ -33,7 +33,7 @@ def test_a_short_quickstart_run_beats_alpha_equals_s_on_unseen_photo_composites(
     assert len(curve) >= 2 and curve[-1] < curve[0], curve  # it learned here, it did not start there
 
 
-# ~40 s on 2 cores. The recipe's full run takes minutes (too long for the suite); its output ships as the starter
+# ~12 s on 2 cores. The recipe's full run takes minutes (too long for the suite); its output ships as the starter
 # weights, built by scripts/build_starter_weights.py from the quickstart configs as they are. A short run of 300
 # steps at 64 px does not reach the baselines on captures (measured: frame SAD 0.55x of the best baseline), so the
 # learning claim is checked on the recipe's real output, on captures none of its training saw.
