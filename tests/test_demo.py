@@ -132,12 +132,24 @@ def _chromium(*args: str) -> subprocess.CompletedProcess:
                            "--virtual-time-budget=120000", *args], capture_output=True, text=True, timeout=240)
 
 
+def _dump_when_settled(url: str, tries: int = 3) -> str:
+    """The page's DOM once it has finished (state done or error). Headless Chromium's virtual time waits for
+    network loads but can jump to the end of its budget while the page awaits something else (a blob read: the
+    likely cause of one CI run's dump before the matte had arrived, not reproduced in 10 runs here); a page that
+    never settles still fails after ``tries``."""
+    for _ in range(tries):
+        dom = _chromium("--dump-dom", url).stdout
+        if re.search(r'<body[^>]*data-state="(done|error)"', dom):
+            break
+    return dom
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian: apt-get install chromium)")
 def test_the_page_in_headless_chromium(server, tmp_path):
     base, _ = server
     url = f"{base}/?example=clip_000&color=%230000ff"
-    dom = _chromium("--dump-dom", url).stdout
-    assert 'data-state="done"' in dom, dom[-2000:]
+    dom = _dump_when_settled(url)
+    assert 'data-state="done"' in dom, (re.findall(r"<body[^>]*>", dom), re.findall(r'id="status"[^<]*<', dom))
     assert re.search(r'id="status"[^>]*>Done: 320x240', dom)
     images = dict(re.findall(r'<img id="(\w+)"[^>]*src="(data:image/png;base64,[^"]+)"', dom))
     assert set(images) == {"alpha", "foreground", "composite"}
