@@ -7,9 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -30,7 +28,9 @@ sys.path.insert(0, str(Path(__file__).parent / "inference"))
 from image_files import jpeg_with_orientation, marked, png_bomb_header  # noqa: E402
 from infer_helpers import save_checkpoint, tiny_generator  # noqa: E402
 
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+sys.path.insert(0, str(Path(__file__).parent))
+from headless_browser import CHROMIUM, HeadlessPage  # noqa: E402
+
 
 
 @pytest.fixture(scope="module")
@@ -127,29 +127,16 @@ def test_the_api_answers_bad_requests_with_one_line(server):
         _get(base + "/nothing")
 
 
-def _chromium(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           "--virtual-time-budget=120000", *args], capture_output=True, text=True, timeout=240)
-
-
-def _dump_when_settled(url: str, tries: int = 3) -> str:
-    """The page's DOM once it has finished (state done or error). Headless Chromium's virtual time waits for
-    network loads but can jump to the end of its budget while the page awaits something else (a blob read: the
-    likely cause of one CI run's dump before the matte had arrived, not reproduced in 10 runs here); a page that
-    never settles still fails after ``tries``."""
-    for _ in range(tries):
-        dom = _chromium("--dump-dom", url).stdout
-        if re.search(r'<body[^>]*data-state="(done|error)"', dom):
-            break
-    return dom
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian: apt-get install chromium)")
-def test_the_page_in_headless_chromium(server, tmp_path):
+def test_the_page_in_headless_chromium(server):
     base, _ = server
-    url = f"{base}/?example=clip_000&color=%230000ff"
-    dom = _dump_when_settled(url)
-    assert 'data-state="done"' in dom, (re.findall(r"<body[^>]*>", dom), re.findall(r'id="status"[^<]*<', dom))
+    with HeadlessPage(1280, 1000) as page:
+        page.open(f"{base}/?example=clip_000&color=%230000ff")
+        settled = page.wait_for("['done', 'error'].includes(document.body && document.body.dataset.state)")
+        dom = page.html()
+        assert settled and 'data-state="done"' in dom, (re.findall(r"<body[^>]*>", dom),
+                                                        re.findall(r'id="status"[^<]*<', dom))
+        picture = cv2.imdecode(np.frombuffer(page.screenshot(), np.uint8), cv2.IMREAD_COLOR)
     assert re.search(r'id="status"[^>]*>Done: 320x240', dom)
     images = dict(re.findall(r'<img id="(\w+)"[^>]*src="(data:image/png;base64,[^"]+)"', dom))
     assert set(images) == {"alpha", "foreground", "composite"}
@@ -157,9 +144,6 @@ def test_the_page_in_headless_chromium(server, tmp_path):
     assert alpha.shape == (240, 320) and np.all(composite[alpha == 0] == (255, 0, 0))  # blue, as asked in the URL
     links = dict(re.findall(r'<a id="(\w+)Link" download="[\w.]+" href="(data:image/png;base64,[^"]+)"', dom))
     assert links == images  # each result has its download link
-    shot = tmp_path / "demo.png"
-    _chromium("--window-size=1280,1000", f"--screenshot={shot}", url)
-    picture = cv2.imread(str(shot))
     assert picture is not None and picture.shape[:2] == (1000, 1280) and picture.std() > 10
 
 
