@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -27,16 +26,6 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "src" / "bgmatting" / "models" / "weights"
 FIXED = ["seed=0", "precision=fp32", "cpu_threads=2", "logging.progress=false", "resume=false"]
 CAPTURE_SETS = ("captures_256", "captures_512")
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _commit() -> str:
@@ -91,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         adobe = _train("adobe", adobe_dir)
         real = _train("real", real_dir, f"teacher={adobe_dir / 'checkpoints' / 'best.pt'}")
     chosen = real_dir if _student_wins(real) else adobe_dir
+    from bgmatting.benchmarks.environment import describe_environment
     from bgmatting.models import load_matting_model
 
     model = load_matting_model(chosen / "checkpoints" / "best.pt")
@@ -105,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         "stage": "real" if chosen == real_dir else "adobe",
         "chosen_because": ("the real stage's student beats its teacher on the capture set" if chosen == real_dir else
                            "the real stage's student did not beat its teacher on the capture set"),
-        "model_config": model.config, "commit": _commit(), "cpu": _cpu(), "torch": torch.__version__,
+        "model_config": model.config, "commit": _commit(), "cpu": describe_environment(torch.device("cpu"))["cpu"],
+        "torch": torch.__version__,
         "precision": "fp32", "cpu_threads": 2, "seed": 0,
         "stages": {name: {"command": s.get("command"), "steps": s["steps"], "wall_seconds": s.get("wall_seconds"),
                           "tables": _tables(s)} for name, s in (("adobe", adobe), ("real", real))},
