@@ -5,6 +5,7 @@ loaded machine (measured: 3 of 6 dumps before the matte arrived with both cores 
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import shutil
@@ -14,11 +15,11 @@ import time
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 
 
-def _pipes_at_3_and_4(read_end: int, write_end: int) -> None:
-    """In the child before exec: the protocol's pipes at the descriptors Chromium reads (3) and writes (4)."""
-    high = [os.dup(read_end), os.dup(write_end)]  # out of the way of 3 and 4 first
-    os.dup2(high[0], 3)
-    os.dup2(high[1], 4)
+def _above_4(fd: int) -> int:
+    """``fd`` moved to a descriptor of 10 or more, clear of the 3 and 4 that bash assigns below."""
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+    os.close(fd)
+    return moved
 
 
 class HeadlessPage:
@@ -27,9 +28,13 @@ class HeadlessPage:
     def __init__(self, width: int = 1280, height: int = 1000):
         to_browser, from_us = os.pipe()
         to_us, from_browser = os.pipe()
+        to_browser, from_browser = _above_4(to_browser), _above_4(from_browser)
+        # bash (dash takes one-digit descriptors only) puts the pipes at the descriptors Chromium reads (3) and
+        # writes (4); no Python runs in the child between fork and exec, unsafe while the test's server threads run
+        redirect = f'exec "$0" "$@" 3<&{to_browser} 4>&{from_browser} {to_browser}<&- {from_browser}>&-'
         self._process = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--remote-debugging-pipe",
-             "about:blank"], close_fds=False, preexec_fn=lambda: _pipes_at_3_and_4(to_browser, from_browser),
+            ["bash", "-c", redirect, CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--remote-debugging-pipe", "about:blank"], pass_fds=(to_browser, from_browser),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_browser)
         os.close(from_browser)
@@ -81,7 +86,7 @@ class HeadlessPage:
         """The viewport as PNG bytes."""
         return base64.b64decode(self._call("Page.captureScreenshot", self._session, format="png")["data"])
 
-    def __enter__(self) -> "HeadlessPage":
+    def __enter__(self) -> HeadlessPage:
         return self
 
     def __exit__(self, *exc) -> None:
